@@ -1,0 +1,70 @@
+/**
+ * The parsed shape of a Corefile.
+ *
+ * @module
+ */
+
+/** One lexical token with where it came from. */
+export interface Token {
+  /** The token text after quote removal and environment substitution. */
+  text: string;
+  /** The file it was read from ("Corefile", an imported path, or "stdin"). */
+  file: string;
+  /** 1-based line number of the token's first character. */
+  line: number;
+}
+
+/**
+ * One directive line: `name args... [{ block }]`.
+ *
+ * Inside a `{ }` block every line is itself a Directive (its first token is
+ * the `name`), so plugin options such as `fallthrough a.org b.org` arrive as
+ * `{ name: "fallthrough", args: ["a.org", "b.org"] }`.
+ */
+export interface Directive {
+  name: Token;
+  args: Token[];
+  /** The lines between `{` and `}`, or null when the directive has no block. */
+  block: Directive[] | null;
+}
+
+/** A server block: its keys (`example.org:1053`, `dns://.`) and its directives in file order. */
+export interface ServerBlock {
+  keys: Token[];
+  directives: Directive[];
+}
+
+/** A user error in the Corefile; `message` is the bare reason. */
+export class CorefileError extends Error {
+  /** File the error is in. */
+  readonly file: string;
+  /** 1-based line, 0 when not known. */
+  readonly line: number;
+  /** The plugin whose setup rejected it, when known. */
+  readonly plugin?: string;
+
+  constructor(message: string, where?: { file: string; line: number }, plugin?: string) {
+    super(message);
+    this.name = "CorefileError";
+    this.file = where?.file ?? "Corefile";
+    this.line = where?.line ?? 0;
+    this.plugin = plugin;
+  }
+
+  /** CoreDNS's shape: `plugin/etcd: Corefile:3 - Error during parsing: unknown property 'x'`. */
+  describe(): string {
+    const at = `${this.file}:${this.line}`;
+    return this.plugin
+      ? `plugin/${this.plugin}: ${at} - Error during parsing: ${this.message}`
+      : `${at} - Error during parsing: ${this.message}`;
+  }
+}
+
+/** Raises `Wrong argument count or unexpected line ending after 'tok'`, CoreDNS's ArgErr. */
+export function argError(after: Token, plugin?: string): CorefileError {
+  return new CorefileError(
+    `Wrong argument count or unexpected line ending after '${after.text}'`,
+    after,
+    plugin,
+  );
+}
