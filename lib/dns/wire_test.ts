@@ -1,0 +1,174 @@
+import assert from "node:assert/strict";
+import dnsPacket from "dns-packet";
+import { Buffer } from "node:buffer";
+import { decodeMessage, encodeMessage, encodeQuery, type Message, parseQuery } from "./wire.ts";
+import { Rcode, type RR, Type } from "./types.ts";
+
+function reply(records: Partial<Message> = {}): Message {
+  return {
+    id: 4242,
+    response: true,
+    opcode: 0,
+    authoritative: true,
+    truncated: false,
+    recursionDesired: true,
+    recursionAvailable: false,
+    zero: false,
+    authenticData: false,
+    checkingDisabled: false,
+    rcode: 0,
+    question: [{ name: "Example.ORG.", type: Type.A, class: 1 }],
+    answer: [],
+    authority: [],
+    additional: [],
+    ...records,
+  };
+}
+
+const sample: RR[] = [
+  { name: "Example.ORG.", type: Type.A, class: 1, ttl: 300, data: "10.0.0.1" },
+  { name: "example.org.", type: Type.AAAA, class: 1, ttl: 300, data: "2001:db8::1" },
+  { name: "example.org.", type: Type.CNAME, class: 1, ttl: 60, data: "www.example.org." },
+  {
+    name: "_x._tcp.example.org.",
+    type: Type.SRV,
+    class: 1,
+    ttl: 30,
+    data: { priority: 10, weight: 33, port: 8080, target: "a.example.org." },
+  },
+  {
+    name: "example.org.",
+    type: Type.MX,
+    class: 1,
+    ttl: 30,
+    data: { preference: 10, exchange: "mail.example.org." },
+  },
+  { name: "example.org.", type: Type.TXT, class: 1, ttl: 30, data: ["hello", "world"] },
+  { name: "1.0.0.10.in-addr.arpa.", type: Type.PTR, class: 1, ttl: 30, data: "example.org." },
+];
+
+Deno.test("wire: encoded records decode identically with dns-packet and with our decoder", () => {
+  const soa: RR = {
+    name: "example.org.",
+    type: Type.SOA,
+    class: 1,
+    ttl: 30,
+    data: {
+      mname: "ns.dns.example.org.",
+      rname: "hostmaster.example.org.",
+      serial: 1700000000,
+      refresh: 7200,
+      retry: 1800,
+      expire: 86400,
+      minimum: 30,
+    },
+  };
+  const msg = reply({ answer: sample, authority: [soa] });
+  const bytes = encodeMessage(msg);
+  const ours = decodeMessage(bytes);
+  assert.deepEqual(ours.answer, sample);
+  assert.deepEqual(ours.authority, [soa]);
+  assert.equal(ours.id, 4242);
+  assert.equal(ours.authoritative, true);
+
+  const theirs = dnsPacket.decode(Buffer.from(bytes));
+  assert.equal(theirs.answers?.length, sample.length);
+  const a = theirs.answers![0] as { name: string; data: string };
+  assert.equal(a.name, "Example.ORG");
+  assert.equal(a.data, "10.0.0.1");
+  const srv = theirs.answers![3] as { data: { target: string; port: number; weight: number } };
+  assert.deepEqual(srv.data, { priority: 10, weight: 33, port: 8080, target: "a.example.org" });
+});
+
+Deno.test("wire: names are compressed (a repeated owner costs 2 bytes)", () => {
+  const one = encodeMessage(reply({ answer: sample.slice(0, 1) }));
+  const two = encodeMessage(reply({ answer: [sample[0], { ...sample[0], data: "10.0.0.2" }] }));
+  // The second record adds a 2-byte pointer plus type/class/ttl/rdlength (10) and 4 bytes of data.
+  assert.equal(two.length - one.length, 16);
+});
+
+Deno.test("wire: truncation drops whole records, keeps OPT and sets TC", () => {
+  const many: RR[] = [];
+  for (let i = 0; i < 100; i++) {
+    many.push({ name: `host${i}.example.org.`, type: Type.A, class: 1, ttl: 30, data: "10.0.0.1" });
+  }
+  const opt: RR = {
+    name: ".",
+    type: Type.OPT,
+    class: 1232,
+    ttl: 0,
+    data: { udpSize: 1232, extendedRcode: 0, version: 0, dnssecOk: false, options: [] },
+  };
+  const bytes = encodeMessage(reply({ answer: many, additional: [opt] }), 512);
+  assert.ok(bytes.length <= 512);
+  const decoded = decodeMessage(bytes);
+  assert.equal(decoded.truncated, true);
+  assert.ok(decoded.answer.length > 0 && decoded.answer.length < 100);
+  assert.equal(decoded.additional.at(-1)?.type, Type.OPT);
+  const whole = decodeMessage(encodeMessage(reply({ answer: many, additional: [opt] })));
+  assert.equal(whole.truncated, false);
+  assert.equal(whole.answer.length, 100);
+});
+
+Deno.test("wire: parseQuery reads question, case and EDNS0", () => {
+  const q = encodeQuery(7, "WwW.Example.org.", Type.AAAA, { udpSize: 4096, dnssecOk: true });
+  const parsed = parseQuery(q);
+  assert.ok(!("kind" in parsed));
+  assert.equal(parsed.question.name, "WwW.Example.org.");
+  assert.equal(parsed.question.type, Type.AAAA);
+  assert.equal(parsed.edns?.udpSize, 4096);
+  assert.equal(parsed.edns?.dnssecOk, true);
+});
+
+Deno.test("wire: parseQuery rejects what miekg/dns rejects", () => {
+  assert.deepEqual(parseQuery(new Uint8Array(5)), { kind: "drop" });
+  const q = encodeQuery(7, "a.", Type.A);
+  const response = q.slice();
+  response[2] |= 0x80;
+  assert.deepEqual(parseQuery(response), { kind: "drop" });
+  const update = q.slice();
+  update[2] = (update[2] & 0x87) | (5 << 3);
+  const u = parseQuery(update);
+  assert.ok("kind" in u && u.kind === "reject" && u.rcode === Rcode.NotImplemented);
+  const twoQuestions = q.slice();
+  twoQuestions[5] = 2;
+  const t = parseQuery(twoQuestions);
+  assert.ok("kind" in t && t.kind === "reject" && t.rcode === Rcode.FormatError);
+  const cut = q.slice(0, q.length - 2);
+  const c = parseQuery(cut);
+  assert.ok("kind" in c && c.kind === "reject" && c.rcode === Rcode.FormatError);
+});
+
+Deno.test("wire: compression loops and pointers past the end are errors, not hangs", () => {
+  const loop = new Uint8Array([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1]);
+  const parsed = parseQuery(loop);
+  assert.ok("kind" in parsed && parsed.kind === "reject");
+  assert.throws(() => decodeMessage(loop));
+});
+
+Deno.test("wire: escaped labels survive a round trip", () => {
+  const name = "a\\.b.example.org.";
+  const bytes = encodeMessage(reply({
+    question: [{ name, type: Type.TXT, class: 1 }],
+    answer: [{ name, type: Type.TXT, class: 1, ttl: 1, data: ["x"] }],
+  }));
+  const back = decodeMessage(bytes);
+  assert.equal(back.question[0].name, name);
+  assert.equal(back.answer[0].name, name);
+});
+
+Deno.test("wire: decoding random bytes never throws anything but WireError", () => {
+  let seed = 12345;
+  const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const base = encodeMessage(reply({ answer: sample }));
+  for (let i = 0; i < 5000; i++) {
+    const buf = base.slice(0, Math.floor(rand() * base.length));
+    for (let j = 0; j < 4; j++) buf[Math.floor(rand() * buf.length)] = Math.floor(rand() * 256);
+    try {
+      decodeMessage(buf);
+    } catch (err) {
+      assert.equal((err as Error).name, "WireError", (err as Error).stack);
+    }
+    parseQuery(buf);
+  }
+});

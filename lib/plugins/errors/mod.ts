@@ -1,0 +1,129 @@
+/**
+ * errors: logs the errors the rest of the chain reports, as CoreDNS's errors plugin.
+ *
+ * @module
+ */
+
+import { CorefileError, type Directive } from "../../corefile/types.ts";
+import { parseDuration } from "../../corefile/duration.ts";
+import { typeToString } from "../../dns/types.ts";
+import type { Logger } from "../../log.ts";
+import type { Plugin, PluginDefinition } from "../../server/plugin.ts";
+
+/** One `consolidate DURATION REGEXP [level] [show_first]` rule. */
+interface Consolidation {
+  pattern: RegExp;
+  source: string;
+  periodMs: number;
+  level: "warning" | "error" | "info" | "debug";
+  showFirst: boolean;
+  count: number;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+function parseConsolidate(line: Directive): Consolidation {
+  const args = line.args.map((a) => a.text);
+  if (args.length < 2 || args.length > 4) {
+    throw new CorefileError(
+      `Wrong argument count or unexpected line ending after '${line.name.text}'`,
+      line.name,
+      "errors",
+    );
+  }
+  let periodMs: number;
+  try {
+    periodMs = parseDuration(args[0]) * 1000;
+  } catch (err) {
+    throw new CorefileError((err as Error).message, line.args[0], "errors");
+  }
+  let pattern: RegExp;
+  try {
+    pattern = new RegExp(args[1]);
+  } catch (err) {
+    throw new CorefileError(`invalid regexp: ${(err as Error).message}`, line.args[1], "errors");
+  }
+  let level: Consolidation["level"] = "error";
+  let showFirst = false;
+  for (const extra of args.slice(2)) {
+    if (extra === "show_first") showFirst = true;
+    else if (["warning", "error", "info", "debug"].includes(extra)) {
+      level = extra as Consolidation["level"];
+    } else {
+      throw new CorefileError(`unknown log level argument in consolidate: ${extra}`, line.name, "errors");
+    }
+  }
+  return { pattern, source: args[1], periodMs, level, showFirst, count: 0 };
+}
+
+function emit(log: Logger, level: Consolidation["level"], msg: string) {
+  if (level === "warning") log.warning(msg);
+  else if (level === "info") log.info(msg);
+  else if (level === "debug") log.debug(msg);
+  else log.error(msg);
+}
+
+/** The errors directive: `errors { stacktrace; consolidate DURATION REGEXP [LEVEL] [show_first] }`. */
+export const errorsPlugin: PluginDefinition = {
+  name: "errors",
+  setup(ctx) {
+    if (ctx.directives.length > 1) {
+      throw new CorefileError(
+        "this plugin can only be used once per Server Block",
+        ctx.directives[1].name,
+        "errors",
+      );
+    }
+    const d = ctx.directives[0];
+    if (d.args.length) {
+      throw new CorefileError(
+        `Wrong argument count or unexpected line ending after '${d.name.text}'`,
+        d.args[0],
+        "errors",
+      );
+    }
+    const rules: Consolidation[] = [];
+    for (const line of d.block ?? []) {
+      if (line.name.text === "stacktrace") continue;
+      if (line.name.text === "consolidate") rules.push(parseConsolidate(line));
+      else throw new CorefileError(`unknown property '${line.name.text}'`, line.name, "errors");
+    }
+    const log = ctx.log;
+    ctx.onShutdown(() => {
+      for (const r of rules) clearTimeout(r.timer);
+    });
+    const report = (msg: string) => {
+      for (const rule of rules) {
+        if (!rule.pattern.test(msg)) continue;
+        rule.count++;
+        if (rule.count === 1) {
+          if (rule.showFirst) emit(log, rule.level, msg);
+          rule.timer = setTimeout(() => {
+            const n = rule.count;
+            rule.count = 0;
+            rule.timer = undefined;
+            if (n > (rule.showFirst ? 1 : 0)) {
+              emit(
+                log,
+                rule.level,
+                `${n} errors like '${rule.source}' occurred in last ${rule.periodMs / 1000}s`,
+              );
+            }
+          }, rule.periodMs);
+        }
+        return;
+      }
+      log.error(msg);
+    };
+    const plugin: Plugin = {
+      name: "errors",
+      async serve(req, next) {
+        const reply = await next(req);
+        if (reply.error) {
+          report(`${reply.rcode} ${req.question.name} ${typeToString(req.question.type)}: ${reply.error}`);
+        }
+        return reply;
+      },
+    };
+    return plugin;
+  },
+};

@@ -1,0 +1,143 @@
+/**
+ * log: one line per query, in CoreDNS's formats, filtered by name and response class.
+ *
+ * @module
+ */
+
+import { CorefileError, type Directive } from "../../corefile/types.ts";
+import { normalizeZones } from "../../corefile/keys.ts";
+import { isSubdomain } from "../../dns/name.ts";
+import { classToString, Rcode, rcodeToString, Type, typeToString } from "../../dns/types.ts";
+import type { Written } from "../../server/dispatch.ts";
+import type { Plugin, PluginDefinition, Request } from "../../server/plugin.ts";
+
+/** CoreDNS's `{common}` format. */
+export const COMMON_FORMAT =
+  '{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}';
+/** CoreDNS's `{combined}` format. */
+export const COMBINED_FORMAT = COMMON_FORMAT + ' "{>opcode}"';
+
+/** Response classes a rule can select. */
+export type ResponseClass = "success" | "denial" | "error";
+
+/** CoreDNS's response.Classify(Typify(msg)). */
+export function classify(written: Written): ResponseClass {
+  const m = written.message;
+  if (m.answer.length > 0 && m.rcode === Rcode.Success) return "success";
+  const soa = m.authority.some((r) => r.type === Type.SOA);
+  const ns = m.authority.some((r) => r.type === Type.NS);
+  if (soa && (m.rcode === Rcode.Success || m.rcode === Rcode.NameError)) return "denial";
+  if (m.rcode === Rcode.NameError) return "denial";
+  if (ns && m.rcode === Rcode.Success) return "success";
+  if (m.rcode === Rcode.Success) return "success";
+  return "error";
+}
+
+/** The flags text of a reply: "qr,aa,rd". */
+export function replyFlags(w: Written): string {
+  const flags = ["qr"];
+  if (w.authoritative) flags.push("aa");
+  if (w.truncated) flags.push("tc");
+  if (w.recursionDesired) flags.push("rd");
+  if (w.recursionAvailable) flags.push("ra");
+  if (w.authenticData) flags.push("ad");
+  if (w.checkingDisabled) flags.push("cd");
+  return flags.join(",");
+}
+
+/** Go's strconv.FormatFloat(seconds, 'f', -1, 64) + "s" for a duration in ms. */
+export function formatDuration(ms: number): string {
+  const text = (ms / 1000).toFixed(9).replace(/0+$/, "").replace(/\.$/, "");
+  return `${text}s`;
+}
+
+/** Fills a format's placeholders for one query and its reply. */
+export function formatLine(format: string, req: Request, w: Written, elapsedMs: number): string {
+  const remote = req.remoteAddress.includes(":") ? `[${req.remoteAddress}]` : req.remoteAddress;
+  const values: Record<string, string> = {
+    type: typeToString(req.question.type),
+    name: req.question.name,
+    class: classToString(req.question.class),
+    proto: req.transport,
+    remote,
+    port: String(req.remotePort),
+    local: req.localAddress.includes(":") ? `[${req.localAddress}]` : req.localAddress,
+    size: String(req.size),
+    rcode: rcodeToString(w.rcode),
+    rsize: String(w.size),
+    duration: formatDuration(elapsedMs),
+    ">id": String(req.id),
+    ">opcode": String(req.opcode),
+    ">do": String(req.edns?.dnssecOk ?? false),
+    ">bufsize": String(req.edns?.udpSize ?? 512),
+    ">rflags": replyFlags(w),
+    "/zone": req.zone,
+  };
+  return format.replace(/\{(common|combined)\}/g, (_, f) => f === "common" ? COMMON_FORMAT : COMBINED_FORMAT)
+    .replace(/\{([>/]?[a-z]+)\}/g, (all, key) => values[key] ?? all);
+}
+
+interface Rule {
+  names: string[];
+  format: string;
+  classes: Set<ResponseClass>;
+}
+
+function parseRule(d: Directive, zones: string[]): Rule {
+  const args = d.args.map((a) => a.text);
+  let format = COMMON_FORMAT;
+  let names = args;
+  // With two or more arguments the last is the format when it holds a placeholder.
+  if (args.length >= 2 && args[args.length - 1].includes("{")) {
+    format = args[args.length - 1];
+    names = args.slice(0, -1);
+  }
+  const classes = new Set<ResponseClass>();
+  for (const line of d.block ?? []) {
+    if (line.name.text !== "class") {
+      throw new CorefileError(`unknown property '${line.name.text}'`, line.name, "log");
+    }
+    if (line.args.length === 0) {
+      throw new CorefileError(
+        `Wrong argument count or unexpected line ending after 'class'`,
+        line.name,
+        "log",
+      );
+    }
+    for (const a of line.args) {
+      const c = a.text.toLowerCase();
+      if (c === "all") ["success", "denial", "error"].forEach((x) => classes.add(x as ResponseClass));
+      else if (c === "success" || c === "denial" || c === "error") classes.add(c);
+      else throw new CorefileError(`invalid class: ${a.text}`, a, "log");
+    }
+  }
+  if (classes.size === 0) ["success", "denial", "error"].forEach((x) => classes.add(x as ResponseClass));
+  const normalized = names.length ? normalizeZones(names) : ["."];
+  return { names: normalized.length ? normalized : zones, format, classes };
+}
+
+/** The log directive: `log [NAMES...] [FORMAT] { class success|denial|error|all }`, repeatable. */
+export const logPlugin: PluginDefinition = {
+  name: "log",
+  setup(ctx) {
+    const rules = ctx.directives.map((d) => parseRule(d, ctx.zones));
+    const log = ctx.log.child("");
+    const plugin: Plugin = {
+      name: "log",
+      serve(req, next) {
+        const matching = rules.filter((r) => r.names.some((n) => isSubdomain(n, req.qname)));
+        if (matching.length === 0) return next(req);
+        const started = performance.now();
+        (req as Request & { observers?: ((w: Written) => void)[] }).observers?.push((w) => {
+          const elapsed = performance.now() - started;
+          const cls = classify(w);
+          for (const rule of matching) {
+            if (rule.classes.has(cls)) log.info(formatLine(rule.format, req, w, elapsed));
+          }
+        });
+        return next(req);
+      },
+    };
+    return plugin;
+  },
+};

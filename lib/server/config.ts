@@ -1,0 +1,190 @@
+/**
+ * Turns parsed server blocks into running configuration: zones, listen
+ * addresses and one plugin chain per block.
+ *
+ * @module
+ */
+
+import { CorefileError, type Directive, type ServerBlock } from "../corefile/types.ts";
+import { parseKey, type ServerKey } from "../corefile/keys.ts";
+import type { Logger } from "../log.ts";
+import type {
+  Handler,
+  Plugin,
+  Reply,
+  Request,
+  ResourcePool,
+  ServerOptions,
+  SetupContext,
+} from "./plugin.ts";
+import { PLUGINS } from "./registry.ts";
+import { Rcode } from "../dns/types.ts";
+
+/** One server block after setup. */
+export interface BlockRuntime {
+  /** The block's zones (one per key). */
+  zones: string[];
+  port: number;
+  /** The addresses to listen on; empty = every address. */
+  bind: string[];
+  /** The chain's entry point; null when the block has no plugins (answers REFUSED). */
+  chain: Handler | null;
+  /** The chain's plugins, outermost first. */
+  plugins: Plugin[];
+  /** Whether the chain may answer classes other than IN (forward is present). */
+  anyClass: boolean;
+}
+
+/** A listen address and the zones served on it. */
+export interface ListenerConfig {
+  /** "" for every address, else an IP. */
+  host: string;
+  port: number;
+  /** Zone -> block, for longest-suffix routing. */
+  zones: Map<string, BlockRuntime>;
+}
+
+/** A fully set-up configuration, not yet listening. */
+export interface Config {
+  blocks: BlockRuntime[];
+  listeners: ListenerConfig[];
+  startup: (() => Promise<void> | void)[];
+  shutdown: (() => Promise<void> | void)[];
+}
+
+/** Inputs to {@link buildConfig}. */
+export interface BuildOptions {
+  /** Port for keys that name none (-dns.port). */
+  defaultPort: number;
+  configDir: string;
+  resources: ResourcePool;
+  log: Logger;
+}
+
+/** The answer a chain gives when it runs out of plugins. */
+export function noNextPlugin(plugin: string): Reply {
+  return {
+    rcode: Rcode.ServerFailure,
+    authoritative: false,
+    answer: [],
+    authority: [],
+    additional: [],
+    bare: true,
+    error: `plugin/${plugin}: no next plugin found`,
+  };
+}
+
+function composeChain(plugins: Plugin[]): Handler | null {
+  if (plugins.length === 0) return null;
+  let next: Handler = () => Promise.resolve(noNextPlugin(plugins[plugins.length - 1].name));
+  for (let i = plugins.length - 1; i >= 0; i--) {
+    const plugin = plugins[i];
+    const after = next;
+    next = (req: Request) => plugin.serve(req, after);
+  }
+  return next;
+}
+
+/**
+ * Validates keys, runs every plugin's setup in registry order for every
+ * block, and groups blocks by listen address. Throws CorefileError.
+ */
+export async function buildConfig(blocks: ServerBlock[], options: BuildOptions): Promise<Config> {
+  const startup: Config["startup"] = [];
+  const shutdown: Config["shutdown"] = [];
+  const runtimes: BlockRuntime[] = [];
+
+  for (const block of blocks) {
+    const keys: ServerKey[] = [];
+    for (const token of block.keys) {
+      for (const key of parseKey(token, options.defaultPort)) {
+        if (key.scheme !== "dns") {
+          throw new CorefileError(
+            `${key.scheme}:// is not supported by idetcd; serve plain DNS (dns:// or no scheme)`,
+            token,
+          );
+        }
+        keys.push(key);
+      }
+    }
+    if (keys.length === 0) continue;
+    const ports = new Set(keys.map((k) => k.port));
+    const byDirective = new Map<string, Directive[]>();
+    for (const d of block.directives) {
+      const list = byDirective.get(d.name.text) ?? [];
+      list.push(d);
+      byDirective.set(d.name.text, list);
+    }
+    // Keys of one block with different ports become separate blocks sharing plugins,
+    // as in CoreDNS; the common case is a single port.
+    const serverOptions: ServerOptions = { bind: [] };
+    const plugins: Plugin[] = [];
+    const zones = keys.map((k) => k.zone);
+    for (const def of PLUGINS) {
+      const directives = byDirective.get(def.name);
+      if (!directives) continue;
+      const ctx: SetupContext = {
+        directives,
+        zones,
+        port: keys[0].port,
+        configDir: options.configDir,
+        serverOptions,
+        resources: options.resources,
+        log: options.log.child(`plugin/${def.name}`),
+        onStartup: (fn) => startup.push(fn),
+        onShutdown: (fn) => shutdown.push(fn),
+      };
+      const plugin = await def.setup(ctx);
+      if (plugin) plugins.push(plugin);
+    }
+    const chain = composeChain(plugins);
+    for (const port of ports) {
+      runtimes.push({
+        zones: keys.filter((k) => k.port === port).map((k) => k.zone),
+        port,
+        bind: serverOptions.bind,
+        chain,
+        plugins,
+        anyClass: plugins.some((p) => p.name === "forward"),
+      });
+    }
+  }
+  return { blocks: runtimes, listeners: groupListeners(runtimes), startup, shutdown };
+}
+
+function groupListeners(blocks: BlockRuntime[]): ListenerConfig[] {
+  const byAddress = new Map<string, ListenerConfig>();
+  for (const block of blocks) {
+    const hosts = block.bind.length ? block.bind : [""];
+    for (const host of hosts) {
+      const id = `[${host}]:${block.port}`;
+      let listener = byAddress.get(id);
+      if (!listener) {
+        listener = { host, port: block.port, zones: new Map() };
+        byAddress.set(id, listener);
+      }
+      for (const zone of block.zones) {
+        if (listener.zones.has(zone)) {
+          throw new CorefileError(
+            `cannot serve dns://${zone}:${block.port} - it is already defined`,
+          );
+        }
+        listener.zones.set(zone, block);
+      }
+    }
+  }
+  // A wildcard listener and a specific one on the same port cannot both bind.
+  for (const l of byAddress.values()) {
+    if (l.host !== "") continue;
+    for (const other of byAddress.values()) {
+      if (other.host !== "" && other.port === l.port) {
+        const zone = [...other.zones.keys()][0];
+        throw new CorefileError(
+          `cannot serve dns://${zone}:${other.port} - zone overlap listener capacity with ` +
+            `dns://${[...l.zones.keys()][0]}:${l.port} (use bind in every block on port ${l.port})`,
+        );
+      }
+    }
+  }
+  return [...byAddress.values()];
+}

@@ -1,0 +1,360 @@
+/**
+ * From a packet to a reply: parse, route by zone, run the chain, encode.
+ *
+ * Transport-free so tests can drive it directly; lib/server/listen.ts feeds
+ * it from sockets. Nothing here throws: every failure becomes a DNS answer
+ * (FORMERR, NOTIMP, REFUSED, SERVFAIL) or, for packets not worth answering,
+ * no answer at all.
+ *
+ * @module
+ */
+
+import {
+  encodeMessage,
+  type Header,
+  MAX_MESSAGE_SIZE,
+  type Message,
+  MIN_UDP_SIZE,
+  parseQuery,
+} from "../dns/wire.ts";
+import { Class, type OPTData, type Question, Rcode, type RR, Type } from "../dns/types.ts";
+import { lowerName } from "../dns/name.ts";
+import type { BlockRuntime, ListenerConfig } from "./config.ts";
+import type { Reply, Request } from "./plugin.ts";
+import type { Logger } from "../log.ts";
+
+/** Where a packet came from. */
+export interface Peer {
+  transport: "udp" | "tcp";
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+/** What a written reply looked like, for log and metrics observers. */
+export interface Written {
+  rcode: number;
+  size: number;
+  truncated: boolean;
+  authoritative: boolean;
+  recursionAvailable: boolean;
+  authenticData: boolean;
+  recursionDesired: boolean;
+  checkingDisabled: boolean;
+  /** The block that served it, or undefined when none did (REFUSED, FORMERR). */
+  block?: BlockRuntime;
+  /** The matched zone ("." for the catch-all, "" when unrouted). */
+  zone: string;
+  /** The plugin that produced the reply. */
+  plugin?: string;
+  question?: Question;
+  /** The message as sent (after truncation decisions; records as produced). */
+  message: Message;
+}
+
+/** Request plus the server-internal hooks. */
+export interface ServerRequest extends Request {
+  /** Called after the reply is encoded (log, prometheus). */
+  readonly observers: ((written: Written) => void)[];
+}
+
+/** Observes every packet the dispatcher handles (even unrouted ones), for metrics. */
+export type PacketObserver = (req: ServerRequest | undefined, written: Written) => void;
+
+/** Maximum depth of internal re-entry (CNAME chasing through the server). */
+const MAX_DEPTH = 8;
+
+/** Strips the ::ffff: prefix of IPv4-mapped addresses. */
+export function unmapAddress(address: string): string {
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}
+
+/** Routes and answers queries for one listener's zones. */
+export class Dispatcher {
+  #zones: Map<string, BlockRuntime>;
+  #log: Logger;
+  /** Extra observer for every packet (the prometheus plugin's `dropped` zone). */
+  packetObserver?: PacketObserver;
+
+  constructor(listener: ListenerConfig, log: Logger) {
+    this.#zones = listener.zones;
+    this.#log = log;
+  }
+
+  /** Swaps in a new configuration's zones (reload), atomically for new queries. */
+  update(listener: ListenerConfig): void {
+    this.#zones = listener.zones;
+  }
+
+  /** Longest-suffix match, then ".", as CoreDNS's ServeDNS does. */
+  route(qname: string): [string, BlockRuntime] | undefined {
+    const zones = this.#zones;
+    let name = qname;
+    while (true) {
+      const block = zones.get(name);
+      if (block && name !== ".") return [name, block];
+      const dot = name.indexOf(".");
+      if (dot < 0 || dot === name.length - 1) break;
+      name = name.slice(dot + 1);
+    }
+    const root = zones.get(".");
+    return root ? [".", root] : undefined;
+  }
+
+  /**
+   * Answers one packet. Resolves to the bytes to send, or null when the
+   * packet gets no answer (runts, responses).
+   */
+  async handle(packet: Uint8Array, peer: Peer): Promise<Uint8Array | null> {
+    const parsed = parseQuery(packet);
+    if ("kind" in parsed) {
+      if (parsed.kind === "drop") return null;
+      const reply = bareReply(parsed.header, parsed.rcode, parsed.question, parsed.edns);
+      return this.#finish(reply, parsed.edns, peer, undefined, "", undefined);
+    }
+    const { header, question, edns } = parsed;
+    if (parsed.badOpt) {
+      return this.#finish(
+        bareReply(header, Rcode.FormatError, question, null),
+        null,
+        peer,
+        undefined,
+        "",
+        undefined,
+      );
+    }
+    if (edns && edns.version !== 0) {
+      return this.#finish(
+        bareReply(header, Rcode.BadVers, question, edns),
+        edns,
+        peer,
+        undefined,
+        "",
+        undefined,
+      );
+    }
+    const qname = lowerName(question.name);
+    const routed = this.route(qname);
+    if (!routed) {
+      return this.#finish(
+        bareReply(header, Rcode.Refused, question, edns),
+        edns,
+        peer,
+        undefined,
+        "",
+        undefined,
+      );
+    }
+    const [zone, block] = routed;
+    if (!block.chain || (question.class !== Class.INET && !block.anyClass)) {
+      return this.#finish(
+        bareReply(header, Rcode.Refused, question, edns),
+        edns,
+        peer,
+        undefined,
+        zone,
+        block,
+      );
+    }
+    const req = this.#request(header, question, qname, edns, peer, zone, packet.length, 0);
+    let reply: Reply;
+    try {
+      reply = await block.chain(req);
+    } catch (err) {
+      this.#log.error(
+        `${question.name} ${question.type}: plugin failed: ${
+          err instanceof Error ? err.stack ?? err.message : String(err)
+        }`,
+      );
+      reply = {
+        rcode: Rcode.ServerFailure,
+        authoritative: false,
+        answer: [],
+        authority: [],
+        additional: [],
+        bare: true,
+      };
+    }
+    const message = replyMessage(header, question, reply);
+    return this.#finish(message, edns, peer, req, zone, block, reply.plugin);
+  }
+
+  #request(
+    header: Header,
+    question: Question,
+    qname: string,
+    edns: OPTData | null,
+    peer: Peer,
+    zone: string,
+    size: number,
+    depth: number,
+  ): ServerRequest {
+    return {
+      id: header.id,
+      opcode: header.opcode,
+      rd: header.recursionDesired,
+      cd: header.checkingDisabled,
+      ad: header.authenticData,
+      question,
+      qname,
+      edns,
+      transport: peer.transport,
+      remoteAddress: peer.remoteAddress,
+      remotePort: peer.remotePort,
+      localAddress: peer.localAddress,
+      localPort: peer.localPort,
+      size,
+      zone,
+      depth,
+      observers: [],
+      lookup: (name, type) => this.#lookup(header, edns, peer, name, type, depth + 1),
+    };
+  }
+
+  /** Runs a question through routing and chains again, capturing the reply (CoreDNS upstream). */
+  async #lookup(
+    header: Header,
+    edns: OPTData | null,
+    peer: Peer,
+    name: string,
+    type: number,
+    depth: number,
+  ): Promise<Reply> {
+    const question = { name, type, class: Class.INET };
+    const failed = (rcode: number): Reply => ({
+      rcode,
+      authoritative: false,
+      answer: [],
+      authority: [],
+      additional: [],
+      bare: true,
+    });
+    if (depth > MAX_DEPTH) return failed(Rcode.ServerFailure);
+    const qname = lowerName(name);
+    const routed = this.route(qname);
+    if (!routed || !routed[1].chain) return failed(Rcode.Refused);
+    const [zone, block] = routed;
+    const req = this.#request(header, question, qname, edns, peer, zone, 0, depth);
+    try {
+      return await block.chain!(req);
+    } catch {
+      return failed(Rcode.ServerFailure);
+    }
+  }
+
+  #finish(
+    message: Message,
+    edns: OPTData | null,
+    peer: Peer,
+    req: ServerRequest | undefined,
+    zone: string,
+    block: BlockRuntime | undefined,
+    plugin?: string,
+  ): Uint8Array {
+    if (edns) {
+      // Echo the client's EDNS0 intent, as CoreDNS's SizeAndDo does.
+      message.additional = message.additional.filter((r) => r.type !== Type.OPT);
+      message.additional.push(optRecord(edns.udpSize, edns.dnssecOk));
+    }
+    const limit = peer.transport === "tcp"
+      ? MAX_MESSAGE_SIZE
+      : Math.max(MIN_UDP_SIZE, edns ? edns.udpSize : MIN_UDP_SIZE);
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeMessage(message, limit);
+    } catch (err) {
+      this.#log.error(
+        `cannot encode reply to ${message.question[0]?.name ?? "?"}: ${(err as Error).message}`,
+      );
+      const fallback = bareReply(message, Rcode.ServerFailure, message.question[0], edns);
+      if (edns) fallback.additional.push(optRecord(edns.udpSize, edns.dnssecOk));
+      bytes = encodeMessage(fallback, limit);
+      message = fallback;
+    }
+    const flags = (bytes[2] << 8) | bytes[3];
+    const written: Written = {
+      rcode: message.rcode,
+      size: bytes.length,
+      truncated: (flags & 0x0200) !== 0,
+      authoritative: message.authoritative,
+      recursionAvailable: message.recursionAvailable,
+      authenticData: message.authenticData,
+      recursionDesired: message.recursionDesired,
+      checkingDisabled: message.checkingDisabled,
+      block,
+      zone,
+      plugin,
+      question: message.question[0],
+      message,
+    };
+    if (req) {
+      for (const observe of req.observers) {
+        try {
+          observe(written);
+        } catch (err) {
+          this.#log.error(`observer failed: ${(err as Error).message}`);
+        }
+      }
+    }
+    this.packetObserver?.(req, written);
+    return bytes;
+  }
+}
+
+function optRecord(udpSize: number, dnssecOk: boolean): RR {
+  return {
+    name: ".",
+    type: Type.OPT,
+    class: udpSize,
+    ttl: 0,
+    data: { udpSize, extendedRcode: 0, version: 0, dnssecOk, options: [] },
+  };
+}
+
+/** A reply with no records: id, opcode, RD, CD and the question copied (miekg's SetRcode). */
+function bareReply(
+  header: Header,
+  rcode: number,
+  question: Question | undefined,
+  _edns: OPTData | null,
+): Message {
+  return {
+    id: header.id,
+    response: true,
+    opcode: header.opcode,
+    authoritative: false,
+    truncated: false,
+    recursionDesired: header.recursionDesired,
+    recursionAvailable: false,
+    zero: false,
+    authenticData: false,
+    checkingDisabled: header.checkingDisabled,
+    rcode,
+    question: question ? [question] : [],
+    answer: [],
+    authority: [],
+    additional: [],
+  };
+}
+
+function replyMessage(header: Header, question: Question, reply: Reply): Message {
+  if (reply.bare) return bareReply(header, reply.rcode, question, null);
+  return {
+    id: header.id,
+    response: true,
+    opcode: header.opcode,
+    authoritative: reply.authoritative,
+    truncated: reply.truncated ?? false,
+    recursionDesired: header.recursionDesired,
+    recursionAvailable: reply.recursionAvailable ?? false,
+    zero: false,
+    authenticData: reply.authenticData ?? false,
+    checkingDisabled: header.checkingDisabled,
+    rcode: reply.rcode,
+    question: [question],
+    answer: reply.answer,
+    authority: reply.authority,
+    additional: reply.additional.slice(),
+  };
+}

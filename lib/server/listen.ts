@@ -1,0 +1,258 @@
+/**
+ * Sockets: one UDP and one TCP listener per listen address, feeding a Dispatcher.
+ *
+ * @module
+ */
+
+import type { Logger } from "../log.ts";
+import { type Dispatcher, type Peer, unmapAddress } from "./dispatch.ts";
+
+/** Limits for TCP connections. */
+export interface TcpLimits {
+  /** Close a connection idle this long (ms); miekg/dns uses 8 s. */
+  idleTimeoutMs: number;
+  /** Refuse connections beyond this many open ones. */
+  maxConnections: number;
+}
+
+/** Default TCP limits. */
+export const DEFAULT_TCP_LIMITS: TcpLimits = { idleTimeoutMs: 8_000, maxConnections: 1_000 };
+
+/** A UDP+TCP listener pair on one address. */
+export class Listener {
+  readonly host: string;
+  readonly port: number;
+  #udp?: Deno.DatagramConn;
+  #tcp?: Deno.Listener;
+  #connections = new Set<Deno.Conn>();
+  #closed = false;
+  #loops: Promise<void>[] = [];
+  #dispatcher: Dispatcher;
+  #log: Logger;
+  #limits: TcpLimits;
+
+  constructor(
+    host: string,
+    port: number,
+    dispatcher: Dispatcher,
+    log: Logger,
+    limits: TcpLimits = DEFAULT_TCP_LIMITS,
+  ) {
+    this.host = host;
+    this.port = port;
+    this.#dispatcher = dispatcher;
+    this.#log = log;
+    this.#limits = limits;
+  }
+
+  /** The port actually bound (useful with port 0). */
+  get boundPort(): number {
+    return (this.#udp?.addr as Deno.NetAddr | undefined)?.port ?? this.port;
+  }
+
+  /** Binds both sockets; throws a one-line error when the address is unavailable. */
+  open(): void {
+    // With no bind, listen on every address: "::" is dual-stack on Linux and
+    // macOS, so both 127.0.0.1 and ::1 reach it; fall back to IPv4 when the
+    // host has no IPv6.
+    const hosts = this.host ? [this.host] : ["::", "0.0.0.0"];
+    let lastError: unknown;
+    for (const hostname of hosts) {
+      try {
+        const udp = Deno.listenDatagram({ transport: "udp", hostname, port: this.port });
+        const port = (udp.addr as Deno.NetAddr).port;
+        try {
+          this.#tcp = Deno.listen({ transport: "tcp", hostname, port });
+        } catch (err) {
+          udp.close();
+          throw err;
+        }
+        this.#udp = udp;
+        this.#loops.push(this.#serveUdp(udp), this.#serveTcp(this.#tcp));
+        return;
+      } catch (err) {
+        lastError = err;
+        if (err instanceof Deno.errors.AddrInUse || err instanceof Deno.errors.PermissionDenied) {
+          break;
+        }
+      }
+    }
+    const where = `${this.host || "*"}:${this.port}`;
+    if (lastError instanceof Deno.errors.PermissionDenied) {
+      throw new Error(
+        `cannot listen on ${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; try -dns.port 1053)`,
+      );
+    }
+    if (lastError instanceof Deno.errors.AddrInUse) {
+      throw new Error(`cannot listen on ${where}: address already in use`);
+    }
+    throw new Error(`cannot listen on ${where}: ${(lastError as Error)?.message}`);
+  }
+
+  async #serveUdp(udp: Deno.DatagramConn): Promise<void> {
+    const local = udp.addr as Deno.NetAddr;
+    while (!this.#closed) {
+      let data: Uint8Array, addr: Deno.Addr;
+      try {
+        [data, addr] = await udp.receive();
+      } catch (err) {
+        if (this.#closed) return;
+        // ICMP errors from earlier sends surface here on some systems; keep serving.
+        this.#log.debug(`udp receive: ${(err as Error).message}`);
+        continue;
+      }
+      const remote = addr as Deno.NetAddr;
+      const peer: Peer = {
+        transport: "udp",
+        remoteAddress: unmapAddress(remote.hostname),
+        remotePort: remote.port,
+        localAddress: unmapAddress(local.hostname),
+        localPort: local.port,
+      };
+      this.#dispatcher.handle(data, peer).then((reply) => {
+        if (reply && !this.#closed) {
+          udp.send(reply, addr).catch((err) => {
+            this.#log.debug(`udp send to ${remote.hostname}: ${(err as Error).message}`);
+          });
+        }
+      });
+    }
+  }
+
+  async #serveTcp(listener: Deno.Listener): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (this.#closed) return;
+        this.#log.debug(`tcp accept: ${(err as Error).message}`);
+        // Accept can fail under fd exhaustion; back off instead of spinning.
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      if (this.#connections.size >= this.#limits.maxConnections) {
+        conn.close();
+        continue;
+      }
+      this.#connections.add(conn);
+      this.#serveConnection(conn).finally(() => {
+        this.#connections.delete(conn);
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      });
+    }
+  }
+
+  async #serveConnection(conn: Deno.Conn): Promise<void> {
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    const local = conn.localAddr as Deno.NetAddr;
+    const peer: Peer = {
+      transport: "tcp",
+      remoteAddress: unmapAddress(remote.hostname),
+      remotePort: remote.port,
+      localAddress: unmapAddress(local.hostname),
+      localPort: local.port,
+    };
+    const reader = new FrameReader(conn, this.#limits.idleTimeoutMs);
+    // Replies may complete out of order (RFC 7766 allows it); writes are serialised.
+    let writing: Promise<unknown> = Promise.resolve();
+    const pending = new Set<Promise<void>>();
+    while (!this.#closed) {
+      const frame = await reader.next();
+      if (!frame) break;
+      const task = this.#dispatcher.handle(frame, peer).then((reply) => {
+        if (!reply) return;
+        const out = new Uint8Array(reply.length + 2);
+        out[0] = reply.length >> 8;
+        out[1] = reply.length & 0xff;
+        out.set(reply, 2);
+        writing = writing.then(() => writeAll(conn, out)).catch(() => {});
+        return writing.then(() => {});
+      });
+      pending.add(task);
+      task.finally(() => pending.delete(task));
+    }
+    await Promise.allSettled(pending);
+    await writing;
+  }
+
+  /** Stops accepting and closes every socket. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#udp?.close();
+    } catch {
+      // already closed
+    }
+    try {
+      this.#tcp?.close();
+    } catch {
+      // already closed
+    }
+    for (const conn of this.#connections) {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+    }
+    await Promise.allSettled(this.#loops);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+}
+
+/** Reads 2-byte-length-framed messages, giving up after an idle period. */
+class FrameReader {
+  #conn: Deno.Conn;
+  #buf = new Uint8Array(0);
+  #idleMs: number;
+
+  constructor(conn: Deno.Conn, idleMs: number) {
+    this.#conn = conn;
+    this.#idleMs = idleMs;
+  }
+
+  async #fill(n: number): Promise<boolean> {
+    while (this.#buf.length < n) {
+      const chunk = new Uint8Array(Math.max(4096, n - this.#buf.length));
+      let timer: number | undefined;
+      const timeout = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), this.#idleMs);
+      });
+      let read: number | null;
+      try {
+        read = await Promise.race([this.#conn.read(chunk), timeout]);
+      } catch {
+        read = null;
+      } finally {
+        clearTimeout(timer);
+      }
+      if (read === null || read === 0) return false;
+      const next = new Uint8Array(this.#buf.length + read);
+      next.set(this.#buf);
+      next.set(chunk.subarray(0, read), this.#buf.length);
+      this.#buf = next;
+    }
+    return true;
+  }
+
+  /** The next message, or null at end of stream, on idle timeout or on a zero length. */
+  async next(): Promise<Uint8Array | null> {
+    if (!(await this.#fill(2))) return null;
+    const len = (this.#buf[0] << 8) | this.#buf[1];
+    if (len === 0) return null;
+    if (!(await this.#fill(2 + len))) return null;
+    const frame = this.#buf.slice(2, 2 + len);
+    this.#buf = this.#buf.slice(2 + len);
+    return frame;
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * idetcd: collision-free node names in etcd, served over DNS, in one binary.
+ *
+ * Command line as CoreDNS's (`-conf`, `-dns.port`/`-p`, `-version`,
+ * `-plugins`, `-quiet`, `-pidfile`), plus the subcommands `whoami` and
+ * `tf-config`. Signals: SIGTERM/SIGINT stop gracefully (releasing the
+ * claimed name), SIGUSR1 reloads the Corefile, SIGHUP is ignored.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { CorefileError } from "./lib/corefile/types.ts";
+import { rootLog } from "./lib/log.ts";
+import { Instance } from "./lib/server/instance.ts";
+import { loadCorefile } from "./lib/server/load.ts";
+import { PLUGINS } from "./lib/server/registry.ts";
+import { setReloadHandler } from "./lib/server/reloader.ts";
+import { runSubcommand, SUBCOMMANDS } from "./lib/plugins/idetcd/cli.ts";
+import denoJson from "./deno.json" with { type: "json" };
+
+/** The release version. */
+export const VERSION = denoJson.version;
+
+const USAGE = `Usage: idetcd [flags] [whoami | tf-config]
+
+Flags (one or two dashes, as CoreDNS):
+  -conf FILE        Corefile to load ("stdin" reads standard input; default ./Corefile)
+  -dns.port N, -p N port for server blocks that name none (default 53)
+  -pidfile FILE     write the process ID to FILE
+  -plugins          list the plugins and exit
+  -quiet            do not print the startup banner
+  -version          print the version and exit
+
+Subcommands (read the Corefile's idetcd block and ask etcd):
+  whoami            this node's claimed ID and name
+  tf-config         a TF_CONFIG JSON with every member and this node's index
+`;
+
+class UsageError extends Error {}
+
+/** Go's flag package accepts -flag and --flag; node's parseArgs wants --flag for long names. */
+function normalizeFlags(args: string[]): string[] {
+  return args.map((a) => (/^-[^-]{2,}/.test(a) && !/^-p\d/.test(a) ? "-" + a : a));
+}
+
+interface Flags {
+  conf?: string;
+  port: number;
+  pidfile?: string;
+  plugins: boolean;
+  quiet: boolean;
+  version: boolean;
+  help: boolean;
+  subcommand?: string;
+}
+
+function parseFlags(argv: string[]): Flags {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: normalizeFlags(argv),
+      strict: true,
+      allowPositionals: true,
+      options: {
+        conf: { type: "string" },
+        "dns.port": { type: "string" },
+        p: { type: "string" },
+        pidfile: { type: "string" },
+        plugins: { type: "boolean" },
+        quiet: { type: "boolean" },
+        version: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const v = parsed.values;
+  const portText = v["dns.port"] ?? v.p ?? "53";
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) {
+    throw new UsageError(`invalid value "${portText}" for flag -dns.port: not a port number`);
+  }
+  const positionals = parsed.positionals;
+  if (positionals.length > 1 || (positionals.length === 1 && !SUBCOMMANDS.includes(positionals[0]))) {
+    throw new UsageError(`extra command line arguments: ${positionals.join(" ")}`);
+  }
+  return {
+    conf: v.conf,
+    port,
+    pidfile: v.pidfile,
+    plugins: v.plugins ?? false,
+    quiet: v.quiet ?? false,
+    version: v.version ?? false,
+    help: v.help ?? false,
+    subcommand: positionals[0],
+  };
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof CorefileError) return err.describe();
+  return err instanceof Error ? err.message : String(err);
+}
+
+function banner(instance: Instance): string {
+  const lines: string[] = [];
+  for (const block of instance.config?.blocks ?? []) {
+    for (const zone of block.zones) lines.push(`${zone}:${block.port}`);
+  }
+  lines.push(`idetcd-${VERSION}`, `${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`);
+  return lines.join("\n");
+}
+
+async function run(argv: string[]): Promise<number> {
+  let flags: Flags;
+  try {
+    flags = parseFlags(argv);
+  } catch (err) {
+    console.error(`idetcd: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (flags.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (flags.version) {
+    console.log(`idetcd-${VERSION}\n${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`);
+    return 0;
+  }
+  if (flags.plugins) {
+    console.log(`Server types:\n  dns\n\nPlugins (in chain order):`);
+    for (const p of PLUGINS) console.log(`  dns.${p.name}`);
+    return 0;
+  }
+
+  let corefile;
+  try {
+    corefile = await loadCorefile(flags.conf, flags.port);
+  } catch (err) {
+    console.error(describeError(err));
+    return 1;
+  }
+
+  if (flags.subcommand) {
+    try {
+      const out = await runSubcommand(flags.subcommand, corefile);
+      console.log(out);
+      return 0;
+    } catch (err) {
+      console.error(describeError(err));
+      return 1;
+    }
+  }
+
+  const instance = new Instance({ defaultPort: flags.port, configDir: corefile.dir, log: rootLog });
+  try {
+    await instance.start(corefile.blocks);
+  } catch (err) {
+    console.error(describeError(err));
+    await instance.stop().catch(() => {});
+    return 1;
+  }
+  if (flags.pidfile) {
+    try {
+      await Deno.writeTextFile(flags.pidfile, `${Deno.pid}\n`);
+    } catch (err) {
+      console.error(`cannot write pidfile ${flags.pidfile}: ${(err as Error).message}`);
+      await instance.stop();
+      return 1;
+    }
+  }
+  if (!flags.quiet) console.log(banner(instance));
+
+  let reloading: Promise<void> = Promise.resolve();
+  const reload = (why: string) => {
+    reloading = reloading.then(async () => {
+      try {
+        const next = await loadCorefile(flags.conf, flags.port);
+        await instance.reload(next.blocks);
+        rootLog.info(`plugin/reload: reloaded configuration (${why})`);
+      } catch (err) {
+        rootLog.error(`plugin/reload: keeping the running configuration: ${describeError(err)}`);
+      }
+    });
+    return reloading;
+  };
+  setReloadHandler(reload);
+
+  const done = Promise.withResolvers<number>();
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    rootLog.info(`${signal}: shutting down`);
+    await reloading;
+    await instance.stop();
+    if (flags.pidfile) await Deno.remove(flags.pidfile).catch(() => {});
+    done.resolve(0);
+  };
+  const handlers: [Deno.Signal, () => void][] = [
+    ["SIGTERM", () => stop("SIGTERM")],
+    ["SIGINT", () => stop("SIGINT")],
+  ];
+  if (Deno.build.os !== "windows") {
+    handlers.push(["SIGUSR1", () => reload("SIGUSR1")], ["SIGHUP", () => {}], [
+      "SIGQUIT",
+      () => Deno.exit(0),
+    ]);
+  }
+  for (const [sig, fn] of handlers) Deno.addSignalListener(sig, fn);
+  const code = await done.promise;
+  for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
+  return code;
+}
+
+if (import.meta.main) {
+  Deno.exit(await run(Deno.args));
+}
