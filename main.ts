@@ -16,7 +16,6 @@ import { Instance } from "./lib/server/instance.ts";
 import { loadCorefile } from "./lib/server/load.ts";
 import { PLUGINS } from "./lib/server/registry.ts";
 import { setReloadHandler } from "./lib/server/reloader.ts";
-import { runSubcommand, SUBCOMMANDS } from "./lib/plugins/idetcd/cli.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 /** The release version. */
@@ -38,6 +37,9 @@ Subcommands (read the Corefile's idetcd block and ask etcd):
 `;
 
 class UsageError extends Error {}
+
+/** Subcommands; they live in the idetcd plugin and are loaded only when used. */
+const SUBCOMMANDS = ["whoami", "tf-config"];
 
 /** Go's flag package accepts -flag and --flag; node's parseArgs wants --flag for long names. */
 function normalizeFlags(args: string[]): string[] {
@@ -83,7 +85,9 @@ function parseFlags(argv: string[]): Flags {
     throw new UsageError(`invalid value "${portText}" for flag -dns.port: not a port number`);
   }
   const positionals = parsed.positionals;
-  if (positionals.length > 1 || (positionals.length === 1 && !SUBCOMMANDS.includes(positionals[0]))) {
+  if (
+    positionals.length > 1 || (positionals.length === 1 && !SUBCOMMANDS.includes(positionals[0]))
+  ) {
     throw new UsageError(`extra command line arguments: ${positionals.join(" ")}`);
   }
   return {
@@ -125,7 +129,9 @@ async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (flags.version) {
-    console.log(`idetcd-${VERSION}\n${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`);
+    console.log(
+      `idetcd-${VERSION}\n${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`,
+    );
     return 0;
   }
   if (flags.plugins) {
@@ -144,6 +150,7 @@ async function run(argv: string[]): Promise<number> {
 
   if (flags.subcommand) {
     try {
+      const { runSubcommand } = await import("./lib/plugins/idetcd/cli.ts");
       const out = await runSubcommand(flags.subcommand, corefile);
       console.log(out);
       return 0;

@@ -12,6 +12,8 @@ export interface Token {
   file: string;
   /** 1-based line number of the token's first character. */
   line: number;
+  /** Line breaks inside the token (quoted tokens only); absent means 0. */
+  lineBreaks?: number;
 }
 
 /**
@@ -57,6 +59,19 @@ export class CorefileError extends Error {
     return this.plugin
       ? `plugin/${this.plugin}: ${at} - Error during parsing: ${this.message}`
       : `${at} - Error during parsing: ${this.message}`;
+  }
+}
+
+/** Caddy's SyntaxErr, which CoreDNS prints without "Error during parsing". */
+export class CorefileSyntaxError extends CorefileError {
+  constructor(message: string, where?: { file: string; line: number }) {
+    super(message, where);
+    this.name = "CorefileSyntaxError";
+  }
+
+  /** `Corefile:3 - Syntax error: Unexpected token 'x', expecting '}'`. */
+  override describe(): string {
+    return `${this.file}:${this.line} - ${this.message}`;
   }
 }
 

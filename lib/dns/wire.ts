@@ -73,8 +73,10 @@ function labelToString(buf: Uint8Array, start: number, end: number): string {
   let plain = true;
   for (let i = start; i < end; i++) {
     const c = buf[i];
-    if (c <= 0x20 || c >= 0x7f || c === 0x2e || c === 0x5c || c === 0x22 || c === 0x28 ||
-      c === 0x29 || c === 0x3b || c === 0x40 || c === 0x24) {
+    if (
+      c <= 0x20 || c >= 0x7f || c === 0x2e || c === 0x5c || c === 0x22 || c === 0x28 ||
+      c === 0x29 || c === 0x3b || c === 0x40 || c === 0x24
+    ) {
       plain = false;
       break;
     }
@@ -306,7 +308,13 @@ export function decodeMessage(buf: Uint8Array): Message {
   }
   const opt = sections[2].find((r) => r.type === Type.OPT);
   if (opt) header.rcode |= (opt.data as OPTData).extendedRcode << 4;
-  return { ...header, question, answer: sections[0], authority: sections[1], additional: sections[2] };
+  return {
+    ...header,
+    question,
+    answer: sections[0],
+    authority: sections[1],
+    additional: sections[2],
+  };
 }
 
 /** A query as read from the wire: enough to route and answer it. */

@@ -24,6 +24,8 @@ import { Rcode } from "../dns/types.ts";
 export interface BlockRuntime {
   /** The block's zones (one per key). */
   zones: string[];
+  /** The keys behind the zones, for error positions. */
+  keys: ServerKey[];
   port: number;
   /** The addresses to listen on; empty = every address. */
   bind: string[];
@@ -139,8 +141,10 @@ export async function buildConfig(blocks: ServerBlock[], options: BuildOptions):
     }
     const chain = composeChain(plugins);
     for (const port of ports) {
+      const portKeys = keys.filter((k) => k.port === port);
       runtimes.push({
-        zones: keys.filter((k) => k.port === port).map((k) => k.zone),
+        zones: portKeys.map((k) => k.zone),
+        keys: portKeys,
         port,
         bind: serverOptions.bind,
         chain,
@@ -163,13 +167,14 @@ function groupListeners(blocks: BlockRuntime[]): ListenerConfig[] {
         listener = { host, port: block.port, zones: new Map() };
         byAddress.set(id, listener);
       }
-      for (const zone of block.zones) {
-        if (listener.zones.has(zone)) {
+      for (const key of block.keys) {
+        if (listener.zones.has(key.zone)) {
           throw new CorefileError(
-            `cannot serve dns://${zone}:${block.port} - it is already defined`,
+            `cannot serve dns://${key.zone}:${block.port} - it is already defined`,
+            key.token,
           );
         }
-        listener.zones.set(zone, block);
+        listener.zones.set(key.zone, block);
       }
     }
   }

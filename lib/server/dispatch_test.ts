@@ -20,7 +20,7 @@ function block(zones: string[], plugins: Plugin[]): BlockRuntime {
   const chain = plugins.length
     ? (req: Parameters<Plugin["serve"]>[0]) => plugins[0].serve(req, () => Promise.reject())
     : null;
-  return { zones, port: 53, bind: [], chain, plugins, anyClass: false };
+  return { zones, keys: [], port: 53, bind: [], chain, plugins, anyClass: false };
 }
 
 const whoami: Plugin = { name: "whoami", serve: (req) => Promise.resolve(whoamiReply(req)) };
@@ -76,7 +76,10 @@ Deno.test("dispatch: longest zone suffix wins, then '.', else REFUSED", async ()
     ["example.org.", block(["example.org."], [a])],
     ["sub.example.org.", block(["sub.example.org."], [b])],
   ]);
-  assert.equal((await ask(d, encodeQuery(1, "x.sub.example.org.", Type.A))).answer[0].data, "2.2.2.2");
+  assert.equal(
+    (await ask(d, encodeQuery(1, "x.sub.example.org.", Type.A))).answer[0].data,
+    "2.2.2.2",
+  );
   assert.equal((await ask(d, encodeQuery(1, "x.example.org.", Type.A))).answer[0].data, "1.1.1.1");
   assert.equal((await ask(d, encodeQuery(1, "example.com.", Type.A))).rcode, Rcode.Refused);
   const withRoot = dispatcher([
@@ -111,7 +114,7 @@ Deno.test("dispatch: NOTIMP for other opcodes, FORMERR for junk, BADVERS for EDN
   assert.equal(fm.id, 9);
   assert.equal(await d.handle(new Uint8Array(3), udpPeer), null);
   const edns = encodeQuery(9, "a.", Type.A, { udpSize: 1232 });
-  edns[edns.length - 6] = 1; // OPT TTL byte 2: EDNS version
+  edns[edns.length - 5] = 1; // the OPT TTL byte that holds the EDNS version
   const bv = await ask(d, edns);
   assert.equal(bv.rcode, Rcode.BadVers);
 });
@@ -132,7 +135,10 @@ Deno.test("dispatch: large answers are truncated with TC over UDP, whole over TC
   assert.equal(edns.truncated, false);
   assert.equal(edns.answer.length, 60);
   assert.equal(edns.additional.at(-1)?.type, Type.OPT);
-  const tcp = await ask(d, encodeQuery(1, "big.example.", Type.A), { ...udpPeer, transport: "tcp" });
+  const tcp = await ask(d, encodeQuery(1, "big.example.", Type.A), {
+    ...udpPeer,
+    transport: "tcp",
+  });
   assert.equal(tcp.truncated, false);
   assert.equal(tcp.answer.length, 60);
 });
@@ -144,7 +150,10 @@ Deno.test("dispatch: a throwing plugin yields SERVFAIL, not a crash", async () =
 });
 
 Deno.test("dispatch: a record that cannot be encoded yields SERVFAIL", async () => {
-  const bad = answering("bad", (n) => [{ name: n, type: Type.A, class: 1, ttl: 1, data: "not-an-ip" }]);
+  const bad = answering(
+    "bad",
+    (n) => [{ name: n, type: Type.A, class: 1, ttl: 1, data: "not-an-ip" }],
+  );
   const d = dispatcher([[".", block(["."], [bad])]]);
   assert.equal((await ask(d, encodeQuery(1, "a.", Type.A))).rcode, Rcode.ServerFailure);
 });

@@ -224,7 +224,7 @@ class FrameReader {
   async #fill(n: number): Promise<boolean> {
     while (this.#buf.length < n) {
       const chunk = new Uint8Array(Math.max(4096, n - this.#buf.length));
-      let timer: number | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<null>((resolve) => {
         timer = setTimeout(() => resolve(null), this.#idleMs);
       });

@@ -49,7 +49,11 @@ function parseConsolidate(line: Directive): Consolidation {
     else if (["warning", "error", "info", "debug"].includes(extra)) {
       level = extra as Consolidation["level"];
     } else {
-      throw new CorefileError(`unknown log level argument in consolidate: ${extra}`, line.name, "errors");
+      throw new CorefileError(
+        `unknown log level argument in consolidate: ${extra}`,
+        line.name,
+        "errors",
+      );
     }
   }
   return { pattern, source: args[1], periodMs, level, showFirst, count: 0 };
@@ -119,7 +123,11 @@ export const errorsPlugin: PluginDefinition = {
       async serve(req, next) {
         const reply = await next(req);
         if (reply.error) {
-          report(`${reply.rcode} ${req.question.name} ${typeToString(req.question.type)}: ${reply.error}`);
+          report(
+            `${reply.rcode} ${req.question.name} ${
+              typeToString(req.question.type)
+            }: ${reply.error}`,
+          );
         }
         return reply;
       },

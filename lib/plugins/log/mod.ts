@@ -73,7 +73,10 @@ export function formatLine(format: string, req: Request, w: Written, elapsedMs: 
     ">rflags": replyFlags(w),
     "/zone": req.zone,
   };
-  return format.replace(/\{(common|combined)\}/g, (_, f) => f === "common" ? COMMON_FORMAT : COMBINED_FORMAT)
+  return format.replace(
+    /\{(common|combined)\}/g,
+    (_, f) => f === "common" ? COMMON_FORMAT : COMBINED_FORMAT,
+  )
     .replace(/\{([>/]?[a-z]+)\}/g, (all, key) => values[key] ?? all);
 }
 
@@ -106,12 +109,15 @@ function parseRule(d: Directive, zones: string[]): Rule {
     }
     for (const a of line.args) {
       const c = a.text.toLowerCase();
-      if (c === "all") ["success", "denial", "error"].forEach((x) => classes.add(x as ResponseClass));
-      else if (c === "success" || c === "denial" || c === "error") classes.add(c);
+      if (c === "all") {
+        ["success", "denial", "error"].forEach((x) => classes.add(x as ResponseClass));
+      } else if (c === "success" || c === "denial" || c === "error") classes.add(c);
       else throw new CorefileError(`invalid class: ${a.text}`, a, "log");
     }
   }
-  if (classes.size === 0) ["success", "denial", "error"].forEach((x) => classes.add(x as ResponseClass));
+  if (classes.size === 0) {
+    ["success", "denial", "error"].forEach((x) => classes.add(x as ResponseClass));
+  }
   const normalized = names.length ? normalizeZones(names) : ["."];
   return { names: normalized.length ? normalized : zones, format, classes };
 }

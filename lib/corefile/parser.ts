@@ -1,0 +1,759 @@
+/**
+ * The Corefile parser: Caddy v1's `caddyfile/parse.go` (server block keys,
+ * directives, snippets, `import`, `{$ENV}`), producing nested Directive lines.
+ *
+ * The token stream is handled the way Caddy's Dispenser does it (one array,
+ * a cursor, imports spliced in place), because "same line" and "new line"
+ * are decided between neighbouring tokens of that stream, and imported
+ * tokens keep the line numbers of the file they came from.
+ *
+ * @module
+ */
+
+import { rootLog } from "../log.ts";
+import { lex } from "./lexer.ts";
+import {
+  CorefileError,
+  CorefileSyntaxError,
+  type Directive,
+  type ServerBlock,
+  type Token,
+} from "./types.ts";
+
+/** How to parse: which directives exist, and where env vars and imported files come from. */
+export interface ParseOptions {
+  /** Whether `name` is a registered directive (plugin.cfg). `import` is handled before this. */
+  isDirective(name: string): boolean;
+  /** Environment lookup for `{$NAME}` / `{%NAME%}`; undefined means unset (""). */
+  env?: (name: string) => string | undefined;
+  /** Reads an imported file; throws Deno.errors.NotFound / IsADirectory / PermissionDenied. */
+  readFile?: (path: string) => string;
+  /** Go's filepath.Glob on an absolute pattern: sorted matches; throws on a malformed pattern. */
+  glob?: (pattern: string) => string[];
+  /** Receives non-fatal notices (a glob import that matched nothing). */
+  warn?: (message: string) => void;
+  /** Directory relative root-file names resolve against; default Deno.cwd(). */
+  cwd?: string;
+  /** Cap on snippet imports per parse (CoreDNS: 10000). */
+  maxSnippetExpansions?: number;
+  /** Cap on file/glob imports per parse (CoreDNS: 100000). */
+  maxFileExpansions?: number;
+}
+
+/** CoreDNS's cap on snippet imports in one parse. */
+export const MAX_SNIPPET_EXPANSIONS = 10000;
+/** CoreDNS's cap on file/glob imports in one parse. */
+export const MAX_FILE_EXPANSIONS = 100000;
+
+// A value that refers to itself ({$A} = "{$A}") makes Go loop forever; stop instead.
+const MAX_ENV_ROUNDS = 1000;
+
+/** Expands `{%NAME%}` then `{$NAME}` references in `text`, Caddy's replaceEnvVars. */
+export function replaceEnvVars(text: string, env: (name: string) => string | undefined): string {
+  if (!text.includes("{")) return text;
+  return replaceEnvReferences(replaceEnvReferences(text, "{%", "%}", env), "{$", "}", env);
+}
+
+function replaceEnvReferences(
+  text: string,
+  refStart: string,
+  refEnd: string,
+  env: (name: string) => string | undefined,
+): string {
+  let s = text;
+  let index = s.indexOf(refStart);
+  for (let round = 0; index !== -1 && round < MAX_ENV_ROUNDS; round++) {
+    const endIndex = s.indexOf(refEnd, index);
+    if (endIndex === -1) break;
+    // An empty name (`{$}`) stops all further expansion in this token, as in Caddy.
+    if (endIndex <= index + refStart.length) return s;
+    const ref = s.slice(index, endIndex + refEnd.length);
+    const value = env(ref.slice(refStart.length, ref.length - refEnd.length)) ?? "";
+    s = s.split(ref).join(value);
+    index = s.indexOf(refStart);
+  }
+  return s;
+}
+
+/** Reads the process environment; names Deno refuses (empty, `=`, NUL) are unset, as in Go. */
+export function processEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch (err) {
+    if (err instanceof TypeError) return undefined;
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Paths and globbing with Go's path/filepath semantics (POSIX).
+
+/** Go's filepath.Clean for slash-separated paths. */
+export function cleanPath(path: string): string {
+  if (path === "") return ".";
+  const rooted = path.startsWith("/");
+  const out: string[] = [];
+  for (const part of path.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") {
+      if (out.length > 0 && out[out.length - 1] !== "..") out.pop();
+      else if (!rooted) out.push("..");
+      continue;
+    }
+    out.push(part);
+  }
+  const joined = out.join("/");
+  if (rooted) return "/" + joined;
+  return joined === "" ? "." : joined;
+}
+
+function joinPath(dir: string, name: string): string {
+  if (dir === "") return cleanPath(name);
+  if (name === "") return cleanPath(dir);
+  return cleanPath(dir + "/" + name);
+}
+
+function dirPath(path: string): string {
+  const i = path.lastIndexOf("/");
+  return cleanPath(path.slice(0, i + 1));
+}
+
+function absPath(path: string, cwd: () => string): string {
+  return path.startsWith("/") ? cleanPath(path) : joinPath(cwd(), path);
+}
+
+/** Go's path.ErrBadPattern text. */
+const BAD_PATTERN = "syntax error in pattern";
+
+/**
+ * Go's filepath.Match: whether `name` matches the shell pattern (`*`, `?`,
+ * `[...]`, `\` escapes; wildcards never match `/`). Throws on a malformed pattern.
+ */
+export function matchPattern(pattern: string, name: string): boolean {
+  let pat = pattern;
+  let str = name;
+  outer: while (pat.length > 0) {
+    const { star, chunk, rest } = scanChunk(pat);
+    pat = rest;
+    if (star && chunk === "") return !str.includes("/");
+    const first = matchChunk(chunk, str);
+    if (first !== null && (first.length === 0 || pat.length > 0)) {
+      str = first;
+      continue;
+    }
+    if (star) {
+      for (let i = 0; i < str.length && str[i] !== "/"; i++) {
+        const t = matchChunk(chunk, str.slice(i + 1));
+        if (t !== null) {
+          if (pat.length === 0 && t.length > 0) continue;
+          str = t;
+          continue outer;
+        }
+      }
+    }
+    // Before answering "no", make sure the rest of the pattern is well formed.
+    while (pat.length > 0) {
+      const next = scanChunk(pat);
+      pat = next.rest;
+      matchChunk(next.chunk, "");
+    }
+    return false;
+  }
+  return str.length === 0;
+}
+
+function scanChunk(pattern: string): { star: boolean; chunk: string; rest: string } {
+  let p = pattern;
+  let star = false;
+  while (p.length > 0 && p[0] === "*") {
+    p = p.slice(1);
+    star = true;
+  }
+  let inRange = false;
+  let i = 0;
+  scan: for (; i < p.length; i++) {
+    switch (p[i]) {
+      case "\\":
+        if (i + 1 < p.length) i++;
+        break;
+      case "[":
+        inRange = true;
+        break;
+      case "]":
+        inRange = false;
+        break;
+      case "*":
+        if (!inRange) break scan;
+    }
+  }
+  return { star, chunk: p.slice(0, i), rest: p.slice(i) };
+}
+
+function codePointLength(s: string): number {
+  const c = s.codePointAt(0)!;
+  return c > 0xffff ? 2 : 1;
+}
+
+// Returns the rest of `s` after matching `chunk` at its start, or null; throws on a bad chunk.
+function matchChunk(chunkIn: string, sIn: string): string | null {
+  let chunk = chunkIn;
+  let s = sIn;
+  let failed = false;
+  while (chunk.length > 0) {
+    if (!failed && s.length === 0) failed = true;
+    switch (chunk[0]) {
+      case "[": {
+        let r = -1;
+        if (!failed) {
+          r = s.codePointAt(0)!;
+          s = s.slice(codePointLength(s));
+        }
+        chunk = chunk.slice(1);
+        let negated = false;
+        if (chunk.length > 0 && chunk[0] === "^") {
+          negated = true;
+          chunk = chunk.slice(1);
+        }
+        let matched = false;
+        let ranges = 0;
+        for (;;) {
+          if (chunk.length > 0 && chunk[0] === "]" && ranges > 0) {
+            chunk = chunk.slice(1);
+            break;
+          }
+          const lo = getEscaped(chunk);
+          chunk = lo.rest;
+          let hi = lo.rune;
+          if (chunk[0] === "-") {
+            const h = getEscaped(chunk.slice(1));
+            chunk = h.rest;
+            hi = h.rune;
+          }
+          if (lo.rune <= r && r <= hi) matched = true;
+          ranges++;
+        }
+        if (matched === negated) failed = true;
+        break;
+      }
+      case "?":
+        if (!failed) {
+          if (s[0] === "/") failed = true;
+          s = s.slice(codePointLength(s));
+        }
+        chunk = chunk.slice(1);
+        break;
+      case "\\":
+        chunk = chunk.slice(1);
+        if (chunk.length === 0) throw new Error(BAD_PATTERN);
+        // falls through: the escaped character is matched literally
+      default:
+        if (!failed) {
+          if (chunk[0] !== s[0]) failed = true;
+          s = s.slice(1);
+        }
+        chunk = chunk.slice(1);
+    }
+  }
+  return failed ? null : s;
+}
+
+function getEscaped(chunkIn: string): { rune: number; rest: string } {
+  let chunk = chunkIn;
+  if (chunk.length === 0 || chunk[0] === "-" || chunk[0] === "]") throw new Error(BAD_PATTERN);
+  if (chunk[0] === "\\") {
+    chunk = chunk.slice(1);
+    if (chunk.length === 0) throw new Error(BAD_PATTERN);
+  }
+  const rune = chunk.codePointAt(0)!;
+  const rest = chunk.slice(codePointLength(chunk));
+  if (rest.length === 0) throw new Error(BAD_PATTERN);
+  return { rune, rest };
+}
+
+function hasMeta(path: string): boolean {
+  return /[*?[\\]/.test(path);
+}
+
+/** Go's filepath.Glob over the real file system: sorted matches, [] when nothing matches. */
+export function globFiles(pattern: string): string[] {
+  matchPattern(pattern, ""); // validates the whole pattern first, as Go does
+  if (!hasMeta(pattern)) {
+    try {
+      Deno.lstatSync(pattern);
+      return [pattern];
+    } catch {
+      return [];
+    }
+  }
+  const slash = pattern.lastIndexOf("/");
+  let dir = pattern.slice(0, slash + 1);
+  const file = pattern.slice(slash + 1);
+  dir = dir === "" ? "." : dir === "/" ? dir : dir.slice(0, -1);
+  if (!hasMeta(dir)) return globDir(dir, file, []);
+  if (dir === pattern) throw new Error(BAD_PATTERN);
+  let matches: string[] = [];
+  for (const d of globFiles(dir)) matches = globDir(d, file, matches);
+  return matches;
+}
+
+function globDir(dir: string, pattern: string, matches: string[]): string[] {
+  let names: string[];
+  try {
+    if (!Deno.statSync(dir).isDirectory) return matches;
+    names = [...Deno.readDirSync(dir)].map((e) => e.name);
+  } catch {
+    return matches; // Go ignores I/O errors here
+  }
+  names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const name of names) {
+    if (matchPattern(pattern, name)) matches.push(joinPath(dir, name));
+  }
+  return matches;
+}
+
+// ---------------------------------------------------------------------------
+// The parser.
+
+function tokenEnd(t: Token): number {
+  return t.line + (t.lineBreaks ?? 0);
+}
+
+// Dispenser.NextArg's test: b directly continues a's line.
+function sameLine(a: Token, b: Token): boolean {
+  return a.file === b.file && tokenEnd(a) === b.line;
+}
+
+function replaceRange(tokens: Token[], start: number, count: number, items: Token[]): void {
+  if (items.length < 10000) {
+    tokens.splice(start, count, ...items);
+    return;
+  }
+  // Spreading huge arrays into splice() overflows the call stack.
+  const tail = tokens.slice(start + count);
+  tokens.length = start;
+  for (const t of items) tokens.push(t);
+  for (const t of tail) tokens.push(t);
+}
+
+class Parser {
+  private readonly tokens: Token[];
+  private cursor = -1;
+  private eof = false;
+  private readonly snippets = new Map<string, Token[]>();
+  private snippetExpansions = 0;
+  private fileExpansions = 0;
+  private readonly fileCache = new Map<string, Token[]>();
+  private cwdCache: string | undefined;
+  private block: ServerBlock = { keys: [], directives: [] };
+
+  private readonly env: (name: string) => string | undefined;
+  private readonly readFile: (path: string) => string;
+  private readonly glob: (pattern: string) => string[];
+  private readonly warn: (message: string) => void;
+  private readonly maxSnippet: number;
+  private readonly maxFile: number;
+
+  constructor(
+    text: string,
+    private readonly rootFile: string,
+    private readonly options: ParseOptions,
+  ) {
+    this.tokens = lex(text, rootFile);
+    this.env = options.env ?? processEnv;
+    this.readFile = options.readFile ?? Deno.readTextFileSync;
+    this.glob = options.glob ?? globFiles;
+    this.warn = options.warn ?? ((m) => rootLog.warning(m));
+    this.maxSnippet = options.maxSnippetExpansions ?? MAX_SNIPPET_EXPANSIONS;
+    this.maxFile = options.maxFileExpansions ?? MAX_FILE_EXPANSIONS;
+  }
+
+  parseAll(): ServerBlock[] {
+    const blocks: ServerBlock[] = [];
+    while (this.next()) {
+      this.block = { keys: [], directives: [] };
+      this.begin();
+      if (this.block.keys.length > 0) blocks.push(this.block);
+    }
+    return blocks;
+  }
+
+  // --- Dispenser primitives -------------------------------------------------
+
+  private next(): boolean {
+    if (this.cursor < this.tokens.length - 1) {
+      this.cursor++;
+      return true;
+    }
+    return false;
+  }
+
+  private nextArg(): boolean {
+    if (this.cursor < 0) {
+      this.cursor++;
+      return true;
+    }
+    if (this.cursor >= this.tokens.length) return false;
+    if (
+      this.cursor < this.tokens.length - 1 &&
+      sameLine(this.tokens[this.cursor], this.tokens[this.cursor + 1])
+    ) {
+      this.cursor++;
+      return true;
+    }
+    return false;
+  }
+
+  private isNewLine(): boolean {
+    if (this.cursor < 1) return true;
+    if (this.cursor > this.tokens.length - 1) return false;
+    const prev = this.tokens[this.cursor - 1];
+    const cur = this.tokens[this.cursor];
+    return prev.file !== cur.file || tokenEnd(prev) < cur.line;
+  }
+
+  private val(): string {
+    const t = this.tokens[this.cursor];
+    return t === undefined ? "" : t.text;
+  }
+
+  private where(): { file: string; line: number } {
+    const t = this.tokens[this.cursor];
+    return t === undefined ? { file: this.rootFile, line: 0 } : t;
+  }
+
+  private err(message: string): CorefileError {
+    return new CorefileError(message, this.where());
+  }
+
+  private syntaxErr(expected: string): CorefileError {
+    return new CorefileSyntaxError(
+      `Syntax error: Unexpected token '${this.val()}', expecting '${expected}'`,
+      this.where(),
+    );
+  }
+
+  private argErr(): CorefileError {
+    if (this.val() === "{") return this.err("Unexpected token '{', expecting argument");
+    return this.err(`Wrong argument count or unexpected line ending after '${this.val()}'`);
+  }
+
+  private expand(text: string): string {
+    return replaceEnvVars(text, this.env);
+  }
+
+  // --- parse.go -------------------------------------------------------------
+
+  private begin(): void {
+    if (this.tokens.length === 0) return;
+    this.addresses();
+    // A file that is only a line of addresses.
+    if (this.eof) return;
+
+    const name = this.snippetName();
+    if (name !== undefined) {
+      if (this.snippets.has(name)) {
+        throw this.err(`redeclaration of previously declared snippet ${name}`);
+      }
+      const body = this.snippetTokens();
+      for (let i = 0; i + 1 < body.length; i++) {
+        if (body[i].text !== "import") continue;
+        const atLineStart = i === 0 || body[i - 1].file !== body[i].file ||
+          body[i - 1].line !== body[i].line;
+        if (atLineStart && this.expand(body[i + 1].text) === name) {
+          throw this.err(`maximum snippet import depth (${this.maxSnippet}) exceeded`);
+        }
+      }
+      this.snippets.set(name, body);
+      this.block.keys = []; // a snippet is not a server
+      return;
+    }
+    this.blockContents();
+  }
+
+  private addresses(): void {
+    let expectingAnother = false;
+    for (;;) {
+      const current = this.tokens[this.cursor];
+      let text = this.expand(this.val());
+
+      if (text === "import" && this.isNewLine()) {
+        this.doImport();
+        continue;
+      }
+      if (text === "{") {
+        if (expectingAnother) {
+          throw this.err(`Expected another address but had '${text}' - check for extra comma`);
+        }
+        break;
+      }
+      if (text !== "") {
+        if (text.endsWith(",")) {
+          text = text.slice(0, -1);
+          expectingAnother = true;
+        } else {
+          expectingAnother = false;
+        }
+        this.block.keys.push({ text, file: current.file, line: current.line });
+      }
+
+      const hasNext = this.next();
+      if (expectingAnother && !hasNext) throw this.err("Unexpected EOF");
+      if (!hasNext) {
+        this.eof = true;
+        break;
+      }
+      if (!expectingAnother && this.isNewLine()) break;
+    }
+  }
+
+  private snippetName(): string | undefined {
+    const keys = this.block.keys;
+    if (keys.length !== 1) return undefined;
+    const key = keys[0].text;
+    if (!key.startsWith("(") || !key.endsWith(")")) return undefined;
+    return key.slice(1).replace(/\)$/, "");
+  }
+
+  private snippetTokens(): Token[] {
+    if (this.val() !== "{") throw this.syntaxErr("{");
+    let depth = 1;
+    const body: Token[] = [];
+    while (this.next()) {
+      const text = this.val();
+      if (text === "}") {
+        depth--;
+        if (depth === 0) break;
+      }
+      if (text === "{") depth++;
+      body.push(this.tokens[this.cursor]);
+    }
+    if (depth !== 0) throw this.syntaxErr("}");
+    return body;
+  }
+
+  private blockContents(): void {
+    const braced = this.val() === "{";
+    // Single-server configs don't need braces: re-read this token as a directive.
+    if (!braced) this.cursor--;
+    this.directives();
+    if (braced && this.val() !== "}") throw this.syntaxErr("}");
+  }
+
+  private directives(): void {
+    while (this.next()) {
+      const text = this.val();
+      if (text === "}") break;
+      if (text === "import") {
+        this.doImport();
+        this.cursor--; // next() lands on the first imported token
+        continue;
+      }
+      this.directive();
+    }
+  }
+
+  private directive(): void {
+    const nameToken = this.tokens[this.cursor];
+    const name = this.expand(nameToken.text);
+    if (!this.options.isDirective(name)) throw this.err(`Unknown directive '${name}'`);
+
+    const collected: Token[] = [nameToken];
+    let nesting = 0;
+    while (this.next()) {
+      const text = this.val();
+      if (text === "{") {
+        nesting++;
+      } else if (this.isNewLine() && nesting === 0) {
+        this.cursor--; // read too far
+        break;
+      } else if (text === "}" && nesting > 0) {
+        nesting--;
+      } else if (text === "}" && nesting === 0) {
+        throw this.err("Unexpected '}' because no matching opening brace");
+      } else if (text === "import" && this.isNewLine()) {
+        this.doImport();
+        this.cursor--;
+        continue;
+      }
+      collected.push(this.tokens[this.cursor]);
+    }
+    if (nesting > 0) throw this.err("Unexpected EOF");
+    this.block.directives.push(this.buildDirective(collected));
+  }
+
+  private doImport(): void {
+    if (!this.nextArg()) throw this.argErr();
+    const pattern = this.expand(this.val());
+    if (pattern === "") throw this.err("Import requires a non-empty filepath");
+    if (this.nextArg()) throw this.err("Import takes only one argument (glob pattern or file)");
+
+    let imported: Token[];
+    const snippet = this.snippets.get(pattern);
+    if (snippet !== undefined) {
+      if (this.snippetExpansions >= this.maxSnippet) {
+        throw this.err(`maximum snippet import depth (${this.maxSnippet}) exceeded`);
+      }
+      this.snippetExpansions++;
+      imported = snippet;
+    } else {
+      imported = this.importFiles(pattern);
+    }
+    // Replace `import PATTERN` with the imported tokens; the cursor ends on the first of them.
+    const start = this.cursor - 1;
+    replaceRange(this.tokens, start, 2, imported);
+    this.cursor = start;
+  }
+
+  private cwd(): string {
+    return this.cwdCache ??= this.options.cwd ?? Deno.cwd();
+  }
+
+  private importFiles(pattern: string): Token[] {
+    if (this.fileExpansions >= this.maxFile) {
+      throw this.err(`maximum file import depth (${this.maxFile}) exceeded`);
+    }
+    this.fileExpansions++;
+    // Relative to the file of the token being processed, not the working directory.
+    const importingFile = absPath(this.where().file, () => this.cwd());
+    const globPattern = pattern.startsWith("/")
+      ? pattern
+      : joinPath(dirPath(importingFile), pattern);
+    if (
+      count(globPattern, "*") > 1 || count(globPattern, "?") > 1 ||
+      (globPattern.includes("[") && globPattern.includes("]"))
+    ) {
+      // Caddy issue #2096: many wildcards can make globbing hang.
+      throw this.err(
+        `Glob pattern may only contain one wildcard (*), but has others: ${globPattern}`,
+      );
+    }
+    let matches: string[];
+    try {
+      matches = this.glob(globPattern);
+    } catch (e) {
+      throw this.err(`Failed to use import pattern ${pattern}: ${(e as Error).message}`);
+    }
+    if (matches.length === 0) {
+      if (/[*?[\]]/.test(globPattern)) {
+        this.warn(`No files matching import glob pattern: ${pattern}`);
+      } else {
+        throw this.err(`File to import not found: ${pattern}`);
+      }
+    }
+    const imported: Token[] = [];
+    for (const file of matches) {
+      for (const t of this.importFile(file)) imported.push(t);
+    }
+    return imported;
+  }
+
+  private importFile(path: string): Token[] {
+    const absolute = absPath(path, () => this.cwd());
+    // Import cycles re-read the same files up to the cap; lex each one once.
+    const cached = this.fileCache.get(absolute);
+    if (cached !== undefined) return cached;
+    let text: string;
+    try {
+      text = this.readFile(path);
+    } catch (e) {
+      if (e instanceof Deno.errors.IsADirectory) {
+        throw this.err(`Could not import ${path}: is a directory`);
+      }
+      if (e instanceof Deno.errors.NotFound) {
+        throw this.err(`Could not import ${path}: open ${path}: no such file or directory`);
+      }
+      if (e instanceof Deno.errors.PermissionDenied) {
+        throw this.err(`Could not import ${path}: open ${path}: permission denied`);
+      }
+      throw this.err(`Could not import ${path}: ${(e as Error).message}`);
+    }
+    // Tokens carry the imported file's absolute path so errors name it.
+    const tokens = lex(text, absolute);
+    this.fileCache.set(absolute, tokens);
+    return tokens;
+  }
+
+  // --- tokens -> Directive tree ---------------------------------------------
+
+  private output(t: Token): Token {
+    const out: Token = { text: this.expand(t.text), file: t.file, line: t.line };
+    if (t.lineBreaks) out.lineBreaks = t.lineBreaks;
+    return out;
+  }
+
+  private buildDirective(tokens: Token[]): Directive {
+    const { directive, next } = this.readLine(tokens, 0);
+    if (next < tokens.length) throw unexpectedAfter(tokens[next], tokens[next - 1]);
+    return directive;
+  }
+
+  // Reads the line starting at tokens[start]: name, args up to `{`, and its block.
+  private readLine(tokens: Token[], start: number): { directive: Directive; next: number } {
+    const nameToken = tokens[start];
+    if (nameToken.text === "{") throw braceOnNewLine(nameToken);
+    const args: Token[] = [];
+    let i = start + 1;
+    while (
+      i < tokens.length && sameLine(tokens[i - 1], tokens[i]) &&
+      tokens[i].text !== "{" && tokens[i].text !== "}"
+    ) {
+      args.push(this.output(tokens[i]));
+      i++;
+    }
+    let block: Directive[] | null = null;
+    if (i < tokens.length && tokens[i].text === "{") {
+      // Caddy keeps such a brace but plugins' NextBlock() ignores it: refuse instead.
+      if (!sameLine(tokens[i - 1], tokens[i])) throw braceOnNewLine(tokens[i]);
+      i++;
+      block = [];
+      for (;;) {
+        // The parser already matched every brace; this only guards against a bug.
+        if (i >= tokens.length) throw new CorefileError("Unexpected EOF", tokens[i - 1]);
+        if (tokens[i].text === "}") {
+          i++;
+          break;
+        }
+        const line = this.readLine(tokens, i);
+        block.push(line.directive);
+        i = line.next;
+      }
+      if (i < tokens.length && sameLine(tokens[i - 1], tokens[i]) && tokens[i].text !== "}") {
+        throw unexpectedAfter(tokens[i], tokens[i - 1]);
+      }
+    }
+    return {
+      directive: { name: this.output(nameToken), args, block },
+      next: i,
+    };
+  }
+}
+
+function braceOnNewLine(t: Token): CorefileError {
+  return new CorefileError(
+    "Unexpected '{' at the start of a line; open a block on the line of its directive",
+    t,
+  );
+}
+
+function unexpectedAfter(t: Token, prev: Token): CorefileError {
+  return new CorefileError(
+    `Unexpected token '${t.text}' after '${prev.text}'; start it on a new line`,
+    t,
+  );
+}
+
+function count(s: string, ch: string): number {
+  let n = 0;
+  for (let i = s.indexOf(ch); i !== -1; i = s.indexOf(ch, i + 1)) n++;
+  return n;
+}
+
+/**
+ * Parses Corefile text into server blocks, expanding imports, snippets and
+ * environment variables. `file` names the text in errors and anchors relative
+ * imports. Returns [] when there is no server block (CoreDNS then uses its
+ * default). Throws CorefileError carrying the offending token's file and line.
+ */
+export function parseCorefile(text: string, file: string, options: ParseOptions): ServerBlock[] {
+  return new Parser(text, file, options).parseAll();
+}

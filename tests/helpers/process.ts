@@ -1,0 +1,197 @@
+/**
+ * Runs the real program as a user would (`deno run main.ts -conf FILE`) and
+ * queries it with `dig` or raw sockets.
+ *
+ * @module
+ */
+
+import { waitFor } from "./wait.ts";
+import { decodeMessage, encodeQuery, type Message } from "../../lib/dns/wire.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** A running idetcd process. */
+export interface ServerProcess {
+  readonly pid: number;
+  /** Everything it printed so far (stdout and stderr interleaved by line). */
+  output(): string;
+  /** Waits until the output contains `text` (or matches), with a deadline. */
+  waitForOutput(text: string | RegExp, timeoutMs?: number): Promise<void>;
+  /** Sends a signal. */
+  kill(signal?: Deno.Signal): void;
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number>;
+  /** SIGTERM, then waits for the exit. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Options for {@link startServer}. */
+export interface StartOptions {
+  /** Extra command-line arguments. */
+  args?: string[];
+  /** Working directory. */
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Wait for this output before returning (default: the version banner). */
+  readyText?: string | RegExp | null;
+  timeoutMs?: number;
+}
+
+/** Starts `deno run main.ts` with the Corefile at `conf`. */
+export async function startServer(
+  conf: string | null,
+  options: StartOptions = {},
+): Promise<ServerProcess> {
+  const args = ["run", "-A", MAIN];
+  if (conf !== null) args.push("-conf", conf);
+  args.push(...(options.args ?? []));
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: options.cwd,
+    env: { NO_COLOR: "1", ...options.env },
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  let text = "";
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  let exitCode: number | undefined;
+  const exited = child.status.then(async (s) => {
+    await pumps;
+    exitCode = s.code;
+    return s.code;
+  });
+  const proc: ServerProcess = {
+    pid: child.pid,
+    output: () => text,
+    async waitForOutput(want, timeoutMs = 20_000) {
+      await waitFor(() => {
+        const found = typeof want === "string" ? text.includes(want) : want.test(text);
+        if (!found && exitCode !== undefined) {
+          throw new Error(`process exited with ${exitCode} before printing ${want}:\n${text}`);
+        }
+        return found;
+      }, { timeoutMs, what: `output ${want}; got:\n${text}` });
+    },
+    kill(signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch {
+        // already exited
+      }
+    },
+    exited,
+    async [Symbol.asyncDispose]() {
+      proc.kill("SIGTERM");
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  const ready = options.readyText === undefined ? /^idetcd-\d/m : options.readyText;
+  if (ready !== null) {
+    try {
+      await proc.waitForOutput(ready, options.timeoutMs ?? 30_000);
+    } catch (err) {
+      await proc[Symbol.asyncDispose]();
+      throw err;
+    }
+  }
+  return proc;
+}
+
+/** Runs `dig` and returns its stdout; throws when dig fails to run. */
+export async function dig(...args: string[]): Promise<string> {
+  const out = await new Deno.Command("dig", {
+    args: ["+time=2", "+tries=2", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    throw new Error(
+      `dig ${args.join(" ")} failed: ${stdout}${new TextDecoder().decode(out.stderr)}`,
+    );
+  }
+  return stdout;
+}
+
+/** Sends one query over UDP to host:port and decodes the reply (2 s timeout, 3 tries). */
+export async function queryUdp(
+  host: string,
+  port: number,
+  name: string,
+  type: number,
+  options: { udpSize?: number } = {},
+): Promise<Message> {
+  const sock = Deno.listenDatagram({
+    transport: "udp",
+    hostname: host.includes(":") ? "::" : "0.0.0.0",
+    port: 0,
+  });
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const id = Math.floor(Math.random() * 65536);
+      await sock.send(encodeQuery(id, name, type, options), {
+        transport: "udp",
+        hostname: host,
+        port,
+      });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<null>((r) => (timer = setTimeout(() => r(null), 2000)));
+      try {
+        while (true) {
+          const got = await Promise.race([sock.receive(), timeout]);
+          if (!got) break;
+          const msg = decodeMessage(got[0]);
+          if (msg.id === id) return msg;
+        }
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    throw new Error(`no answer from ${host}:${port} for ${name}`);
+  } finally {
+    sock.close();
+  }
+}
+
+/** Sends one query over TCP and decodes the reply. */
+export async function queryTcp(
+  host: string,
+  port: number,
+  name: string,
+  type: number,
+): Promise<Message> {
+  const conn = await Deno.connect({ hostname: host, port });
+  try {
+    const q = encodeQuery(Math.floor(Math.random() * 65536), name, type);
+    const framed = new Uint8Array(q.length + 2);
+    framed[0] = q.length >> 8;
+    framed[1] = q.length & 0xff;
+    framed.set(q, 2);
+    await conn.write(framed);
+    const buf: number[] = [];
+    const chunk = new Uint8Array(65537);
+    while (buf.length < 2 || buf.length < 2 + ((buf[0] << 8) | buf[1])) {
+      const n = await conn.read(chunk);
+      if (n === null) throw new Error("connection closed before a full reply");
+      buf.push(...chunk.subarray(0, n));
+    }
+    return decodeMessage(Uint8Array.from(buf.slice(2)));
+  } finally {
+    conn.close();
+  }
+}
+
+/** Writes a Corefile into a new temp dir and returns its path. */
+export async function writeCorefile(text: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "idetcd-test-" });
+  const path = `${dir}/Corefile`;
+  await Deno.writeTextFile(path, text);
+  return path;
+}
