@@ -36,7 +36,10 @@ function dirOf(path: string): string {
  * CoreDNS's default configuration applies. Throws CorefileError or a
  * one-line Error naming the file.
  */
-export async function loadCorefile(conf: string | undefined, port: number): Promise<LoadedCorefile> {
+export async function loadCorefile(
+  conf: string | undefined,
+  port: number,
+): Promise<LoadedCorefile> {
   let source: string;
   let text: string;
   if (conf === "stdin") {
@@ -47,20 +50,27 @@ export async function loadCorefile(conf: string | undefined, port: number): Prom
     try {
       text = await Deno.readTextFile(conf);
     } catch (err) {
-      if (err instanceof Deno.errors.NotFound) throw new Error(`open ${conf}: no such file or directory`);
+      if (err instanceof Deno.errors.NotFound) {
+        throw new Error(`open ${conf}: no such file or directory`);
+      }
       throw new Error(`open ${conf}: ${(err as Error).message}`);
     }
   } else {
-    source = "Corefile";
+    // Under `deno task start` (and `npm run`), INIT_CWD is the folder the user ran it from.
+    const base = Deno.env.get("INIT_CWD");
+    source = base ? `${base}/Corefile` : "Corefile";
     try {
-      text = await Deno.readTextFile("Corefile");
+      text = await Deno.readTextFile(source);
     } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw new Error(`open Corefile: ${(err as Error).message}`);
+      if (!(err instanceof Deno.errors.NotFound)) {
+        throw new Error(`open Corefile: ${(err as Error).message}`);
+      }
       source = "default";
       text = defaultCorefile(port);
     }
   }
-  const dir = source === "stdin" || source === "default" ? Deno.cwd() : dirOf(source);
+  const defaultDir = Deno.env.get("INIT_CWD") ?? Deno.cwd();
+  const dir = source === "stdin" || source === "default" ? defaultDir : dirOf(source);
   const fileName = source === "default" ? "Corefile" : source;
   let blocks = parseCorefile(text, fileName, { isDirective });
   if (blocks.length === 0) {
