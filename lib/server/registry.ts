@@ -20,7 +20,7 @@ import { errorsPlugin } from "../plugins/errors/mod.ts";
 import { logPlugin } from "../plugins/log/mod.ts";
 // import { loadbalancePlugin } from "../plugins/loadbalance/mod.ts";
 // import { cachePlugin } from "../plugins/cache/mod.ts";
-// import { idetcdPlugin } from "../plugins/idetcd/mod.ts";
+import { idetcdPlugin } from "../plugins/idetcd/mod.ts";
 // import { etcdPlugin } from "../plugins/etcd/mod.ts";
 // import { forwardPlugin } from "../plugins/forward/mod.ts";
 import { whoamiPlugin } from "../plugins/whoami/mod.ts";
@@ -37,7 +37,7 @@ export const PLUGINS: readonly PluginDefinition[] = [
   logPlugin,
   // loadbalancePlugin,
   // cachePlugin,
-  // idetcdPlugin,
+  idetcdPlugin,
   // etcdPlugin,
   // forwardPlugin,
   whoamiPlugin,

@@ -1,0 +1,242 @@
+/**
+ * Which addresses a node advertises under its claimed name: the `address`
+ * directive's IPs and interface names, or an interface picked automatically.
+ *
+ * The selection logic is pure ({@link selectInterface}, {@link usableAddresses})
+ * so it can be tested with made-up interface lists; {@link listInterfaces}
+ * reads the real ones (Deno.networkInterfaces plus Linux's /sys/class/net,
+ * because Deno reports no interface flags).
+ *
+ * @module
+ */
+
+import { expandIPv6 } from "../../dns/name.ts";
+
+/** One network interface with the facts the selection needs. */
+export interface InterfaceInfo {
+  name: string;
+  /** Administratively up and operationally not down. */
+  up: boolean;
+  loopback: boolean;
+  /** A Linux bridge (has /sys/class/net/<name>/bridge). */
+  bridge: boolean;
+  /** Its addresses, in the order the system lists them. */
+  addresses: string[];
+}
+
+/** Interface name prefixes of container and virtual networking that other hosts cannot reach. */
+export const VIRTUAL_INTERFACE_PREFIXES: readonly string[] = [
+  "docker",
+  "br-",
+  "veth",
+  "virbr",
+  "cni",
+  "flannel",
+  "cali",
+  "cilium",
+  "kube-",
+  "weave",
+  "vxlan",
+  "tunl",
+  "podman",
+  "lxcbr",
+  "lxdbr",
+];
+
+/** Whether `name` looks like a container or virtual bridge interface. */
+export function isVirtualInterfaceName(name: string): boolean {
+  return VIRTUAL_INTERFACE_PREFIXES.some((p) => name.startsWith(p));
+}
+
+/** Whether `text` is an IPv4 address in dotted-quad form (no leading zeros). */
+export function isIPv4(text: string): boolean {
+  const parts = text.split(".");
+  return parts.length === 4 &&
+    parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
+}
+
+/** Whether `text` is an IPv6 address (no zone suffix). */
+export function isIPv6(text: string): boolean {
+  return text.includes(":") && expandIPv6(text) !== undefined;
+}
+
+/** Whether `text` is an IPv4 or IPv6 address. */
+export function isIP(text: string): boolean {
+  return isIPv4(text) || isIPv6(text);
+}
+
+/** The canonical (RFC 5952) text of an IPv6 address: lower case, longest zero run as "::". */
+export function canonicalIPv6(text: string): string {
+  const groups = expandIPv6(text);
+  if (!groups) return text;
+  let bestStart = -1, bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) [bestStart, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(":");
+  const head = hex.slice(0, bestStart).join(":");
+  const tail = hex.slice(bestStart + bestLen).join(":");
+  return `${head}::${tail}`;
+}
+
+/** The canonical text of an IP address (IPv6 per RFC 5952, IPv4 as is). */
+export function canonicalIP(text: string): string {
+  return isIPv6(text) ? canonicalIPv6(text) : text;
+}
+
+/** What kind of address it is, for deciding whether other hosts can reach it. */
+export function addressScope(
+  address: string,
+): "loopback" | "link-local" | "unspecified" | "ula" | "global" | "invalid" {
+  if (isIPv4(address)) {
+    const [a, b] = address.split(".").map(Number);
+    if (a === 127) return "loopback";
+    if (a === 169 && b === 254) return "link-local";
+    if (a === 0) return "unspecified";
+    return "global";
+  }
+  const g = expandIPv6(address);
+  if (!g) return "invalid";
+  if (g.every((x) => x === 0)) return "unspecified";
+  if (g.slice(0, 7).every((x) => x === 0) && g[7] === 1) return "loopback";
+  if ((g[0] & 0xffc0) === 0xfe80) return "link-local";
+  if ((g[0] & 0xfe00) === 0xfc00) return "ula";
+  return "global";
+}
+
+/**
+ * The addresses of one interface worth advertising: its first usable IPv4
+ * and its first global IPv6 (a unique-local one when it has no global one).
+ * Loopback, link-local (169.254/16, fe80::/10) and unspecified addresses are skipped.
+ */
+export function usableAddresses(addresses: readonly string[]): string[] {
+  const v4 = addresses.find((a) => isIPv4(a) && addressScope(a) === "global");
+  const v6 = addresses.find((a) => isIPv6(a) && addressScope(a) === "global") ??
+    addresses.find((a) => isIPv6(a) && addressScope(a) === "ula");
+  return [v4, v6].filter((a): a is string => a !== undefined).map(canonicalIP);
+}
+
+/**
+ * The first interface that is up, not loopback, not a container or virtual
+ * bridge, and has an address worth advertising; undefined when there is none.
+ */
+export function selectInterface(interfaces: readonly InterfaceInfo[]): InterfaceInfo | undefined {
+  return interfaces.find((i) =>
+    i.up && !i.loopback && !i.bridge && !isVirtualInterfaceName(i.name) &&
+    usableAddresses(i.addresses).length > 0
+  );
+}
+
+/** Reads a small /sys file, or undefined when it is not there (not Linux, no permission). */
+function readSys(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function existsSys(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const IFF_UP = 0x1;
+const IFF_LOOPBACK = 0x8;
+
+/** The host's interfaces in system order, with their flags read from /sys/class/net on Linux. */
+export function listInterfaces(): InterfaceInfo[] {
+  const byName = new Map<string, InterfaceInfo>();
+  for (const entry of Deno.networkInterfaces()) {
+    let info = byName.get(entry.name);
+    if (!info) {
+      const flagsText = readSys(`/sys/class/net/${entry.name}/flags`);
+      const operstate = readSys(`/sys/class/net/${entry.name}/operstate`);
+      const flags = flagsText === undefined ? undefined : parseInt(flagsText, 16);
+      // Without /sys (not Linux) assume up; the address list is all we know.
+      const adminUp = flags === undefined ? true : (flags & IFF_UP) !== 0;
+      const operUp = operstate === undefined || operstate === "up" || operstate === "unknown";
+      info = {
+        name: entry.name,
+        up: adminUp && operUp,
+        loopback: flags !== undefined ? (flags & IFF_LOOPBACK) !== 0 : entry.name === "lo",
+        bridge: existsSys(`/sys/class/net/${entry.name}/bridge`),
+        addresses: [],
+      };
+      byName.set(entry.name, info);
+    }
+    info.addresses.push(entry.address);
+  }
+  return [...byName.values()];
+}
+
+/** Why the advertised addresses could not be determined; the message is one line for the user. */
+export class AddressError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "AddressError";
+  }
+}
+
+/**
+ * The addresses to advertise for `specs` (the `address` directive's
+ * arguments: IPs and interface names), or of the automatically selected
+ * interface when `specs` is empty. Duplicates are dropped; order is kept.
+ */
+export function resolveAddresses(
+  specs: readonly string[],
+  interfaces: () => readonly InterfaceInfo[] = listInterfaces,
+): string[] {
+  const out: string[] = [];
+  const add = (a: string) => {
+    const c = canonicalIP(a);
+    if (!out.includes(c)) out.push(c);
+  };
+  if (specs.length === 0) {
+    const list = interfaces();
+    const chosen = selectInterface(list);
+    if (!chosen) {
+      throw new AddressError(
+        `idetcd: no network interface to advertise (up, not loopback, not a container bridge, with a routable address) among ${
+          list.map((i) => i.name).join(", ") || "none"
+        }; set "address IP|INTERFACE"`,
+      );
+    }
+    usableAddresses(chosen.addresses).forEach(add);
+    return out;
+  }
+  let list: readonly InterfaceInfo[] | undefined;
+  for (const spec of specs) {
+    if (isIP(spec)) {
+      add(spec);
+      continue;
+    }
+    list ??= interfaces();
+    const iface = list.find((i) => i.name === spec);
+    if (!iface) {
+      throw new AddressError(
+        `idetcd: address ${spec} is neither an IP address nor an interface (have ${
+          list.map((i) => i.name).join(", ") || "none"
+        })`,
+      );
+    }
+    const usable = usableAddresses(iface.addresses);
+    if (usable.length === 0) {
+      throw new AddressError(`idetcd: interface ${spec} has no address to advertise`);
+    }
+    usable.forEach(add);
+  }
+  return out;
+}

@@ -1,0 +1,209 @@
+/**
+ * DNS answers for the pattern's zone, from the watch-fed mirror (no etcd
+ * read per query).
+ *
+ * - `workerN.<zone>`: A / AAAA of the holder (exactly its own records, no
+ *   SkyDNS subtree merge), SRV `0 100 PORT workerN.<zone>.` when a port is
+ *   known, NXDOMAIN + SOA when nobody holds it, NODATA + SOA for other types;
+ * - `_nodes.<zone>`: SRV of every member ordered by ID (A/AAAA in the
+ *   additional section); A / AAAA: every member's addresses;
+ * - the apex: SOA and NS (`ns.dns.<zone>`, whose A/AAAA are this node's);
+ * - PTR under in-addr.arpa / ip6.arpa for members' addresses;
+ * - other names in the zone: NXDOMAIN (or the next plugin with `fallthrough`);
+ *   names outside it: the next plugin.
+ *
+ * @module
+ */
+
+import { isSubdomain } from "../../dns/name.ts";
+import { Class, Rcode, type RR, Type } from "../../dns/types.ts";
+import type { KeyValueSource } from "../../etcd/types.ts";
+import type { Handler, Reply, Request } from "../../server/plugin.ts";
+import { canonicalIPv6, isIPv4, isIPv6 } from "./addresses.ts";
+import type { NamePattern } from "./pattern.ts";
+import { ClusterView, type Member, namePath } from "./records.ts";
+
+/** The name that lists every member. */
+export const MEMBERS_LABEL = "_nodes";
+
+/** What the handler needs. */
+export interface IdetcdHandlerOptions {
+  pattern: NamePattern;
+  /** etcd key prefix ("/skydns"). */
+  prefix: string;
+  /** TTL of answers, seconds. */
+  ttl: number;
+  /** The configured service port (SRV), used when a member stored none. */
+  port?: number;
+  /** Zones for which NXDOMAIN passes to the next plugin. */
+  fallthrough: readonly string[];
+  /** The mirror of the zone's keys. */
+  source: KeyValueSource;
+  /** This node's advertised addresses (for `ns.dns.<zone>`). */
+  selfAddresses: () => readonly string[];
+  /** Unix time in seconds, for the SOA serial. */
+  now?: () => number;
+}
+
+/** The answering side of the plugin. */
+export interface IdetcdHandler {
+  serve(req: Request, next: Handler): Promise<Reply>;
+  /** The members as the mirror shows them now. */
+  view(): ClusterView;
+}
+
+/** The address a reverse name stands for ("4.0.0.10.in-addr.arpa." -> "10.0.0.4"). */
+export function addressFromReverseName(name: string): string | undefined {
+  const n = name.toLowerCase();
+  if (n.endsWith(".in-addr.arpa.")) {
+    const labels = n.slice(0, -".in-addr.arpa.".length).split(".");
+    if (labels.length !== 4) return undefined;
+    const address = labels.reverse().join(".");
+    return isIPv4(address) ? address : undefined;
+  }
+  if (n.endsWith(".ip6.arpa.")) {
+    const labels = n.slice(0, -".ip6.arpa.".length).split(".");
+    if (labels.length !== 32 || !labels.every((l) => /^[0-9a-f]$/.test(l))) return undefined;
+    const hex = labels.reverse().join("");
+    const text = hex.match(/.{4}/g)!.join(":");
+    return isIPv6(text) ? canonicalIPv6(text) : undefined;
+  }
+  return undefined;
+}
+
+/** Creates the handler; the view of the members is rebuilt only when the mirror changes. */
+export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandler {
+  const { pattern, ttl, source } = options;
+  const zone = pattern.zone;
+  const base = namePath(options.prefix, zone);
+  const membersName = `${MEMBERS_LABEL}.${zone}`;
+  const nsName = `ns.dns.${zone}`;
+  const nsParent = `dns.${zone}`;
+  // Negative answers are cached for min(SOA TTL, minimum): never longer than `ttl`.
+  const soaTtl = Math.min(30, ttl);
+  const now = options.now ?? (() => Date.now() / 1000);
+
+  let cached: { generation: number; view: ClusterView } | undefined;
+  const view = (): ClusterView => {
+    const generation = source.generation;
+    if (!cached || cached.generation !== generation) {
+      cached = { generation, view: ClusterView.fromSource(source, base, pattern) };
+    }
+    return cached.view;
+  };
+  const cacheGeneration = () => source.generation;
+
+  const rr = (name: string, type: number, data: RR["data"], rrTtl = ttl): RR => ({
+    name,
+    type,
+    class: Class.INET,
+    ttl: rrTtl,
+    data,
+  });
+  const soa = (): RR =>
+    rr(zone, Type.SOA, {
+      mname: nsName,
+      rname: `hostmaster.${zone}`,
+      serial: Math.floor(now()) >>> 0,
+      refresh: 7200,
+      retry: 1800,
+      expire: 86400,
+      minimum: 30,
+    }, soaTtl);
+  const reply = (rcode: number, answer: RR[], authority: RR[] = [], additional: RR[] = []) => ({
+    rcode,
+    authoritative: true,
+    answer,
+    authority,
+    additional,
+    plugin: "idetcd",
+    cacheGeneration,
+  });
+  const answer = (records: RR[], additional: RR[] = []): Reply =>
+    records.length > 0 ? reply(Rcode.Success, records, [], additional) : noData();
+  const noData = (): Reply => reply(Rcode.Success, [], [soa()]);
+  const nameError = (req: Request, next: Handler): Promise<Reply> | Reply => {
+    if (options.fallthrough.some((z) => isSubdomain(z, req.qname))) return next(req);
+    return reply(Rcode.NameError, [], [soa()]);
+  };
+
+  const addressRecords = (
+    owner: string,
+    ipv4: readonly string[],
+    ipv6: readonly string[],
+    qtype: number,
+  ) => {
+    const out: RR[] = [];
+    if (qtype === Type.A || qtype === Type.ANY) {
+      for (const a of ipv4) out.push(rr(owner, Type.A, a));
+    }
+    if (qtype === Type.AAAA || qtype === Type.ANY) {
+      for (const a of ipv6) out.push(rr(owner, Type.AAAA, a));
+    }
+    return out;
+  };
+  const glue = (m: Member) => [
+    ...m.ipv4.map((a) => rr(m.name, Type.A, a)),
+    ...m.ipv6.map((a) => rr(m.name, Type.AAAA, a)),
+  ];
+  const srv = (owner: string, m: Member, port: number) =>
+    rr(owner, Type.SRV, { priority: 0, weight: 100, port, target: m.name });
+
+  const serve = (req: Request, next: Handler): Promise<Reply> => {
+    if (req.question.class !== Class.INET) return next(req);
+    const qname = req.qname;
+    const owner = req.question.name;
+    const qtype = req.question.type;
+
+    if (!isSubdomain(zone, qname)) {
+      if (qtype !== Type.PTR) return next(req);
+      const address = addressFromReverseName(qname);
+      const holders = address === undefined ? [] : view().byAddress(address);
+      if (holders.length === 0) return next(req);
+      return Promise.resolve(answer(holders.map((m) => rr(owner, Type.PTR, m.name))));
+    }
+
+    if (qname === zone) {
+      if (qtype === Type.SOA) return Promise.resolve(answer([soa()]));
+      if (qtype === Type.NS) {
+        const self = options.selfAddresses();
+        return Promise.resolve(answer(
+          [rr(owner, Type.NS, nsName)],
+          addressRecords(nsName, self.filter(isIPv4), self.filter(isIPv6), Type.ANY),
+        ));
+      }
+      return Promise.resolve(noData());
+    }
+    if (qname === nsName) {
+      const self = options.selfAddresses();
+      return Promise.resolve(
+        answer(addressRecords(owner, self.filter(isIPv4), self.filter(isIPv6), qtype)),
+      );
+    }
+    if (qname === nsParent) return Promise.resolve(noData());
+
+    const current = view();
+    if (qname === membersName) {
+      const members = current.members;
+      if (qtype === Type.SRV) {
+        const records = members.map((m) => srv(owner, m, m.port ?? options.port ?? 0));
+        return Promise.resolve(answer(records, members.flatMap(glue)));
+      }
+      const ipv4 = members.flatMap((m) => m.ipv4);
+      const ipv6 = members.flatMap((m) => m.ipv6);
+      return Promise.resolve(answer(addressRecords(owner, ipv4, ipv6, qtype)));
+    }
+
+    const id = pattern.parse(qname);
+    const member = id === undefined ? undefined : current.member(id);
+    if (!member) return Promise.resolve(nameError(req, next));
+    if (qtype === Type.SRV) {
+      const port = member.port ?? options.port;
+      if (port === undefined) return Promise.resolve(noData());
+      return Promise.resolve(answer([srv(owner, member, port)], glue(member)));
+    }
+    return Promise.resolve(answer(addressRecords(owner, member.ipv4, member.ipv6, qtype)));
+  };
+
+  return { serve, view };
+}

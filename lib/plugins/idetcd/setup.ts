@@ -1,0 +1,245 @@
+/**
+ * The `idetcd` directive: Corefile tokens -> {@link IdetcdConfig}.
+ *
+ * Compatible with the original plugin's syntax (`endpoint`, `limit`,
+ * `pattern`) plus the options documented in README.md.
+ *
+ * @module
+ */
+
+import { isAbsolute, join } from "node:path";
+import { argError, CorefileError, type Directive, type Token } from "../../corefile/types.ts";
+import { parseDuration } from "../../corefile/duration.ts";
+import { fqdn, lowerName } from "../../dns/name.ts";
+import { DEFAULT_ENDPOINT, type EtcdOptions } from "../../etcd/options.ts";
+import { parseEtcdConnectionOption } from "../etcd/options.ts";
+import { type NamePattern, parsePattern, PatternError } from "./pattern.ts";
+
+/** The plugin name, as errors and logs show it. */
+export const PLUGIN = "idetcd";
+
+/** Defaults of the options. */
+export const DEFAULTS = {
+  limit: 10,
+  /** DNS TTL of answers, seconds. */
+  ttl: 30,
+  /** etcd lease length, seconds (the original's hard-coded 20 s). */
+  leaseSeconds: 20,
+  prefix: "/skydns",
+  /** Port TF_CONFIG uses when none is configured. */
+  tfPort: 2222,
+} as const;
+
+/** The shortest lease etcd grants with default settings (etcd-io/etcd#6025). */
+export const MIN_LEASE_SECONDS = 2;
+/** The largest limit accepted (a range read lists every slot). */
+export const MAX_LIMIT = 100_000;
+
+/** Everything the `idetcd` directive configures. */
+export interface IdetcdConfig {
+  /** How to reach etcd. */
+  etcd: EtcdOptions;
+  /** Highest ID; names are claimed in 1..limit. */
+  limit: number;
+  pattern: NamePattern;
+  /** `address` arguments (IPs and interface names); empty = detect. */
+  addressSpecs: string[];
+  /** DNS TTL of answers, seconds. */
+  ttl: number;
+  /** etcd lease length, seconds. */
+  leaseSeconds: number;
+  /** etcd key prefix, normalized ("/skydns"). */
+  prefix: string;
+  /** Service port advertised in SRV answers and TF_CONFIG. */
+  port?: number;
+  /** Wait for a free slot instead of failing: `{}` waits forever. */
+  wait?: { timeoutSeconds?: number };
+  /** Absolute path of the JSON file written on claim. */
+  file?: string;
+  /** Sticky node identity; undefined = derived from the machine and addresses. */
+  identity?: string;
+  /** Zones for which NXDOMAIN passes to the next plugin; empty = none. */
+  fallthrough: string[];
+  /** Folder of the Corefile (TLS paths are relative to it). */
+  configDir: string;
+  /** Where the directive is, for messages. */
+  where: { file: string; line: number };
+}
+
+function fail(message: string, where: Token): CorefileError {
+  return new CorefileError(message, where, PLUGIN);
+}
+
+function exactlyOne(line: Directive): Token {
+  if (line.args.length !== 1) {
+    throw line.args.length === 0 ? argError(line.name, PLUGIN) : fail(
+      `${line.name.text} takes one argument, got ${line.args.length}`,
+      line.args[1],
+    );
+  }
+  return line.args[0];
+}
+
+function parseInteger(token: Token, what: string, min: number, max: number): number {
+  if (!/^\d+$/.test(token.text) || Number(token.text) < min || Number(token.text) > max) {
+    throw fail(`${what} must be an integer from ${min} to ${max}, got '${token.text}'`, token);
+  }
+  return Number(token.text);
+}
+
+function parseSeconds(token: Token, what: string): number {
+  let seconds: number;
+  try {
+    // Bare integers are seconds ("30"); anything else is a Go duration ("1m30s").
+    seconds = /^\d+$/.test(token.text) ? Number(token.text) : parseDuration(token.text);
+  } catch (err) {
+    throw fail(`invalid ${what} value '${token.text}': ${(err as Error).message}`, token);
+  }
+  if (!Number.isFinite(seconds) || seconds < 0) {
+    throw fail(`invalid ${what} value '${token.text}'`, token);
+  }
+  return seconds;
+}
+
+/** Normalizes an etcd key prefix as Go's path.Join("/" + p) does: "skydns/" -> "/skydns". */
+export function normalizePrefix(prefix: string): string {
+  const parts = prefix.split("/").filter((p) => p !== "" && p !== ".");
+  return "/" + parts.join("/");
+}
+
+/** Reads the `idetcd` directive(s) of a server block; throws CorefileError ("plugin/idetcd: ..."). */
+export function parseIdetcd(directives: readonly Directive[], configDir: string): IdetcdConfig {
+  if (directives.length === 0) throw new Error("parseIdetcd: no directive");
+  const head = directives[0];
+  if (directives.length > 1) {
+    throw fail("this plugin can only be used once per Server Block", directives[1].name);
+  }
+  if (head.args.length > 0) {
+    throw fail(
+      `idetcd takes no arguments (its zone comes from pattern), got '${head.args[0].text}'`,
+      head.args[0],
+    );
+  }
+  const etcd: EtcdOptions = { endpoints: [DEFAULT_ENDPOINT] };
+  let limit: number = DEFAULTS.limit;
+  let limitToken: Token | undefined;
+  let pattern: NamePattern | undefined;
+  let patternToken: Token | undefined;
+  const addressSpecs: string[] = [];
+  let ttl: number = DEFAULTS.ttl;
+  let leaseSeconds: number = DEFAULTS.leaseSeconds;
+  let prefix: string = DEFAULTS.prefix;
+  let port: number | undefined;
+  let wait: IdetcdConfig["wait"];
+  let file: string | undefined;
+  let identity: string | undefined;
+  let fallthrough: string[] = [];
+
+  for (const line of head.block ?? []) {
+    const name = line.name.text;
+    switch (name) {
+      case "endpoint":
+      case "credentials":
+      case "tls":
+        if (!parseEtcdConnectionOption(line, etcd, PLUGIN)) {
+          throw fail(`unknown property '${name}'`, line.name);
+        }
+        break;
+      case "limit":
+        limitToken = exactlyOne(line);
+        limit = parseInteger(limitToken, "limit", 1, MAX_LIMIT);
+        break;
+      case "pattern": {
+        patternToken = exactlyOne(line);
+        try {
+          pattern = parsePattern(patternToken.text);
+        } catch (err) {
+          if (err instanceof PatternError) throw fail(err.message, patternToken);
+          throw err;
+        }
+        break;
+      }
+      case "address":
+        if (line.args.length === 0) throw argError(line.name, PLUGIN);
+        for (const a of line.args) addressSpecs.push(a.text);
+        break;
+      case "ttl": {
+        const t = exactlyOne(line);
+        ttl = Math.floor(parseSeconds(t, "ttl"));
+        if (ttl > 2_147_483_647) throw fail(`ttl ${t.text} is too large`, t);
+        break;
+      }
+      case "lease": {
+        const t = exactlyOne(line);
+        const seconds = Math.ceil(parseSeconds(t, "lease"));
+        if (seconds < MIN_LEASE_SECONDS) {
+          throw fail(`lease must be at least ${MIN_LEASE_SECONDS}s, got '${t.text}'`, t);
+        }
+        if (seconds > 9_000_000_000) throw fail(`lease ${t.text} is too large`, t);
+        leaseSeconds = seconds;
+        break;
+      }
+      case "prefix": {
+        const t = exactlyOne(line);
+        prefix = normalizePrefix(t.text);
+        if (prefix === "/") throw fail(`prefix must name a path, got '${t.text}'`, t);
+        break;
+      }
+      case "port":
+        port = parseInteger(exactlyOne(line), "port", 1, 65535);
+        break;
+      case "wait":
+        if (line.args.length > 1) {
+          throw fail(`wait takes at most one argument (a timeout)`, line.args[1]);
+        }
+        wait = line.args.length === 0
+          ? {}
+          : { timeoutSeconds: parseSeconds(line.args[0], "wait timeout") || undefined };
+        break;
+      case "file": {
+        const t = exactlyOne(line);
+        file = isAbsolute(t.text) ? t.text : join(configDir, t.text);
+        break;
+      }
+      case "identity": {
+        const t = exactlyOne(line);
+        if (t.text.trim() === "") throw fail("identity must not be empty", t);
+        identity = t.text;
+        break;
+      }
+      case "fallthrough":
+        fallthrough = line.args.length === 0
+          ? ["."]
+          : line.args.map((a) => lowerName(fqdn(a.text.replace(/^dns:\/\//, ""))));
+        break;
+      default:
+        throw fail(`unknown property '${name}'`, line.name);
+    }
+  }
+
+  if (!pattern) {
+    throw fail("pattern is required, e.g. 'pattern worker{{.ID}}.tf.local.'", head.name);
+  }
+  try {
+    pattern.validateLimit(limit);
+  } catch (err) {
+    if (err instanceof PatternError) throw fail(err.message, limitToken ?? patternToken!);
+    throw err;
+  }
+  return {
+    etcd,
+    limit,
+    pattern,
+    addressSpecs,
+    ttl,
+    leaseSeconds,
+    prefix,
+    port,
+    wait,
+    file,
+    identity,
+    fallthrough,
+    configDir,
+    where: { file: head.name.file, line: head.name.line },
+  };
+}
