@@ -15,7 +15,7 @@ import { rootLog } from "./lib/log.ts";
 import { Instance } from "./lib/server/instance.ts";
 import { loadCorefile } from "./lib/server/load.ts";
 import { PLUGINS } from "./lib/server/registry.ts";
-import { setReloadHandler } from "./lib/server/reloader.ts";
+import { setCorefileReader, setReloadHandler, setStartingCorefile } from "./lib/server/reloader.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 /** The release version. */
@@ -160,6 +160,13 @@ async function run(argv: string[]): Promise<number> {
     }
   }
 
+  // The reload plugin and SIGUSR1 read the Corefile again; stdin can only be read once.
+  const initial = corefile;
+  const reread = () =>
+    flags.conf === "stdin" ? Promise.resolve(initial) : loadCorefile(flags.conf, flags.port);
+  setCorefileReader(async () => (await reread()).blocks);
+  setStartingCorefile(corefile.blocks);
+
   const instance = new Instance({ defaultPort: flags.port, configDir: corefile.dir, log: rootLog });
   try {
     await instance.start(corefile.blocks);
@@ -179,15 +186,18 @@ async function run(argv: string[]): Promise<number> {
   }
   if (!flags.quiet) console.log(banner(instance));
 
-  let reloading: Promise<void> = Promise.resolve();
+  let reloading: Promise<boolean> = Promise.resolve(true);
   const reload = (why: string) => {
     reloading = reloading.then(async () => {
       try {
-        const next = await loadCorefile(flags.conf, flags.port);
+        const next = await reread();
+        setStartingCorefile(next.blocks);
         await instance.reload(next.blocks);
         rootLog.info(`plugin/reload: reloaded configuration (${why})`);
+        return true;
       } catch (err) {
         rootLog.error(`plugin/reload: keeping the running configuration: ${describeError(err)}`);
+        return false;
       }
     });
     return reloading;

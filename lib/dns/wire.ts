@@ -152,6 +152,22 @@ function readHeader(buf: Uint8Array): Header {
   };
 }
 
+/** MD, MF, MB, MG, MR hold one name; MINFO two. */
+const COMPRESSIBLE_NAME_COUNT: Record<number, number> = { 3: 1, 4: 1, 7: 1, 8: 1, 9: 1, 14: 2 };
+
+/** The uncompressed wire form of a name. */
+function nameToWire(name: string): Uint8Array {
+  const labels = nameToLabels(name);
+  const out = new Uint8Array(labels.reduce((n, l) => n + l.length + 1, 1));
+  let at = 0;
+  for (const l of labels) {
+    out[at++] = l.length;
+    out.set(l, at);
+    at += l.length;
+  }
+  return out;
+}
+
 function ipv4ToString(buf: Uint8Array, o: number): string {
   return `${buf[o]}.${buf[o + 1]}.${buf[o + 2]}.${buf[o + 3]}`;
 }
@@ -244,8 +260,27 @@ function readRData(buf: Uint8Array, type: number, start: number, len: number): R
     }
     case Type.TXT:
       return readCharacterStrings(buf, start, end);
-    default:
-      return buf.slice(start, end);
+    default: {
+      // RFC 3597 section 4: the other RFC 1035 types whose names may be compressed
+      // are kept raw, but with their names expanded so the bytes stand alone.
+      const names = COMPRESSIBLE_NAME_COUNT[type];
+      if (!names) return buf.slice(start, end);
+      const parts: Uint8Array[] = [];
+      let o = start;
+      for (let i = 0; i < names; i++) {
+        const [name, after] = readName(buf, o);
+        parts.push(nameToWire(name));
+        o = after;
+      }
+      if (o !== end) throw new WireError("name rdata length mismatch");
+      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of parts) {
+        out.set(p, at);
+        at += p.length;
+      }
+      return out;
+    }
   }
 }
 

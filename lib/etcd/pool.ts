@@ -10,6 +10,7 @@ import type { Logger } from "../log.ts";
 import type { ResourcePool } from "../server/plugin.ts";
 import { createClient, describeEndpoints, resolveTlsPaths } from "./client.ts";
 import { Mirror } from "./mirror.ts";
+import { trackMirror } from "./metrics.ts";
 import type { EtcdOptions } from "./options.ts";
 
 /** JSON with object keys sorted and undefined members dropped, so equal options give equal text. */
@@ -63,8 +64,14 @@ export function acquireMirror(
   // first (newest first), then the client.
   const client = acquireClient(resources, options, configDir);
   const key = `etcd-mirror ${canonicalJson({ client: clientKey(options, configDir), prefix })}`;
-  return resources.acquire(
-    key,
-    () => new Mirror(client, prefix, log, { endpoints: describeEndpoints(options) }),
-  );
+  return resources.acquire(key, () => {
+    const mirror = new Mirror(client, prefix, log, { endpoints: describeEndpoints(options) });
+    const forget = trackMirror(mirror);
+    const close = mirror.close.bind(mirror);
+    mirror.close = () => {
+      forget();
+      return close();
+    };
+    return mirror;
+  });
 }

@@ -22,6 +22,7 @@ import { lowerName } from "../dns/name.ts";
 import type { BlockRuntime, ListenerConfig } from "./config.ts";
 import type { Reply, Request } from "./plugin.ts";
 import type { Logger } from "../log.ts";
+import { AnswerCache, answerKey } from "./answer_cache.ts";
 
 /** Where a packet came from. */
 export interface Peer {
@@ -59,8 +60,13 @@ export interface ServerRequest extends Request {
   readonly observers: ((written: Written) => void)[];
 }
 
-/** Observes every packet the dispatcher handles (even unrouted ones), for metrics. */
-export type PacketObserver = (req: ServerRequest | undefined, written: Written) => void;
+/** Observes every packet the dispatcher answers (even unrouted ones), for metrics. */
+export type PacketObserver = (
+  req: ServerRequest | undefined,
+  written: Written,
+  peer: Peer,
+  requestSize: number,
+) => void;
 
 /** Maximum depth of internal re-entry (CNAME chasing through the server). */
 const MAX_DEPTH = 8;
@@ -74,6 +80,7 @@ export function unmapAddress(address: string): string {
 export class Dispatcher {
   #zones: Map<string, BlockRuntime>;
   #log: Logger;
+  #answers = new AnswerCache();
   /** Extra observer for every packet (the prometheus plugin's `dropped` zone). */
   packetObserver?: PacketObserver;
 
@@ -85,6 +92,17 @@ export class Dispatcher {
   /** Swaps in a new configuration's zones (reload), atomically for new queries. */
   update(listener: ListenerConfig): void {
     this.#zones = listener.zones;
+    this.#answers.clear();
+  }
+
+  /** The fast-path key of a packet (see answer_cache.ts), or undefined. */
+  keyOf(packet: Uint8Array, transport: "udp" | "tcp"): string | undefined {
+    return answerKey(packet, transport);
+  }
+
+  /** A kept reply for `packet`, ready to send, or undefined: synchronous, no allocation but the copy. */
+  cached(key: string, packet: Uint8Array): Uint8Array | undefined {
+    return this.#answers.reply(key, packet);
   }
 
   /** Longest-suffix match, then ".", as CoreDNS's ServeDNS does. */
@@ -106,16 +124,17 @@ export class Dispatcher {
    * Answers one packet. Resolves to the bytes to send, or null when the
    * packet gets no answer (runts, responses).
    */
-  async handle(packet: Uint8Array, peer: Peer): Promise<Uint8Array | null> {
+  async handle(packet: Uint8Array, peer: Peer, key?: string): Promise<Uint8Array | null> {
     const parsed = parseQuery(packet);
     if ("kind" in parsed) {
       if (parsed.kind === "drop") return null;
       const reply = bareReply(parsed.header, parsed.rcode, parsed.question, parsed.edns);
-      return this.#finish(reply, parsed.edns, peer, undefined, "", undefined);
+      return this.#finish(packet.length, reply, parsed.edns, peer, undefined, "", undefined);
     }
     const { header, question, edns } = parsed;
     if (parsed.badOpt) {
       return this.#finish(
+        packet.length,
         bareReply(header, Rcode.FormatError, question, null),
         null,
         peer,
@@ -126,6 +145,7 @@ export class Dispatcher {
     }
     if (edns && edns.version !== 0) {
       return this.#finish(
+        packet.length,
         bareReply(header, Rcode.BadVers, question, edns),
         edns,
         peer,
@@ -138,6 +158,7 @@ export class Dispatcher {
     const routed = this.route(qname);
     if (!routed) {
       return this.#finish(
+        packet.length,
         bareReply(header, Rcode.Refused, question, edns),
         edns,
         peer,
@@ -149,6 +170,7 @@ export class Dispatcher {
     const [zone, block] = routed;
     if (!block.chain || (question.class !== Class.INET && !block.anyClass)) {
       return this.#finish(
+        packet.length,
         bareReply(header, Rcode.Refused, question, edns),
         edns,
         peer,
@@ -177,7 +199,14 @@ export class Dispatcher {
       };
     }
     const message = replyMessage(header, question, reply);
-    return this.#finish(message, edns, peer, req, zone, block, reply.plugin);
+    const bytes = this.#finish(packet.length, message, edns, peer, req, zone, block, reply.plugin);
+    if (
+      key !== undefined && reply.cacheGeneration && req.observers.length === 0 &&
+      reply.error === undefined && (bytes[3] & 0xf) === (reply.rcode & 0xf)
+    ) {
+      this.#answers.store(key, bytes, reply.cacheGeneration);
+    }
+    return bytes;
   }
 
   #request(
@@ -244,6 +273,7 @@ export class Dispatcher {
   }
 
   #finish(
+    requestSize: number,
     message: Message,
     edns: OPTData | null,
     peer: Peer,
@@ -297,7 +327,7 @@ export class Dispatcher {
         }
       }
     }
-    this.packetObserver?.(req, written);
+    this.packetObserver?.(req, written, peer, requestSize);
     return bytes;
   }
 }

@@ -157,3 +157,71 @@ Deno.test("dispatch: a record that cannot be encoded yields SERVFAIL", async () 
   const d = dispatcher([[".", block(["."], [bad])]]);
   assert.equal((await ask(d, encodeQuery(1, "a.", Type.A))).rcode, Rcode.ServerFailure);
 });
+
+Deno.test("dispatch: replies marked with a generation are served from the encoded cache until it moves", async () => {
+  let calls = 0;
+  let generation = 1;
+  const counted: Plugin = {
+    name: "counted",
+    serve: (req) => {
+      calls++;
+      return Promise.resolve<Reply>({
+        rcode: 0,
+        authoritative: true,
+        answer: [{ name: req.question.name, type: Type.A, class: 1, ttl: 30, data: "10.1.2.3" }],
+        authority: [],
+        additional: [],
+        cacheGeneration: () => generation,
+      });
+    },
+  };
+  const d = dispatcher([[".", block(["."], [counted])]]);
+  const ask2 = async (id: number, name: string, rd = true) => {
+    const q = encodeQuery(id, name, Type.A, { rd });
+    const key = d.keyOf(q, "udp");
+    assert.ok(key);
+    const bytes = d.cached(key, q) ?? await d.handle(q, udpPeer, key);
+    assert.ok(bytes);
+    return decodeMessage(bytes);
+  };
+  const first = await ask2(100, "Fast.Example.");
+  assert.equal(calls, 1);
+  const second = await ask2(200, "Fast.Example.", false);
+  assert.equal(calls, 1, "second identical question is answered without the chain");
+  assert.equal(second.id, 200);
+  assert.equal(second.recursionDesired, false);
+  assert.deepEqual(second.answer, first.answer);
+  assert.equal(second.answer[0].name, "Fast.Example.");
+  await ask2(300, "fast.example.");
+  assert.equal(calls, 2, "another spelling of the name is another entry (owner case differs)");
+  generation = 2;
+  await ask2(400, "Fast.Example.");
+  assert.equal(calls, 3, "a new generation invalidates the entry");
+});
+
+Deno.test("dispatch: replies with per-query observers are never kept", async () => {
+  let calls = 0;
+  const observed: Plugin = {
+    name: "observed",
+    serve: (req) => {
+      calls++;
+      (req as { observers?: unknown[] }).observers?.push(() => {});
+      return Promise.resolve<Reply>({
+        rcode: 0,
+        authoritative: true,
+        answer: [],
+        authority: [],
+        additional: [],
+        cacheGeneration: () => 1,
+      });
+    },
+  };
+  const d = dispatcher([[".", block(["."], [observed])]]);
+  for (let i = 0; i < 3; i++) {
+    const q = encodeQuery(i, "a.example.", Type.A);
+    const key = d.keyOf(q, "udp")!;
+    assert.equal(d.cached(key, q), undefined);
+    await d.handle(q, udpPeer, key);
+  }
+  assert.equal(calls, 3);
+});

@@ -28,6 +28,16 @@ interface Bound {
 /** Observers of every packet on every listener (set by the prometheus plugin). */
 export const packetObservers = new Set<PacketObserver>();
 
+/**
+ * The configuration each running Instance is starting or serving, for plugins
+ * that look across server blocks (ready checks every chain plugin's ready();
+ * prometheus reports coredns_plugin_enabled). Set before startup hooks run,
+ * put back when an apply fails, and removed when stop() begins, so shutdown
+ * hooks can tell a stop (no entry) from a reload (health's lameduck, ready's
+ * "Shutting down").
+ */
+export const currentConfigs = new Map<Instance, Config>();
+
 /** The running server. */
 export class Instance {
   #options: InstanceOptions;
@@ -70,8 +80,10 @@ export class Instance {
         resources: this.#resources,
         log: this.#options.log,
       });
+      currentConfigs.set(this, config);
       for (const fn of config.startup) await fn();
     } catch (err) {
+      this.#restoreCurrent();
       await scope.release();
       throw err;
     }
@@ -90,6 +102,7 @@ export class Instance {
         opened.push([id, { listener, dispatcher }]);
       }
     } catch (err) {
+      this.#restoreCurrent();
       for (const [, b] of opened) await b.listener.close();
       await this.#runShutdown(config);
       await scope.release();
@@ -114,6 +127,12 @@ export class Instance {
     await oldRelease?.();
   }
 
+  /** After a failed apply, the running configuration (if any) is current again. */
+  #restoreCurrent(): void {
+    if (this.#config) currentConfigs.set(this, this.#config);
+    else currentConfigs.delete(this);
+  }
+
   async #runShutdown(config: Config): Promise<void> {
     for (const fn of config.shutdown) {
       try {
@@ -126,6 +145,7 @@ export class Instance {
 
   /** Closes listeners, runs shutdown hooks and releases shared resources. */
   async stop(): Promise<void> {
+    currentConfigs.delete(this);
     for (const b of this.#bound.values()) await b.listener.close();
     this.#bound.clear();
     if (this.#config) await this.#runShutdown(this.#config);

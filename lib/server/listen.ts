@@ -101,6 +101,15 @@ export class Listener {
         this.#log.debug(`udp receive: ${(err as Error).message}`);
         continue;
       }
+      const dispatcher = this.#dispatcher;
+      const key = dispatcher.keyOf(data, "udp");
+      if (key !== undefined) {
+        const hit = dispatcher.cached(key, data);
+        if (hit) {
+          udp.send(hit, addr).catch(() => {});
+          continue;
+        }
+      }
       const remote = addr as Deno.NetAddr;
       const peer: Peer = {
         transport: "udp",
@@ -109,7 +118,7 @@ export class Listener {
         localAddress: unmapAddress(local.hostname),
         localPort: local.port,
       };
-      this.#dispatcher.handle(data, peer).then((reply) => {
+      dispatcher.handle(data, peer, key).then((reply) => {
         if (reply && !this.#closed) {
           udp.send(reply, addr).catch((err) => {
             this.#log.debug(`udp send to ${remote.hostname}: ${(err as Error).message}`);
@@ -164,15 +173,19 @@ export class Listener {
     while (!this.#closed) {
       const frame = await reader.next();
       if (!frame) break;
-      const task = this.#dispatcher.handle(frame, peer).then((reply) => {
-        if (!reply) return;
-        const out = new Uint8Array(reply.length + 2);
-        out[0] = reply.length >> 8;
-        out[1] = reply.length & 0xff;
-        out.set(reply, 2);
-        writing = writing.then(() => writeAll(conn, out)).catch(() => {});
-        return writing.then(() => {});
-      });
+      const key = this.#dispatcher.keyOf(frame, "tcp");
+      const hit = key === undefined ? undefined : this.#dispatcher.cached(key, frame);
+      const task = (hit ? Promise.resolve(hit) : this.#dispatcher.handle(frame, peer, key)).then(
+        (reply) => {
+          if (!reply) return;
+          const out = new Uint8Array(reply.length + 2);
+          out[0] = reply.length >> 8;
+          out[1] = reply.length & 0xff;
+          out.set(reply, 2);
+          writing = writing.then(() => writeAll(conn, out)).catch(() => {});
+          return writing.then(() => {});
+        },
+      );
       pending.add(task);
       task.finally(() => pending.delete(task));
     }

@@ -10,36 +10,36 @@
  */
 
 import type { PluginDefinition } from "./plugin.ts";
-// import { reloadPlugin } from "../plugins/reload/mod.ts";
+import { reloadPlugin } from "../plugins/reload/mod.ts";
 import { bindPlugin } from "../plugins/bind/mod.ts";
 import { debugPlugin } from "../plugins/debug/mod.ts";
-// import { readyPlugin } from "../plugins/ready/mod.ts";
-// import { healthPlugin } from "../plugins/health/mod.ts";
-// import { prometheusPlugin } from "../plugins/prometheus/mod.ts";
+import { readyPlugin } from "../plugins/ready/mod.ts";
+import { healthPlugin } from "../plugins/health/mod.ts";
+import { prometheusPlugin } from "../plugins/prometheus/mod.ts";
 import { errorsPlugin } from "../plugins/errors/mod.ts";
 import { logPlugin } from "../plugins/log/mod.ts";
-// import { loadbalancePlugin } from "../plugins/loadbalance/mod.ts";
-// import { cachePlugin } from "../plugins/cache/mod.ts";
+import { loadbalancePlugin } from "../plugins/loadbalance/mod.ts";
+import { cachePlugin } from "../plugins/cache/mod.ts";
 import { idetcdPlugin } from "../plugins/idetcd/mod.ts";
-// import { etcdPlugin } from "../plugins/etcd/mod.ts";
-// import { forwardPlugin } from "../plugins/forward/mod.ts";
+import { etcdPlugin } from "../plugins/etcd/mod.ts";
+import { forwardPlugin } from "../plugins/forward/mod.ts";
 import { whoamiPlugin } from "../plugins/whoami/mod.ts";
 
 /** Every plugin, in chain order (CoreDNS's plugin.cfg order for those we have). */
 export const PLUGINS: readonly PluginDefinition[] = [
-  // reloadPlugin,
+  reloadPlugin,
   bindPlugin,
   debugPlugin,
-  // readyPlugin,
-  // healthPlugin,
-  // prometheusPlugin,
+  readyPlugin,
+  healthPlugin,
+  prometheusPlugin,
   errorsPlugin,
   logPlugin,
-  // loadbalancePlugin,
-  // cachePlugin,
+  loadbalancePlugin,
+  cachePlugin,
   idetcdPlugin,
-  // etcdPlugin,
-  // forwardPlugin,
+  etcdPlugin,
+  forwardPlugin,
   whoamiPlugin,
 ];
 

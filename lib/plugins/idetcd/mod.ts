@@ -16,6 +16,7 @@ import type { Plugin, PluginDefinition } from "../../server/plugin.ts";
 import { Buffer } from "node:buffer";
 import { resolveAddresses } from "./addresses.ts";
 import { type Claimed, Claimer } from "./claim.ts";
+import { type MetricFamily, registerCollector } from "../../server/metrics.ts";
 import { createIdetcdHandler } from "./handler.ts";
 import { ClusterView, type Member, namePath } from "./records.ts";
 import { DEFAULTS, type IdetcdConfig, parseIdetcd, PLUGIN } from "./setup.ts";
@@ -97,6 +98,7 @@ export class IdetcdNode {
   #addresses: string[] = [];
   #starting?: Promise<Claimed>;
   #closing?: Promise<void>;
+  #unregisterMetrics?: () => void;
 
   constructor(config: IdetcdConfig, log: Logger) {
     this.config = config;
@@ -138,6 +140,7 @@ export class IdetcdNode {
       endpoints: describeEndpoints(config.etcd),
     }, this.#log);
     this.#claimer = claimer;
+    this.#unregisterMetrics = registerCollector(() => claimMetrics(config, claimer));
     if (config.file) {
       const file = config.file;
       claimer.onChange((claimed) => {
@@ -165,11 +168,63 @@ export class IdetcdNode {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#starting?.catch(() => {});
+      this.#unregisterMetrics?.();
       await this.#claimer?.release();
       this.#client?.close();
     })();
     return this.#closing;
   }
+}
+
+/** idetcd_claimed_id, idetcd_lease_state and the claim counters of one node. */
+export function claimMetrics(config: IdetcdConfig, claimer: Claimer): MetricFamily[] {
+  const labels = { pattern: config.pattern.source };
+  const held = claimer.current();
+  const stats = claimer.stats;
+  const family = (
+    name: string,
+    help: string,
+    type: MetricFamily["type"],
+    value: number,
+  ): MetricFamily => ({ name, help, type, samples: [{ labels, value }] });
+  return [
+    family(
+      "idetcd_claimed_id",
+      "The ID this node holds (0 while it holds none).",
+      "gauge",
+      held?.id ?? 0,
+    ),
+    family(
+      "idetcd_lease_state",
+      "1 while this node holds its name under a live lease.",
+      "gauge",
+      held ? 1 : 0,
+    ),
+    family(
+      "idetcd_claims_total",
+      "Names claimed (the first claim and re-claims).",
+      "counter",
+      stats.claims,
+    ),
+    family(
+      "idetcd_name_losses_total",
+      "Times the held name was lost while running.",
+      "counter",
+      stats.losses,
+    ),
+    family(
+      "idetcd_claim_lost_races_total",
+      "Claim transactions that lost a race.",
+      "counter",
+      stats.lostRaces,
+    ),
+    family(
+      "idetcd_etcd_requests_total",
+      "etcd requests made by the claim.",
+      "counter",
+      stats.requests,
+    ),
+  ];
 }
 
 /** The resource key of a claim: everything that decides what is written to etcd. */

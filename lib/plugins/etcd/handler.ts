@@ -1,0 +1,181 @@
+/**
+ * The etcd plugin's chain link (CoreDNS `plugin/etcd/handler.go`): zone
+ * match, the lookup, and BackendError-style replies, answered from the
+ * in-memory mirror.
+ *
+ * @module
+ */
+
+import { matchZone } from "../../dns/name.ts";
+import { Rcode } from "../../dns/types.ts";
+import type { KeyValue, KeyValueSource } from "../../etcd/types.ts";
+import type { Logger } from "../../log.ts";
+import type { Plugin, Reply, Request } from "../../server/plugin.ts";
+import {
+  type EtcdLookupConfig,
+  lookup,
+  type LookupEnv,
+  type LookupOutcome,
+  soaRecord,
+  type UpstreamAnswer,
+} from "./lookup.ts";
+
+/** How long a query waits for the first load of the mirror (CoreDNS's per-read etcd timeout). */
+export const FIRST_LOAD_WAIT_MS = 5_000;
+
+/** The mirror as the handler uses it: the data plus its loading state. */
+export interface EtcdMirror extends KeyValueSource {
+  /** Starts watching; resolves after the first full load. */
+  start(): Promise<void>;
+  /** True once the first full load is done. */
+  isReady(): boolean;
+}
+
+/** What the handler needs from the parsed directive. */
+export interface EtcdHandlerConfig {
+  /** Authoritative zones (lower-case, fully qualified). */
+  readonly zones: readonly string[];
+  /** Zones whose NXDOMAINs go to the next plugin instead. */
+  readonly fallthrough: readonly string[];
+  readonly lookup: EtcdLookupConfig;
+}
+
+/** The plugin plus its start hook. */
+export interface EtcdHandler {
+  readonly plugin: Plugin;
+  /** Starts the mirror once; later calls return the same promise (never rejects). */
+  start(): Promise<void>;
+}
+
+/** Bad values are logged once per key version; past this many, the memory is reset. */
+const MAX_REMEMBERED_BAD_VALUES = 10_000;
+
+/** Builds the `etcd` chain link over `mirror`. */
+export function createEtcdHandler(
+  config: EtcdHandlerConfig,
+  mirror: EtcdMirror,
+  log: Logger,
+): EtcdHandler {
+  const loggedBadValues = new Set<string>();
+  const onBadValue = (kv: KeyValue, error: string) => {
+    const id = `${kv.key}\u0000${kv.modRevision}`;
+    if (loggedBadValues.has(id)) return;
+    if (loggedBadValues.size >= MAX_REMEMBERED_BAD_VALUES) loggedBadValues.clear();
+    loggedBadValues.add(id);
+    log.warning(`invalid service JSON at ${error} (answering SERVFAIL for names that read it)`);
+  };
+  const env: LookupEnv = { source: mirror, config: config.lookup, onBadValue };
+
+  let started: Promise<void> | undefined;
+  const start = () =>
+    started ??= mirror.start().catch((err) => {
+      log.error(`etcd mirror failed to start: ${(err as Error)?.message ?? err}`);
+    });
+
+  /** Waits up to FIRST_LOAD_WAIT_MS for the first load; true when the data is there. */
+  const waitForData = async (): Promise<boolean> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, FIRST_LOAD_WAIT_MS);
+    });
+    try {
+      await Promise.race([start(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    return mirror.isReady();
+  };
+
+  const resolveUpstream = (req: Request) => async (name: string, type: number) => {
+    const reply = await req.lookup(name, type);
+    return { answer: reply.answer, truncated: reply.truncated === true } as UpstreamAnswer;
+  };
+
+  const toReply = (outcome: LookupOutcome): Reply => {
+    const reply: Reply = {
+      rcode: outcome.rcode,
+      authoritative: true,
+      answer: outcome.answer,
+      authority: outcome.authority,
+      additional: outcome.additional,
+      plugin: "etcd",
+    };
+    if (outcome.truncated) reply.truncated = true;
+    if (outcome.error !== undefined) reply.error = outcome.error;
+    // Answers that depend on the mirror alone may be kept encoded by the server
+    // per generation. Lease TTLs and the SOA serial move with the clock, but
+    // the server keeps a copy for at most a second, which is their resolution.
+    // Upstream content and errors (logged per query) are never kept.
+    if (!outcome.usedUpstream && outcome.error === undefined) {
+      reply.cacheGeneration = () => mirror.generation;
+    }
+    return reply;
+  };
+
+  type Next = Parameters<Plugin["serve"]>[1];
+
+  const finish = (req: Request, next: Next, outcome: LookupOutcome): Promise<Reply> => {
+    // Fallthrough applies to NXDOMAIN only, never to NODATA or SERVFAIL.
+    if (outcome.nameError && matchZone(config.fallthrough, req.qname) !== undefined) {
+      return next(req);
+    }
+    return Promise.resolve(toReply(outcome));
+  };
+
+  const answer = (req: Request, zone: string, next: Next): Promise<Reply> => {
+    let outcome: LookupOutcome | Promise<LookupOutcome>;
+    try {
+      outcome = lookup(
+        env,
+        zone,
+        req.qname,
+        req.question.name,
+        req.question.type,
+        resolveUpstream(req),
+      );
+    } catch (err) {
+      return Promise.resolve(panicReply(err));
+    }
+    if (outcome instanceof Promise) return outcome.then((o) => finish(req, next, o), panicReply);
+    return finish(req, next, outcome);
+  };
+
+  const answerOnceLoaded = async (req: Request, zone: string, next: Next): Promise<Reply> => {
+    if (await waitForData()) return answer(req, zone, next);
+    return {
+      rcode: Rcode.ServerFailure,
+      authoritative: true,
+      answer: [],
+      authority: [soaRecord(zone, Date.now() / 1000)],
+      additional: [],
+      plugin: "etcd",
+      error: "etcd data not loaded yet (is etcd reachable?)",
+    };
+  };
+
+  const plugin: Plugin = {
+    name: "etcd",
+    serve(req, next) {
+      const zone = matchZone(config.zones, req.qname);
+      if (zone === undefined) return next(req);
+      if (!mirror.isReady()) return answerOnceLoaded(req, zone, next);
+      return answer(req, zone, next);
+    },
+    ready: () => mirror.isReady(),
+  };
+  return { plugin, start };
+}
+
+/** What CoreDNS's server answers when a plugin panics: a bare SERVFAIL. */
+function panicReply(err: unknown): Reply {
+  return {
+    rcode: Rcode.ServerFailure,
+    authoritative: false,
+    answer: [],
+    authority: [],
+    additional: [],
+    bare: true,
+    plugin: "etcd",
+    error: `plugin/etcd: ${(err as Error)?.message ?? String(err)}`,
+  };
+}

@@ -1,0 +1,346 @@
+/**
+ * The `forward` directive: Corefile tokens -> {@link ForwardConfig}, with
+ * CoreDNS's defaults and error texts (plugin/forward/setup.go,
+ * plugin/pkg/parse/host.go).
+ *
+ * @module
+ */
+
+import { isAbsolute, join } from "node:path";
+import { argError, CorefileError, type Directive, type Token } from "../../corefile/types.ts";
+import { isDomainName, normalizeZones } from "../../corefile/keys.ts";
+import { parseDuration } from "../../corefile/duration.ts";
+import { expandIPv6, fqdn, lowerName } from "../../dns/name.ts";
+import type { Logger } from "../../log.ts";
+
+/** The plugin name, as errors and logs show it. */
+export const PLUGIN = "forward";
+
+/** CoreDNS's limit on upstreams per stanza. */
+export const MAX_UPSTREAMS = 15;
+
+/** How upstreams are ordered for each query. */
+export type Policy = "random" | "round_robin" | "sequential";
+
+/** One upstream: an IP (no brackets, no zone) and a port. */
+export interface UpstreamAddress {
+  host: string;
+  port: number;
+}
+
+/** Everything one `forward` stanza configures. */
+export interface ForwardConfig {
+  /** The zone forwarded (lower-cased, fully qualified). */
+  from: string;
+  /** Zones under `from` that are not forwarded. */
+  except: string[];
+  upstreams: UpstreamAddress[];
+  forceTcp: boolean;
+  preferUdp: boolean;
+  /** Idle upstream sockets are replaced after this long, seconds (default 10). */
+  expireSeconds: number;
+  /** Health-check failures tolerated before an upstream counts as down; 0 disables checks. */
+  maxFails: number;
+  /** Interval between health checks of an unhealthy upstream, seconds (default 0.5). */
+  healthCheckSeconds: number;
+  /** RD bit of health-check queries (`no_rec` clears it). */
+  healthCheckRecursion: boolean;
+  /** Name the health check asks NS for (default "."). */
+  healthCheckDomain: string;
+  policy: Policy;
+  /** Concurrent queries allowed; 0 is unlimited. */
+  maxConcurrent: number;
+  /** Upstream rcodes that hand the query to the next forward stanza. */
+  next: number[];
+  /** Upstream rcodes that make forward try the next upstream. */
+  failover: number[];
+  /** With every upstream down, answer SERVFAIL instead of trying a random one. */
+  failfast: boolean;
+}
+
+/** miekg/dns's StringToRcode, for `next` and `failover`. */
+const RCODES: Record<string, number> = {
+  NOERROR: 0,
+  FORMERR: 1,
+  SERVFAIL: 2,
+  NXDOMAIN: 3,
+  NOTIMP: 4,
+  REFUSED: 5,
+  YXDOMAIN: 6,
+  YXRRSET: 7,
+  NXRRSET: 8,
+  NOTAUTH: 9,
+  NOTZONE: 10,
+  BADSIG: 16,
+  BADVERS: 16,
+  BADKEY: 17,
+  BADTIME: 18,
+  BADMODE: 19,
+  BADNAME: 20,
+  BADALG: 21,
+  BADTRUNC: 22,
+  BADCOOKIE: 23,
+};
+
+/** A config with CoreDNS's defaults (forward.New()). */
+export function defaultConfig(): ForwardConfig {
+  return {
+    from: ".",
+    except: [],
+    upstreams: [],
+    forceTcp: false,
+    preferUdp: false,
+    expireSeconds: 10,
+    maxFails: 2,
+    healthCheckSeconds: 0.5,
+    healthCheckRecursion: true,
+    healthCheckDomain: ".",
+    policy: "random",
+    maxConcurrent: 0,
+    next: [],
+    failover: [],
+    failfast: false,
+  };
+}
+
+function fail(message: string, at: Token): CorefileError {
+  return new CorefileError(message, at, PLUGIN);
+}
+
+/** Go's strconv.Atoi / ParseUint text for a bad number. */
+function parseGoInt(text: string, fn: "Atoi" | "ParseUint"): number {
+  const ok = fn === "Atoi" ? /^[+-]?\d+$/.test(text) : /^\d+$/.test(text);
+  if (!ok) throw new Error(`strconv.${fn}: parsing "${text}": invalid syntax`);
+  const n = Number(text);
+  const limit = fn === "Atoi" ? 2 ** 63 : 2 ** 32;
+  if (Math.abs(n) >= limit) throw new Error(`strconv.${fn}: parsing "${text}": value out of range`);
+  return n;
+}
+
+function number(tok: Token, fn: "Atoi" | "ParseUint"): number {
+  try {
+    return parseGoInt(tok.text, fn);
+  } catch (err) {
+    throw fail((err as Error).message, tok);
+  }
+}
+
+function duration(tok: Token): number {
+  try {
+    return parseDuration(tok.text);
+  } catch (err) {
+    throw fail((err as Error).message, tok);
+  }
+}
+
+/** The IP of `text` without brackets and zone, or undefined when it is not an IP. */
+function parseIP(text: string): string | undefined {
+  const host = text.includes("%") ? text.slice(0, text.lastIndexOf("%")) : text;
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) {
+    return host.split(".").every((o) => Number(o) <= 255 && !/^0\d/.test(o)) ? host : undefined;
+  }
+  return host.includes(":") && expandIPv6(host) ? host : undefined;
+}
+
+/** Go's net.SplitHostPort: [host, port] or undefined when `text` is not host:port. */
+function splitHostPort(text: string): [string, string] | undefined {
+  if (text.startsWith("[")) {
+    const m = /^\[([^\]]*)\]:([^:]*)$/.exec(text);
+    return m ? [m[1], m[2]] : undefined;
+  }
+  const i = text.lastIndexOf(":");
+  if (i < 0 || text.indexOf(":") !== i) return undefined;
+  return [text.slice(0, i), text.slice(i + 1)];
+}
+
+/** The `nameserver` lines of a resolv.conf-style file, as miekg's ClientConfigFromFile reads them. */
+export function readResolvConf(text: string): string[] {
+  const servers: string[] = [];
+  for (const raw of text.split("\n")) {
+    const fields = raw.trim().split(/\s+/);
+    if (fields.length < 2 || fields[0] !== "nameserver") continue;
+    const ip = parseIP(fields[1]);
+    if (ip) servers.push(ip);
+  }
+  return servers;
+}
+
+/**
+ * Resolves TO arguments: `IP`, `IP:port`, `[v6]:port`, `dns://...`, or a
+ * resolv.conf path (relative to `configDir`). Rejects the transports
+ * idetcd does not speak. Mirrors parse.HostPortOrFile + parse.Transport.
+ */
+export function parseUpstreams(tokens: Token[], configDir: string): UpstreamAddress[] {
+  const out: UpstreamAddress[] = [];
+  for (const tok of tokens) {
+    const scheme = /^([a-z0-9]+):\/\//.exec(tok.text)?.[1];
+    const rest = scheme ? tok.text.slice(scheme.length + 3) : tok.text;
+    if (scheme === "tls" || scheme === "https") {
+      throw fail(
+        `${scheme}:// is not supported by idetcd; forward to plain DNS (dns:// or no scheme): ${tok.text}`,
+        tok,
+      );
+    }
+    if (scheme && scheme !== "dns") {
+      throw fail(
+        `'${scheme}' is not supported as a destination protocol in forward: ${tok.text}`,
+        tok,
+      );
+    }
+    const hostPort = splitHostPort(rest);
+    if (!hostPort) {
+      const ip = parseIP(rest);
+      if (ip) {
+        out.push({ host: ip, port: 53 });
+        continue;
+      }
+    } else {
+      const ip = parseIP(hostPort[0]);
+      if (ip) {
+        if (!/^\d+$/.test(hostPort[1]) || Number(hostPort[1]) > 65535) {
+          throw fail(`invalid port '${hostPort[1]}' in ${tok.text}`, tok);
+        }
+        out.push({ host: ip, port: Number(hostPort[1]) });
+        continue;
+      }
+    }
+    // Neither an IP nor IP:port: CoreDNS tries it as a resolv.conf file.
+    const path = isAbsolute(rest) ? rest : join(configDir, rest);
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(path);
+    } catch {
+      throw fail(`not an IP address or file: "${rest}"`, tok);
+    }
+    for (const host of readResolvConf(text)) out.push({ host, port: 53 });
+  }
+  if (out.length === 0) throw fail("no nameservers found", tokens[tokens.length - 1]);
+  return out;
+}
+
+function rcodes(line: Directive, what: "next" | "failover"): number[] {
+  if (line.args.length === 0) throw argError(line.name, PLUGIN);
+  return line.args.map((tok) => {
+    const rc = RCODES[tok.text.toUpperCase()];
+    if (rc === undefined) throw fail(`${tok.text} is not a valid rcode`, tok);
+    if (what === "failover" && rc === 0) throw fail("NoError cannot be used in failover", tok);
+    return rc;
+  });
+}
+
+function noArgs(line: Directive): void {
+  if (line.args.length) throw argError(line.name, PLUGIN);
+}
+
+function oneArg(line: Directive): Token {
+  if (line.args.length === 0) throw argError(line.name, PLUGIN);
+  return line.args[0];
+}
+
+function parseOption(cfg: ForwardConfig, line: Directive): void {
+  const name = line.name.text;
+  switch (name) {
+    case "except": {
+      if (line.args.length === 0) throw argError(line.name, PLUGIN);
+      cfg.except.push(...normalizeZones(line.args.map((a) => a.text)));
+      return;
+    }
+    case "max_fails":
+      cfg.maxFails = number(oneArg(line), "ParseUint");
+      return;
+    case "health_check": {
+      const tok = oneArg(line);
+      const seconds = duration(tok);
+      if (seconds < 0) {
+        throw fail(`health_check can't be negative: ${Math.round(seconds * 1e9)}`, tok);
+      }
+      cfg.healthCheckSeconds = seconds;
+      cfg.healthCheckDomain = ".";
+      const opts = line.args.slice(1);
+      for (let i = 0; i < opts.length; i++) {
+        const opt = opts[i];
+        if (opt.text === "no_rec") cfg.healthCheckRecursion = false;
+        else if (opt.text === "domain") {
+          const domain = opts[++i];
+          if (!domain) throw argError(opt, PLUGIN);
+          if (!isDomainName(domain.text)) {
+            throw fail(`health_check: invalid domain name ${domain.text}`, domain);
+          }
+          cfg.healthCheckDomain = lowerName(fqdn(domain.text));
+        } else throw fail(`health_check: unknown option ${opt.text}`, opt);
+      }
+      return;
+    }
+    case "force_tcp":
+      noArgs(line);
+      cfg.forceTcp = true;
+      return;
+    case "prefer_udp":
+      noArgs(line);
+      cfg.preferUdp = true;
+      return;
+    case "tls":
+    case "tls_servername":
+      throw fail(
+        `${name} is not supported by idetcd; forward to plain DNS upstreams`,
+        line.name,
+      );
+    case "expire": {
+      const tok = oneArg(line);
+      const seconds = duration(tok);
+      if (seconds < 0) throw fail(`expire can't be negative: ${tok.text}`, tok);
+      cfg.expireSeconds = seconds;
+      return;
+    }
+    case "policy": {
+      const tok = oneArg(line);
+      if (tok.text !== "random" && tok.text !== "round_robin" && tok.text !== "sequential") {
+        throw fail(`unknown policy '${tok.text}'`, tok);
+      }
+      cfg.policy = tok.text;
+      return;
+    }
+    case "max_concurrent": {
+      const tok = oneArg(line);
+      const n = number(tok, "Atoi");
+      if (n < 0) throw fail(`max_concurrent can't be negative: ${n}`, tok);
+      cfg.maxConcurrent = n;
+      return;
+    }
+    case "next":
+      cfg.next.push(...rcodes(line, "next"));
+      return;
+    case "failover":
+      cfg.failover.push(...rcodes(line, "failover"));
+      return;
+    case "failfast_all_unhealthy_upstreams":
+      noArgs(line);
+      cfg.failfast = true;
+      return;
+    default:
+      throw fail(`unknown property '${name}'`, line.name);
+  }
+}
+
+/** Parses one `forward FROM TO... { ... }` stanza. Throws CorefileError. */
+export function parseStanza(d: Directive, configDir: string, log?: Logger): ForwardConfig {
+  const cfg = defaultConfig();
+  if (d.args.length === 0) throw argError(d.name, PLUGIN);
+  const fromTok = d.args[0];
+  const zones = normalizeZones([fromTok.text]);
+  if (zones.length === 0) throw fail(`unable to normalize '${fromTok.text}'`, fromTok);
+  cfg.from = zones[0];
+  if (zones.length > 1) {
+    log?.warning(
+      `Unsupported CIDR notation: '${fromTok.text}' expands to multiple zones. Using only '${cfg.from}'.`,
+    );
+  }
+  const to = d.args.slice(1);
+  if (to.length === 0) throw argError(fromTok, PLUGIN);
+  cfg.upstreams = parseUpstreams(to, configDir);
+  for (const line of d.block ?? []) parseOption(cfg, line);
+  if (cfg.upstreams.length > MAX_UPSTREAMS) {
+    throw fail(`more than ${MAX_UPSTREAMS} TOs configured: ${cfg.upstreams.length}`, d.name);
+  }
+  return cfg;
+}

@@ -1,0 +1,172 @@
+/**
+ * The small HTTP side of the observability plugins (health, ready,
+ * prometheus): Go's address syntax and one Deno.serve per address.
+ *
+ * @module
+ */
+
+import { CorefileError, type Token } from "../../corefile/types.ts";
+
+/** Go's net.SplitHostPort; throws Error with Go's text (`address x: missing port in address`). */
+export function splitHostPort(hostport: string): { host: string; port: string } {
+  const fail = (why: string) => new Error(`address ${hostport}: ${why}`);
+  const i = hostport.lastIndexOf(":");
+  if (i < 0) throw fail("missing port in address");
+  let host: string;
+  let j = 0;
+  let k = 0;
+  if (hostport[0] === "[") {
+    const end = hostport.indexOf("]");
+    if (end < 0) throw fail("missing ']' in address");
+    if (end + 1 === hostport.length) throw fail("missing port in address");
+    if (end + 1 !== i) {
+      throw fail(
+        hostport[end + 1] === ":" ? "too many colons in address" : "missing port in address",
+      );
+    }
+    host = hostport.slice(1, end);
+    j = 1;
+    k = end + 1;
+  } else {
+    host = hostport.slice(0, i);
+    if (host.includes(":")) throw fail("too many colons in address");
+  }
+  if (hostport.slice(j).includes("[")) throw fail("unexpected '[' in address");
+  if (hostport.slice(k).includes("]")) throw fail("unexpected ']' in address");
+  return { host, port: hostport.slice(i + 1) };
+}
+
+/** A listen address as a plugin argument: `[HOST]:PORT`. */
+export interface HttpAddress {
+  /** As written (the sharing key). */
+  text: string;
+  /** "" for every address. */
+  host: string;
+  port: number;
+}
+
+/** Checks a `host:port` argument as the plugins' setup does (net.SplitHostPort), and a numeric port. */
+export function parseHttpAddress(
+  text: string,
+  where: Token | undefined,
+  plugin: string,
+): HttpAddress {
+  let parts: { host: string; port: string };
+  try {
+    parts = splitHostPort(text);
+  } catch (err) {
+    throw new CorefileError((err as Error).message, where, plugin);
+  }
+  // Go would also accept a service name ("http"); a number is all idetcd takes.
+  if (!/^\d{1,5}$/.test(parts.port) || Number(parts.port) > 65535) {
+    throw new CorefileError(`listen tcp ${text}: unknown port`, where, plugin);
+  }
+  return { text, host: parts.host, port: Number(parts.port) };
+}
+
+/** Answers one request. */
+export type Route = (req: Request) => Response | Promise<Response>;
+
+/** Go's http.ServeMux answer for unknown paths. */
+function notFound(): Response {
+  return new Response("404 page not found\n", {
+    status: 404,
+    headers: { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" },
+  });
+}
+
+/** One HTTP server on one address, with exact-path routes. Close it with close(). */
+export class HttpEndpoint {
+  readonly address: HttpAddress;
+  #server: Deno.HttpServer<Deno.NetAddr>;
+  #routes = new Map<string, Route>();
+  #closing?: Promise<void>;
+
+  /**
+   * Binds at once (so a busy port fails the configuration that asked for
+   * it); throws Error `plugin/NAME: listen tcp ADDR: REASON`.
+   */
+  constructor(address: HttpAddress, plugin: string) {
+    this.address = address;
+    // No host means every address: "::" is dual-stack on Linux and macOS;
+    // fall back to IPv4 on hosts without IPv6.
+    const hosts = address.host ? [address.host] : ["::", "0.0.0.0"];
+    let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+    let lastError: unknown;
+    for (const hostname of hosts) {
+      try {
+        server = Deno.serve(
+          { hostname, port: address.port, onListen: () => {} },
+          (req) => this.#handle(req),
+        );
+        break;
+      } catch (err) {
+        lastError = err;
+        if (err instanceof Deno.errors.AddrInUse || err instanceof Deno.errors.PermissionDenied) {
+          break;
+        }
+      }
+    }
+    if (!server) {
+      const reason = lastError instanceof Error ? lastError.message : String(lastError);
+      throw new Error(`plugin/${plugin}: listen tcp ${address.text}: ${reason}`);
+    }
+    this.#server = server;
+  }
+
+  /** The port actually bound. */
+  get port(): number {
+    return this.#server.addr.port;
+  }
+
+  /** Installs (or replaces) the handler of `path`. */
+  route(path: string, handler: Route): void {
+    this.#routes.set(path, handler);
+  }
+
+  async #handle(req: Request): Promise<Response> {
+    const route = this.#routes.get(new URL(req.url).pathname);
+    if (!route) return notFound();
+    try {
+      return await route(req);
+    } catch (err) {
+      return new Response(`${(err as Error).message}\n`, { status: 500 });
+    }
+  }
+
+  /** Stops listening and waits for in-flight requests; idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#server.shutdown().then(() => this.#server.finished);
+    return this.#closing;
+  }
+}
+
+/** A plain-text response as Go's handlers write them. */
+export function textResponse(status: number, body: string): Response {
+  return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+/** Go's time.Duration.String for a duration in seconds: "5s", "1m30s", "1.5s", "250ms". */
+export function formatGoDuration(seconds: number): string {
+  let ns = Math.round(seconds * 1e9);
+  if (ns === 0) return "0s";
+  const sign = ns < 0 ? "-" : "";
+  ns = Math.abs(ns);
+  const trim = (v: number, unit: string, scale: number) => {
+    const whole = Math.floor(v / scale);
+    const frac = v % scale;
+    const fracText = frac
+      ? "." + String(frac).padStart(String(scale).length - 1, "0").replace(/0+$/, "")
+      : "";
+    return `${whole}${fracText}${unit}`;
+  };
+  if (ns < 1e3) return `${sign}${ns}ns`;
+  if (ns < 1e6) return sign + trim(ns, "µs", 1e3);
+  if (ns < 1e9) return sign + trim(ns, "ms", 1e6);
+  const h = Math.floor(ns / 3.6e12);
+  const m = Math.floor((ns % 3.6e12) / 6e10);
+  const s = trim(ns % 6e10, "s", 1e9);
+  if (h) return `${sign}${h}h${m}m${s}`;
+  if (m) return `${sign}${m}m${s}`;
+  return sign + s;
+}

@@ -1,0 +1,62 @@
+/**
+ * Test support for the health, ready, prometheus and reload plugins: a real
+ * SetupContext for one directive of a Corefile snippet, over a real
+ * resource pool, with its startup and shutdown hooks collected.
+ *
+ * @module
+ */
+
+import { parseCorefile } from "../../corefile/parser.ts";
+import type { ServerBlock } from "../../corefile/types.ts";
+import { createLogger, type Level } from "../../log.ts";
+import type { Resources } from "../../server/resources.ts";
+import type { SetupContext } from "../../server/plugin.ts";
+
+/** A SetupContext plus what setup registered. */
+export interface TestSetup {
+  ctx: SetupContext;
+  startup: (() => Promise<void> | void)[];
+  shutdown: (() => Promise<void> | void)[];
+  /** Log lines written through ctx.log. */
+  lines: string[];
+}
+
+/** Parses `corefile` (every directive name allowed) and returns its blocks. */
+export function parseSnippet(corefile: string): ServerBlock[] {
+  return parseCorefile(corefile, "Corefile", { isDirective: () => true });
+}
+
+/**
+ * A context for `directive` of the first server block of `corefile`.
+ * Take `resources.scope()` first: acquire records into the newest scope.
+ */
+export function setupContext(
+  corefile: string,
+  directive: string,
+  resources: Resources,
+  overrides: Partial<Pick<SetupContext, "zones" | "port" | "serverOptions">> = {},
+): TestSetup {
+  const block = parseSnippet(corefile)[0];
+  const directives = block.directives.filter((d) => d.name.text === directive);
+  if (directives.length === 0) throw new Error(`no ${directive} in the snippet`);
+  const startup: TestSetup["startup"] = [];
+  const shutdown: TestSetup["shutdown"] = [];
+  const lines: string[] = [];
+  const log = createLogger(
+    `plugin/${directive}`,
+    (_level: Level, line: string) => lines.push(line),
+  );
+  const ctx: SetupContext = {
+    directives,
+    zones: ["."],
+    port: 53,
+    configDir: Deno.cwd(),
+    serverOptions: { bind: [] },
+    resources,
+    log,
+    onStartup: (fn) => startup.push(fn),
+    onShutdown: (fn) => shutdown.push(fn),
+    ...overrides,
+  };
+  return { ctx, startup, shutdown, lines };
+}

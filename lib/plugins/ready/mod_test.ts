@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { CorefileError } from "../../corefile/types.ts";
+import { createLogger } from "../../log.ts";
+import type { BlockRuntime, Config } from "../../server/config.ts";
+import { currentConfigs, Instance } from "../../server/instance.ts";
+import type { Plugin } from "../../server/plugin.ts";
+import { Resources } from "../../server/resources.ts";
+import { freePort } from "../../../tests/helpers/wait.ts";
+import { parseSnippet, setupContext } from "../health/testing.ts";
+import { parseReady, readyPlugin } from "./mod.ts";
+
+/** A chain plugin whose readiness the test controls, counting how often it is asked. */
+function gated(name: string): Plugin & { open: boolean; asked: number } {
+  const p = {
+    name,
+    open: false,
+    asked: 0,
+    serve: () => Promise.reject(new Error("not used")),
+    ready() {
+      p.asked++;
+      return p.open;
+    },
+  };
+  return p;
+}
+
+function block(plugins: Plugin[]): BlockRuntime {
+  return {
+    zones: ["."],
+    keys: [],
+    port: 53,
+    bind: [],
+    chain: null,
+    plugins,
+    anyClass: false,
+  } as BlockRuntime;
+}
+
+/** Makes `blocks` the configuration of a (never started) Instance, as Instance.#apply does. */
+function makeCurrent(blocks: BlockRuntime[]): () => void {
+  const owner = new Instance({ defaultPort: 53, configDir: ".", log: createLogger("", () => {}) });
+  currentConfigs.set(owner, { blocks, listeners: [], startup: [], shutdown: [] } as Config);
+  return () => currentConfigs.delete(owner);
+}
+
+async function get(url: string): Promise<[number, string]> {
+  const res = await fetch(url);
+  return [res.status, await res.text()];
+}
+
+Deno.test("ready: 503 names the plugins not ready (sorted, every block), then 200 OK", async () => {
+  const port = await freePort();
+  const resources = new Resources();
+  const scope = resources.scope();
+  const setup = setupContext(`. {\n ready 127.0.0.1:${port}\n}`, "ready", resources);
+  assert.equal(await readyPlugin.setup(setup.ctx), null);
+  const zeta = gated("zeta");
+  const alpha = gated("alpha");
+  const plain: Plugin = { name: "whoami", serve: () => Promise.reject(new Error("not used")) };
+  // Two blocks (one without `ready`) and a plugin shared by two ports of one block.
+  const forget = makeCurrent([block([zeta, plain]), block([alpha, plain]), block([alpha])]);
+  try {
+    for (const fn of setup.startup) await fn();
+    const url = `http://127.0.0.1:${port}/ready`;
+    assert.deepEqual(await get(url), [503, "alpha,zeta"]);
+    assert.ok(setup.lines.includes(`[INFO] plugin/ready: Plugins not ready: "alpha,zeta"`));
+    alpha.open = true;
+    assert.deepEqual(await get(url), [503, "zeta"]);
+    zeta.open = true;
+    assert.deepEqual(await get(url), [200, "OK"]);
+    // until-ready (the default): once ready, never asked again.
+    const asked = zeta.asked;
+    zeta.open = false;
+    assert.deepEqual(await get(url), [200, "OK"]);
+    assert.equal(zeta.asked, asked);
+    assert.deepEqual(await get(`http://127.0.0.1:${port}/health`), [404, "404 page not found\n"]);
+  } finally {
+    forget();
+    await scope.release();
+  }
+});
+
+Deno.test("ready: monitor continuously asks every time; stopping answers 503 Shutting down", async () => {
+  const port = await freePort();
+  const resources = new Resources();
+  const scope = resources.scope();
+  const setup = setupContext(
+    `. {\n ready 127.0.0.1:${port} {\n  monitor continuously\n }\n}`,
+    "ready",
+    resources,
+  );
+  await readyPlugin.setup(setup.ctx);
+  const url = `http://127.0.0.1:${port}/ready`;
+  // Before any configuration is current, it is not ready (and not shutting down either).
+  assert.deepEqual(await get(url), [503, ""]);
+  const etcd = gated("etcd");
+  const forget = makeCurrent([block([etcd])]);
+  try {
+    for (const fn of setup.startup) await fn();
+    etcd.open = true;
+    assert.deepEqual(await get(url), [200, "OK"]);
+    etcd.open = false;
+    assert.deepEqual(await get(url), [503, "etcd"]);
+  } finally {
+    forget();
+  }
+  // Instance.stop() drops its configuration first: from then on we are going away.
+  assert.deepEqual(await get(url), [503, "Shutting down"]);
+  await scope.release();
+});
+
+Deno.test("ready: syntax as CoreDNS (default :8181, once per block, errors)", () => {
+  const parse = (text: string) => parseReady(parseSnippet(text)[0].directives);
+  assert.deepEqual(parse(". {\n ready\n}"), {
+    address: { text: ":8181", host: "", port: 8181 },
+    monitor: "until-ready",
+  });
+  assert.equal(parse(". {\n ready :1 {\n monitor continuously\n }\n}").monitor, "continuously");
+  const fails = (text: string, message: string) => {
+    assert.throws(() => parse(text), (err: unknown) => {
+      assert.ok(err instanceof CorefileError);
+      assert.equal(err.describe(), message);
+      return true;
+    });
+  };
+  fails(
+    ". {\n ready\n ready :2\n}",
+    "plugin/ready: Corefile:3 - Error during parsing: this plugin can only be used once per Server Block",
+  );
+  fails(
+    ". {\n ready :1 :2\n}",
+    "plugin/ready: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after ':2'",
+  );
+  fails(
+    ". {\n ready 8181\n}",
+    "plugin/ready: Corefile:2 - Error during parsing: address 8181: missing port in address",
+  );
+  fails(
+    ". {\n ready {\n monitor sometimes\n }\n}",
+    "plugin/ready: Corefile:3 - Error during parsing: monitor type must be 'until-ready' or 'continuously', got 'sometimes'",
+  );
+  fails(
+    ". {\n ready {\n watch\n }\n}",
+    "plugin/ready: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'watch'",
+  );
+});
