@@ -876,16 +876,18 @@ export class Claimer {
     return lease;
   }
 
-  async #revoke(id: string): Promise<void> {
+  /** Revokes a lease; false when etcd could not be told (the records then expire with it). */
+  async #revoke(id: string): Promise<boolean> {
     try {
       this.#stats.requests++;
       await this.#client.leaseClient.leaseRevoke({ ID: id }, this.#callOptions(3_000));
+      return true;
     } catch (err) {
-      if (!(err instanceof EtcdLeaseInvalidError)) {
-        this.#log.warning(
-          `revoking lease ${id} failed: ${describe(err)}; its records expire with it`,
-        );
-      }
+      if (err instanceof EtcdLeaseInvalidError) return true;
+      this.#log.warning(
+        `revoking lease ${id} failed: ${describe(err)}; its records expire with it`,
+      );
+      return false;
     }
   }
 
@@ -1081,10 +1083,10 @@ export class Claimer {
     this.#lease = undefined;
     this.#held = undefined;
     this.#confirmed = false;
-    if (lease && revoke) await this.#revoke(lease.id);
+    const revoked = lease !== undefined && revoke && await this.#revoke(lease.id);
     if (held && wasRunning) {
       this.#log.info(
-        revoke
+        revoked
           ? `released ${held.name} (ID ${held.id})`
           : `stopped holding ${held.name} (ID ${held.id}); it expires with lease ${held.leaseId}`,
       );
