@@ -4,7 +4,7 @@
  * Command line as CoreDNS's (`-conf`, `-dns.port`/`-p`, `-version`,
  * `-plugins`, `-quiet`, `-pidfile`), plus the subcommands `whoami` and
  * `tf-config`. Signals: SIGTERM/SIGINT stop gracefully (releasing the
- * claimed name), SIGUSR1 reloads the Corefile, SIGHUP is ignored.
+ * claimed name), SIGUSR1 and SIGHUP reload the Corefile.
  *
  * @module
  */
@@ -220,7 +220,9 @@ async function run(argv: string[]): Promise<number> {
     ["SIGINT", () => stop("SIGINT")],
   ];
   if (Deno.build.os !== "windows") {
-    handlers.push(["SIGUSR1", () => reload("SIGUSR1")], ["SIGHUP", () => {}], [
+    // SIGUSR1 is CoreDNS's reload signal, but Deno (2.9.2 and later) also opens its
+    // inspector on 127.0.0.1:9229 when it gets one; SIGHUP reloads without that.
+    handlers.push(["SIGUSR1", () => reload("SIGUSR1")], ["SIGHUP", () => reload("SIGHUP")], [
       "SIGQUIT",
       () => Deno.exit(0),
     ]);

@@ -423,6 +423,8 @@ Type=simple
 ExecStart=$BIN_PATH -conf $COREFILE -quiet
 Restart=on-failure
 RestartSec=2
+# systemctl reload re-reads the Corefile (SIGHUP; SIGUSR1 would also open Deno's inspector).
+ExecReload=/bin/kill -HUP \$MAINPID
 # SIGTERM makes idetcd revoke its lease, so the name is free at once; give it time.
 KillSignal=SIGTERM
 TimeoutStopSec=15

@@ -1,6 +1,6 @@
 /**
  * Reloading the real program: the reload plugin noticing a changed Corefile,
- * broken Corefiles keeping the old configuration, and SIGUSR1.
+ * broken Corefiles keeping the old configuration, and SIGHUP/SIGUSR1.
  */
 
 import assert from "node:assert/strict";
@@ -75,7 +75,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "reload: SIGUSR1 reloads the Corefile without the reload plugin; a broken one is kept out",
+  name:
+    "reload: SIGHUP and SIGUSR1 reload the Corefile without the reload plugin; a broken one is kept out",
   ignore: Deno.build.os === "windows",
   async fn() {
     const port = await freePort();
@@ -85,8 +86,8 @@ Deno.test({
     assert.equal(await rcode(port, "a.example.org."), Rcode.Success);
 
     await Deno.writeTextFile(conf, `example.net:${port} {\n    whoami\n}\n`);
-    server.kill("SIGUSR1");
-    await server.waitForOutput("[INFO] plugin/reload: reloaded configuration (SIGUSR1)");
+    server.kill("SIGHUP");
+    await server.waitForOutput("[INFO] plugin/reload: reloaded configuration (SIGHUP)");
     assert.equal(await rcode(port, "a.example.net."), Rcode.Success);
     assert.equal(await rcode(port, "a.example.org."), Rcode.Refused);
 

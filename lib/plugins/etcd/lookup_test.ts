@@ -976,6 +976,9 @@ Deno.test("upstream: CNAMEs outside the zone are resolved through the server", a
     qtype: Type.A,
     answer: ["missing.skydns.test. 300 IN CNAME nx.example.org."],
   });
+  // Answers that went through the server's chain are never kept encoded.
+  const viaUpstream = await ask(source, setup, "ext.skydns.test.", Type.A);
+  assert.equal(viaUpstream.cacheGeneration, undefined);
   // Without a server (a failed lookup) the link is dropped: NODATA.
   await check(source, { zones: ["skydns.test."] }, {
     qname: "ext.skydns.test.",
@@ -1249,7 +1252,8 @@ Deno.test("handler: SOA answers for any name in the zone, serial = unix time", a
   assert.deepEqual(lines(reply.answer), [soa("example.")]);
   const serial = (reply.answer[0].data as { serial: number }).serial;
   assert.ok(serial >= before && serial <= after);
-  assert.equal(reply.cacheGeneration, undefined);
+  // Kept by the server for at most a second, the serial's own resolution.
+  assert.equal(reply.cacheGeneration?.(), source.generation);
   assert.deepEqual(soaRecord("x.", 1700000000.9).data, {
     mname: "ns.dns.x.",
     rname: "hostmaster.x.",
@@ -1261,15 +1265,20 @@ Deno.test("handler: SOA answers for any name in the zone, serial = unix time", a
   });
 });
 
-Deno.test("handler: plain answers are cacheable per generation, lease TTLs are not", async () => {
+Deno.test("handler: mirror answers are cacheable per generation; errors are not", async () => {
   const source = new MemorySource();
   source.set("a.example.", { host: "10.0.0.1" });
   source.set("l.example.", { host: "10.0.0.2" }, "5");
   source.setLease("5", 100);
   const plain = await ask(source, { zones: ["example."] }, "a.example.", Type.A);
   assert.equal(plain.cacheGeneration?.(), source.generation);
+  // Lease TTLs tick, but the server keeps an encoded reply at most a second.
   const leased = await ask(source, { zones: ["example."] }, "l.example.", Type.A);
-  assert.equal(leased.cacheGeneration, undefined);
+  assert.equal(leased.cacheGeneration?.(), source.generation);
+  source.put(source.keyOf("bad.example."), "{not json");
+  const bad = await ask(source, { zones: ["example."] }, "bad.example.", Type.A);
+  assert.equal(bad.rcode, Rcode.ServerFailure);
+  assert.equal(bad.cacheGeneration, undefined);
 });
 
 Deno.test("handler: waits for the first load, then answers; ready() follows the mirror", async () => {
