@@ -1,0 +1,159 @@
+/**
+ * The benchmark's external tools (`dnsperf`, `knotd`, `etcd`, `etcdctl`):
+ * finding them, installing them with apt when that is possible, and the
+ * machine description printed with the results.
+ *
+ * @module
+ */
+
+import { run } from "./proc.ts";
+
+/** A command the benchmark runs, and the Debian package that provides it. */
+interface Tool {
+  command: string;
+  apt: string;
+}
+
+/** Everything the full benchmark needs. */
+const TOOLS: Tool[] = [
+  { command: "dnsperf", apt: "dnsperf" },
+  { command: "knotd", apt: "knot" },
+  { command: "etcd", apt: "etcd-server" },
+  { command: "etcdctl", apt: "etcd-client" },
+];
+
+/** knotd lives in /usr/sbin, which is not on a normal user's PATH. */
+const EXTRA_DIRS = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
+
+/** The absolute path of `command` on PATH (or in the sbin folders), or undefined. */
+export function which(command: string): string | undefined {
+  const dirs = [...(Deno.env.get("PATH") ?? "").split(":"), ...EXTRA_DIRS];
+  for (const dir of dirs) {
+    if (!dir) continue;
+    try {
+      const info = Deno.statSync(`${dir}/${command}`);
+      if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return `${dir}/${command}`;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+function isDebianLike(): boolean {
+  try {
+    const release = Deno.readTextFileSync("/etc/os-release");
+    return [...release.matchAll(/^(?:ID|ID_LIKE)=(.*)$/gm)]
+      .flatMap((m) => m[1].replace(/"/g, "").split(/\s+/))
+      .some((id) => id === "debian" || id === "ubuntu");
+  } catch {
+    return false;
+  }
+}
+
+/** True when the missing tools can be installed here (root, Debian/Ubuntu, apt-get). */
+export function canInstall(): boolean {
+  return Deno.build.os === "linux" && Deno.uid() === 0 && isDebianLike() &&
+    which("apt-get") !== undefined;
+}
+
+async function aptGet(args: string[]): Promise<boolean> {
+  console.error(`bench: apt-get ${args.join(" ")}`);
+  const status = await new Deno.Command("apt-get", {
+    args,
+    env: { DEBIAN_FRONTEND: "noninteractive" },
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn().status;
+  return status.success;
+}
+
+/** Paths of the tools, once found. */
+export interface ToolPaths {
+  dnsperf: string;
+  knotd: string;
+}
+
+/**
+ * Finds the tools, installing the missing ones with apt-get when running as
+ * root on Debian/Ubuntu. Throws an error that says what to install otherwise.
+ */
+export async function ensureTools(): Promise<ToolPaths> {
+  let missing = TOOLS.filter((t) => !which(t.command));
+  if (missing.length > 0 && canInstall()) {
+    const packages = [...new Set(missing.map((t) => t.apt))];
+    // Install first; only a failure (stale package lists) needs the slower update.
+    if (!await aptGet(["install", "-y", "-qq", ...packages])) {
+      await aptGet(["update", "-qq"]) && await aptGet(["install", "-y", "-qq", ...packages]);
+    }
+    missing = TOOLS.filter((t) => !which(t.command));
+  }
+  if (missing.length > 0) {
+    const packages = [...new Set(missing.map((t) => t.apt))].join(" ");
+    throw new Error(
+      `missing ${missing.map((t) => t.command).join(", ")}; install them with\n` +
+        `  sudo apt-get install -y ${packages}\n` +
+        `(the benchmark installs them itself when it runs as root on Debian or Ubuntu)`,
+    );
+  }
+  return { dnsperf: which("dnsperf")!, knotd: which("knotd")! };
+}
+
+/** The first line of a command's output, or "?". */
+async function firstLine(command: string, args: string[], pattern?: RegExp): Promise<string> {
+  try {
+    const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" })
+      .output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    const line = pattern ? text.split("\n").find((l) => pattern.test(l)) : text.split("\n")[0];
+    return line?.trim() || "?";
+  } catch {
+    return "?";
+  }
+}
+
+/** What the results were measured on. */
+export interface Machine {
+  cpus: number;
+  model: string;
+  memory: string;
+  kernel: string;
+  deno: string;
+  knot: string;
+  dnsperf: string;
+  etcd: string;
+}
+
+/** Describes this machine and the tool versions. */
+export async function describeMachine(tools: ToolPaths): Promise<Machine> {
+  let model = "?";
+  let memory = "?";
+  try {
+    model = /^model name\s*:\s*(.*)$/m.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ??
+      "?";
+    const kb = Number(/^MemTotal:\s+(\d+)/m.exec(await Deno.readTextFile("/proc/meminfo"))?.[1]);
+    if (kb) memory = `${(kb / 1024 / 1024).toFixed(1)} GiB`;
+  } catch {
+    // not Linux
+  }
+  let cpus = navigator.hardwareConcurrency;
+  try {
+    cpus = Number((await run("nproc", [])).trim()) || cpus;
+  } catch {
+    // no nproc
+  }
+  return {
+    cpus,
+    model,
+    memory,
+    kernel: `${Deno.build.os} ${Deno.osRelease()}`,
+    deno: Deno.version.deno,
+    knot: (await firstLine(tools.knotd, ["--version"])).replace(
+      /^knotd \(Knot DNS\), version /,
+      "",
+    ),
+    dnsperf: (await firstLine(tools.dnsperf, ["-h"], /^Version/)).replace(/^Version\s*/, ""),
+    etcd: (await firstLine("etcd", ["--version"])).replace(/^etcd Version:\s*/, ""),
+  };
+}
