@@ -660,3 +660,15 @@ Deno.test("idetcd cluster: the seed walk-through verbatim: `dig +short worker4.t
     );
   }
 });
+
+Deno.test("idetcd cluster: from its first answer on, a node resolves its own name", async () => {
+  await using etcd = await startEtcd();
+  await using cluster = await Cluster.create(etcd);
+  // Started together, each node is asked for its own name the moment it prints its banner.
+  const nodes = await cluster.startAll([51, 52, 53, 54, 55, 56]);
+  const own = await Promise.all(nodes.map((n) => ask(n.host, cluster.port, n.name)));
+  for (const [i, answer] of own.entries()) {
+    assert.equal(answer.rcode, Rcode.Success, `${nodes[i].name} on its own node`);
+    assert.deepEqual(answer.data, [nodes[i].host]);
+  }
+});

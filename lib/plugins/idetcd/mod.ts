@@ -10,6 +10,7 @@ import { dirname } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { createClient, describeEndpoints } from "../../etcd/client.ts";
 import { acquireMirror, canonicalJson } from "../../etcd/pool.ts";
+import type { Mirror } from "../../etcd/mirror.ts";
 import type { KeyValue } from "../../etcd/types.ts";
 import type { Logger } from "../../log.ts";
 import type { Plugin, PluginDefinition } from "../../server/plugin.ts";
@@ -227,6 +228,23 @@ export function claimMetrics(config: IdetcdConfig, claimer: Claimer): MetricFami
   ];
 }
 
+/** Resolves true once `condition` holds (checked after each mirror change), false after `timeoutMs`. */
+function waitUntil(mirror: Mirror, condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  if (condition()) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      stop();
+      resolve(false);
+    }, timeoutMs);
+    const stop = mirror.onChange(() => {
+      if (!condition()) return;
+      clearTimeout(timer);
+      stop();
+      resolve(true);
+    });
+  });
+}
+
 /** The resource key of a claim: everything that decides what is written to etcd. */
 export function claimKey(config: IdetcdConfig): string {
   return `idetcd-claim ${
@@ -264,11 +282,22 @@ export const idetcdPlugin: PluginDefinition = {
       ctx.configDir,
       ctx.log,
     );
+    // Whether this node's copy of etcd shows its own claim: only then does it answer its own name.
+    const seesOwnClaim = () => {
+      const held = node.current();
+      return held !== undefined && mirror.get(held.key)?.lease === held.leaseId;
+    };
     ctx.onStartup(async () => {
       // The claim fails fast with one line (all names taken, etcd unreachable);
       // the mirror's first load follows once etcd answers.
       await node.start();
       await mirror.start();
+      // Open the listeners only once the claim is in the copy too, so that from
+      // the first answer on this node resolves its own name (the watch event
+      // usually lands within milliseconds; under load it can take longer).
+      if (!(await waitUntil(mirror, seesOwnClaim, 5_000))) {
+        ctx.log.warning("the in-memory copy does not show this node's claim yet; serving anyway");
+      }
     });
     const handler = createIdetcdHandler({
       pattern: config.pattern,
@@ -282,7 +311,7 @@ export const idetcdPlugin: PluginDefinition = {
     const plugin: Plugin = {
       name: PLUGIN,
       serve: handler.serve,
-      ready: () => node.current() !== undefined && mirror.isReady(),
+      ready: () => mirror.isReady() && seesOwnClaim(),
     };
     return plugin;
   },
