@@ -501,6 +501,7 @@ class Writer {
   }
 
   name(name: string, compress: boolean) {
+    if (this.#asciiName(name, compress)) return;
     const labels = nameToLabels(name);
     let total = 1;
     for (const l of labels) total += l.length + 1;
@@ -520,6 +521,51 @@ class Writer {
       this.bytes(labels[i]);
     }
     this.u8(0);
+  }
+
+  /**
+   * The common case written straight into the buffer: a printable-ASCII name
+   * without escapes. Returns false (having written nothing) for anything else.
+   */
+  #asciiName(name: string, compress: boolean): boolean {
+    const n = name.length;
+    const end = name.charCodeAt(n - 1) === 0x2e ? n - 1 : n;
+    if (end > 253) return false;
+    for (let i = 0; i < end; i++) {
+      const c = name.charCodeAt(i);
+      if (c <= 0x20 || c >= 0x7f || c === 0x5c) return false;
+    }
+    // Label lengths first, so a bad name is refused before any byte is written.
+    for (let start = 0; start < end;) {
+      let dot = name.indexOf(".", start);
+      if (dot < 0 || dot > end) dot = end;
+      const len = dot - start;
+      if (len === 0 || len > 63) return false;
+      start = dot + 1;
+    }
+    this.ensure(end + 2);
+    const fq = end === n ? name + "." : name;
+    for (let start = 0; start < end;) {
+      if (compress) {
+        const suffix = start === 0 ? fq : fq.slice(start);
+        const at = this.compression.get(suffix);
+        if (at !== undefined) {
+          this.u16(0xc000 | at);
+          return true;
+        }
+        if (this.pos < 0x4000) this.compression.set(suffix, this.pos);
+      }
+      let dot = name.indexOf(".", start);
+      if (dot < 0 || dot > end) dot = end;
+      const buf = this.buf;
+      let pos = this.pos;
+      buf[pos++] = dot - start;
+      for (let i = start; i < dot; i++) buf[pos++] = name.charCodeAt(i);
+      this.pos = pos;
+      start = dot + 1;
+    }
+    this.u8(0);
+    return true;
   }
 }
 
