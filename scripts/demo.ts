@@ -22,6 +22,7 @@
  * @module
  */
 
+import { canAptInstall, onPath } from "./system.ts";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { relative } from "node:path";
@@ -125,37 +126,6 @@ function denoCommand(): string {
 }
 
 // ------------------------------------------------------------------ prerequisites
-
-/** True when `command` is an executable file in a PATH directory. */
-function onPath(command: string): boolean {
-  const dirs = (Deno.env.get("PATH") ?? "").split(Deno.build.os === "windows" ? ";" : ":");
-  for (const dir of dirs) {
-    if (!dir) continue;
-    try {
-      const info = Deno.statSync(`${dir}/${command}`);
-      if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return true;
-    } catch {
-      // not in this directory
-    }
-  }
-  return false;
-}
-
-/** True on Debian, Ubuntu and their derivatives (per /etc/os-release). */
-function isDebianLike(): boolean {
-  try {
-    const release = Deno.readTextFileSync("/etc/os-release");
-    const ids = [...release.matchAll(/^(?:ID|ID_LIKE)=(.*)$/gm)]
-      .flatMap((m) => m[1].replace(/"/g, "").split(/\s+/));
-    return ids.some((id) => id === "debian" || id === "ubuntu");
-  } catch {
-    return false;
-  }
-}
-
-function canAptInstall(): boolean {
-  return Deno.build.os === "linux" && Deno.uid() === 0 && isDebianLike() && onPath("apt-get");
-}
 
 /** Runs apt-get with inherited output; true on success. */
 async function aptGet(args: string[]): Promise<boolean> {

@@ -7,6 +7,9 @@
  */
 
 import { run } from "./proc.ts";
+import { canAptInstall, which } from "../../scripts/system.ts";
+
+export { which };
 
 /** A command the benchmark runs, and the Debian package that provides it. */
 interface Tool {
@@ -22,39 +25,9 @@ const TOOLS: Tool[] = [
   { command: "etcdctl", apt: "etcd-client" },
 ];
 
-/** knotd lives in /usr/sbin, which is not on a normal user's PATH. */
-const EXTRA_DIRS = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
-
-/** The absolute path of `command` on PATH (or in the sbin folders), or undefined. */
-export function which(command: string): string | undefined {
-  const dirs = [...(Deno.env.get("PATH") ?? "").split(":"), ...EXTRA_DIRS];
-  for (const dir of dirs) {
-    if (!dir) continue;
-    try {
-      const info = Deno.statSync(`${dir}/${command}`);
-      if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return `${dir}/${command}`;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-function isDebianLike(): boolean {
-  try {
-    const release = Deno.readTextFileSync("/etc/os-release");
-    return [...release.matchAll(/^(?:ID|ID_LIKE)=(.*)$/gm)]
-      .flatMap((m) => m[1].replace(/"/g, "").split(/\s+/))
-      .some((id) => id === "debian" || id === "ubuntu");
-  } catch {
-    return false;
-  }
-}
-
 /** True when the missing tools can be installed here (root, Debian/Ubuntu, apt-get). */
 export function canInstall(): boolean {
-  return Deno.build.os === "linux" && Deno.uid() === 0 && isDebianLike() &&
-    which("apt-get") !== undefined;
+  return canAptInstall();
 }
 
 async function aptGet(args: string[]): Promise<boolean> {

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { canAptInstall, onPath } from "../../scripts/system.ts";
+
 /** A required command and the packages that provide it. */
 interface Tool {
   command: string;
@@ -22,33 +24,6 @@ const TOOLS: Tool[] = [
   { command: "etcdctl", apt: "etcd-client", brew: "etcd" },
   { command: "dig", apt: "bind9-dnsutils", brew: "bind" },
 ];
-
-/** True when `command` is an executable file in a PATH directory. */
-function onPath(command: string): boolean {
-  const dirs = (Deno.env.get("PATH") ?? "").split(Deno.build.os === "windows" ? ";" : ":");
-  for (const dir of dirs) {
-    if (!dir) continue;
-    try {
-      const info = Deno.statSync(`${dir}/${command}`);
-      if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return true;
-    } catch {
-      // not in this directory
-    }
-  }
-  return false;
-}
-
-/** True on Debian, Ubuntu and their derivatives (per /etc/os-release). */
-function isDebianLike(): boolean {
-  try {
-    const release = Deno.readTextFileSync("/etc/os-release");
-    const ids = [...release.matchAll(/^(?:ID|ID_LIKE)=(.*)$/gm)]
-      .flatMap((m) => m[1].replace(/"/g, "").split(/\s+/));
-    return ids.some((id) => id === "debian" || id === "ubuntu");
-  } catch {
-    return false;
-  }
-}
 
 /** Runs a command with inherited output; true on success. */
 async function run(command: string, args: string[]): Promise<boolean> {
@@ -79,8 +54,7 @@ function explainAndExit(missing: Tool[]): never {
 async function main(): Promise<void> {
   let missing = TOOLS.filter((t) => !onPath(t.command));
   if (missing.length === 0) return;
-  const canInstall = Deno.build.os === "linux" && Deno.uid() === 0 && isDebianLike() &&
-    onPath("apt-get");
+  const canInstall = canAptInstall();
   if (!canInstall) explainAndExit(missing);
   const packages = [...new Set(missing.map((t) => t.apt))];
   const installed = await run("apt-get", ["update"]) &&

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { ipv6ToString } from "../../dns/wire.ts";
 import { expandIPv6 } from "../../dns/name.ts";
 
 /** One network interface with the facts the selection needs. */
@@ -69,22 +70,12 @@ export function isIP(text: string): boolean {
 export function canonicalIPv6(text: string): string {
   const groups = expandIPv6(text);
   if (!groups) return text;
-  let bestStart = -1, bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) [bestStart, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  const head = hex.slice(0, bestStart).join(":");
-  const tail = hex.slice(bestStart + bestLen).join(":");
-  return `${head}::${tail}`;
+  const bytes = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    bytes[2 * i] = g >> 8;
+    bytes[2 * i + 1] = g & 0xff;
+  });
+  return ipv6ToString(bytes);
 }
 
 /** The canonical text of an IP address (IPv6 per RFC 5952, IPv4 as is). */
