@@ -188,9 +188,21 @@ export async function queryTcp(
   }
 }
 
-/** Writes a Corefile into a new temp dir and returns its path. */
+const tempDirs = new Set<string>();
+globalThis.addEventListener("unload", () => {
+  for (const dir of tempDirs) {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // already removed by the test
+    }
+  }
+});
+
+/** Writes a Corefile into a new temp dir (removed when the test file ends) and returns its path. */
 export async function writeCorefile(text: string): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "idetcd-test-" });
+  tempDirs.add(dir);
   const path = `${dir}/Corefile`;
   await Deno.writeTextFile(path, text);
   return path;
