@@ -94,11 +94,14 @@ example.net:${dns} {
     );
     assert.match(text, /^coredns_panics_total 0$/m);
 
-    // SIGTERM: DNS stops, /ready says so, /health keeps answering through the lameduck.
+    // SIGTERM: /ready says so at once, while /health and DNS keep answering through
+    // the lameduck (as in CoreDNS), then everything stops.
     server.kill("SIGTERM");
     await server.waitForOutput("[INFO] plugin/health: Going into lameduck mode for 2s");
     assert.deepEqual(await get(`http://127.0.0.1:${health}/health`), [200, "OK"]);
     assert.deepEqual(await get(`http://127.0.0.1:${ready}/ready`), [503, "Shutting down"]);
+    const during = await queryUdp("127.0.0.1", dns, "lameduck.example.org.", Type.A);
+    assert.equal(during.rcode, Rcode.Success);
     assert.equal(await server.exited, 0);
     await assert.rejects(fetch(`http://127.0.0.1:${health}/health`));
   },

@@ -143,12 +143,16 @@ export class Instance {
     }
   }
 
-  /** Closes listeners, runs shutdown hooks and releases shared resources. */
+  /**
+   * Runs the shutdown hooks (health's lameduck waits there, while DNS is still
+   * answered, as in CoreDNS), then closes the listeners and releases shared
+   * resources (the idetcd lease is revoked last).
+   */
   async stop(): Promise<void> {
     currentConfigs.delete(this);
+    if (this.#config) await this.#runShutdown(this.#config);
     for (const b of this.#bound.values()) await b.listener.close();
     this.#bound.clear();
-    if (this.#config) await this.#runShutdown(this.#config);
     this.#config = undefined;
     await this.#release?.();
     this.#release = undefined;
