@@ -128,14 +128,14 @@ export class Dispatcher {
     const parsed = parseQuery(packet);
     if ("kind" in parsed) {
       if (parsed.kind === "drop") return null;
-      const reply = bareReply(parsed.header, parsed.rcode, parsed.question, parsed.edns);
+      const reply = bareReply(parsed.header, parsed.rcode, parsed.question);
       return this.#finish(packet.length, reply, parsed.edns, peer, undefined, "", undefined);
     }
     const { header, question, edns } = parsed;
     if (parsed.badOpt) {
       return this.#finish(
         packet.length,
-        bareReply(header, Rcode.FormatError, question, null),
+        bareReply(header, Rcode.FormatError, question),
         null,
         peer,
         undefined,
@@ -146,7 +146,7 @@ export class Dispatcher {
     if (edns && edns.version !== 0) {
       return this.#finish(
         packet.length,
-        bareReply(header, Rcode.BadVers, question, edns),
+        bareReply(header, Rcode.BadVers, question),
         edns,
         peer,
         undefined,
@@ -159,7 +159,7 @@ export class Dispatcher {
     if (!routed) {
       return this.#finish(
         packet.length,
-        bareReply(header, Rcode.Refused, question, edns),
+        bareReply(header, Rcode.Refused, question),
         edns,
         peer,
         undefined,
@@ -171,7 +171,7 @@ export class Dispatcher {
     if (!block.chain || (question.class !== Class.INET && !block.anyClass)) {
       return this.#finish(
         packet.length,
-        bareReply(header, Rcode.Refused, question, edns),
+        bareReply(header, Rcode.Refused, question),
         edns,
         peer,
         undefined,
@@ -297,7 +297,7 @@ export class Dispatcher {
       this.#log.error(
         `cannot encode reply to ${message.question[0]?.name ?? "?"}: ${(err as Error).message}`,
       );
-      const fallback = bareReply(message, Rcode.ServerFailure, message.question[0], edns);
+      const fallback = bareReply(message, Rcode.ServerFailure, message.question[0]);
       if (edns) fallback.additional.push(optRecord(edns.udpSize, edns.dnssecOk));
       bytes = encodeMessage(fallback, limit);
       message = fallback;
@@ -347,7 +347,6 @@ function bareReply(
   header: Header,
   rcode: number,
   question: Question | undefined,
-  _edns: OPTData | null,
 ): Message {
   return {
     id: header.id,
@@ -369,7 +368,7 @@ function bareReply(
 }
 
 function replyMessage(header: Header, question: Question, reply: Reply): Message {
-  if (reply.bare) return bareReply(header, reply.rcode, question, null);
+  if (reply.bare) return bareReply(header, reply.rcode, question);
   return {
     id: header.id,
     response: true,
