@@ -49,4 +49,10 @@ Deno.test("Corefile.example starts, claims worker1 and serves /health, /ready an
   const scraped = (await get(metrics, "/metrics")).body;
   assert.match(scraped, /^idetcd_claimed_id\{pattern="worker\{\{\.ID\}\}\.tf\.local\."\} 1$/m);
   assert.match(scraped, /^coredns_dns_requests_total\{.*zone="\.".*\} \d+$/m);
+  assert.match(scraped, /^idetcd_lease_state\{pattern="worker\{\{\.ID\}\}\.tf\.local\."\} 1$/m);
+  // Both etcd-backed plugins report their copy: its revision, that it is connected, no errors.
+  assert.match(scraped, /^idetcd_etcd_watch_revision\{prefix="\/skydns\/local\/tf\/"\} [1-9]\d*$/m);
+  assert.match(scraped, /^idetcd_etcd_connected\{prefix="\/skydns"\} 1$/m);
+  assert.match(scraped, /^idetcd_etcd_errors_total\{prefix="\/skydns\/local\/tf\/"\} 0$/m);
+  assert.match(scraped, /^idetcd_claims_total\{pattern="[^"]+"\} 1$/m);
 });

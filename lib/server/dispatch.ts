@@ -126,58 +126,37 @@ export class Dispatcher {
    */
   async handle(packet: Uint8Array, peer: Peer, key?: string): Promise<Uint8Array | null> {
     const parsed = parseQuery(packet);
-    if ("kind" in parsed) {
-      if (parsed.kind === "drop") return null;
-      const reply = bareReply(parsed.header, parsed.rcode, parsed.question);
-      return this.#finish(packet.length, reply, parsed.edns, peer, undefined, "", undefined);
-    }
-    const { header, question, edns } = parsed;
-    if (parsed.badOpt) {
-      return this.#finish(
+    // A bare reply with `rcode`, for queries no chain answers.
+    const refuse = (
+      header: Header,
+      rcode: number,
+      question: Question | undefined,
+      edns: OPTData | null,
+      zone = "",
+      block?: BlockRuntime,
+    ) =>
+      this.#finish(
         packet.length,
-        bareReply(header, Rcode.FormatError, question),
-        null,
-        peer,
-        undefined,
-        "",
-        undefined,
-      );
-    }
-    if (edns && edns.version !== 0) {
-      return this.#finish(
-        packet.length,
-        bareReply(header, Rcode.BadVers, question),
-        edns,
-        peer,
-        undefined,
-        "",
-        undefined,
-      );
-    }
-    const qname = lowerName(question.name);
-    const routed = this.route(qname);
-    if (!routed) {
-      return this.#finish(
-        packet.length,
-        bareReply(header, Rcode.Refused, question),
-        edns,
-        peer,
-        undefined,
-        "",
-        undefined,
-      );
-    }
-    const [zone, block] = routed;
-    if (!block.chain || (question.class !== Class.INET && !block.anyClass)) {
-      return this.#finish(
-        packet.length,
-        bareReply(header, Rcode.Refused, question),
+        bareReply(header, rcode, question),
         edns,
         peer,
         undefined,
         zone,
         block,
       );
+    if ("kind" in parsed) {
+      if (parsed.kind === "drop") return null;
+      return refuse(parsed.header, parsed.rcode, parsed.question, parsed.edns);
+    }
+    const { header, question, edns } = parsed;
+    if (parsed.badOpt) return refuse(header, Rcode.FormatError, question, null);
+    if (edns && edns.version !== 0) return refuse(header, Rcode.BadVers, question, edns);
+    const qname = lowerName(question.name);
+    const routed = this.route(qname);
+    if (!routed) return refuse(header, Rcode.Refused, question, edns);
+    const [zone, block] = routed;
+    if (!block.chain || (question.class !== Class.INET && !block.anyClass)) {
+      return refuse(header, Rcode.Refused, question, edns, zone, block);
     }
     const req = this.#request(header, question, qname, edns, peer, zone, packet.length, 0);
     let reply: Reply;
