@@ -105,6 +105,15 @@ Deno.test("e2e: a broken Corefile exits 1 naming file:line and the problem", asy
   const out = await runMain(["-conf", conf]);
   assert.equal(out.code, 1);
   assert.match(out.stderr, /Corefile:3 - Error during parsing: Unknown directive 'nosuchplugin'/);
+  const twice = await writeCorefile(
+    `example.org:1053 {\n    whoami\n}\nEXAMPLE.org.:1053 {\n    whoami\n}\n`,
+  );
+  const dup = await runMain(["-conf", twice]);
+  assert.equal(dup.code, 1);
+  assert.match(
+    dup.stderr,
+    /Corefile:4 - Error during parsing: cannot serve dns:\/\/example\.org\.:1053 - it is already defined/,
+  );
   const missing = await runMain(["-conf", "/nonexistent/Corefile"]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /open \/nonexistent\/Corefile: no such file or directory/);
