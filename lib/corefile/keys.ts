@@ -325,17 +325,6 @@ export function parseKey(key: Token, defaultPort: number): ServerKey[] {
   });
 }
 
-/** Raises CoreDNS's error when one transport/zone/port is served twice. */
-export function checkDuplicates(keys: readonly ServerKey[]): void {
-  const seen = new Set<string>();
-  for (const key of keys) {
-    if (seen.has(key.canonical)) {
-      throw new CorefileError(`cannot serve ${key.canonical} - it is already defined`, key.token);
-    }
-    seen.add(key.canonical);
-  }
-}
-
 /**
  * Plugin zone arguments as CoreDNS's OriginsFromArgsOrServerBlock: scheme and
  * port stripped, lower-cased, fully qualified, CIDRs expanded, invalid ones

@@ -1,12 +1,5 @@
 import { deepStrictEqual as equal, ok } from "node:assert/strict";
-import {
-  checkDuplicates,
-  isDomainName,
-  normalizeZones,
-  parseKey,
-  type ServerKey,
-  splitScheme,
-} from "./keys.ts";
+import { isDomainName, normalizeZones, parseKey, splitScheme } from "./keys.ts";
 import { CorefileError, type Token } from "./types.ts";
 
 function token(text: string, line = 1): Token {
@@ -171,31 +164,6 @@ Deno.test("keys: isDomainName is liberal but bounds labels and length", () => {
   // Length is counted in UTF-8 octets.
   ok(isDomainName("é".repeat(31)));
   ok(!isDomainName("é".repeat(32)));
-});
-
-Deno.test("keys: checkDuplicates", () => {
-  const keysOf = (...texts: string[]): ServerKey[] =>
-    texts.flatMap((t, i) => parseKey(token(t, i + 1), 53));
-  checkDuplicates(keysOf("example.org", "example.org:1053", "tls://example.org", "org"));
-  let error: unknown;
-  try {
-    checkDuplicates(keysOf("example.org", "EXAMPLE.ORG."));
-  } catch (err) {
-    error = err;
-  }
-  ok(error instanceof CorefileError);
-  equal(error.message, "cannot serve dns://example.org.:53 - it is already defined");
-  equal(error.line, 2);
-  // Overlapping reverse expansions collide too.
-  try {
-    checkDuplicates(keysOf("10.0.0.0/15", "1.10.in-addr.arpa"));
-    throw new Error("expected a duplicate");
-  } catch (err) {
-    equal(
-      (err as Error).message,
-      "cannot serve dns://1.10.in-addr.arpa.:53 - it is already defined",
-    );
-  }
 });
 
 Deno.test("keys: normalizeZones (OriginsFromArgsOrServerBlock)", () => {
