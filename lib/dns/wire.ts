@@ -199,16 +199,26 @@ export function ipv6ToString(bytes: Uint8Array, o = 0): string {
   return hex.slice(0, bestStart).join(":") + "::" + hex.slice(bestStart + bestLen).join(":");
 }
 
-function readCharacterStrings(buf: Uint8Array, start: number, end: number): string[] {
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The character-strings of a TXT rdata; undefined when one is not valid UTF-8. */
+function readCharacterStrings(buf: Uint8Array, start: number, end: number): string[] | undefined {
   const out: string[] = [];
   let o = start;
+  let utf8 = true;
   while (o < end) {
     const len = buf[o];
     if (o + 1 + len > end) throw new WireError("character-string overflows rdata");
-    out.push(new TextDecoder().decode(buf.subarray(o + 1, o + 1 + len)));
+    if (utf8) {
+      try {
+        out.push(strictUtf8.decode(buf.subarray(o + 1, o + 1 + len)));
+      } catch {
+        utf8 = false;
+      }
+    }
     o += 1 + len;
   }
-  return out;
+  return utf8 ? out : undefined;
 }
 
 function readRData(buf: Uint8Array, type: number, start: number, len: number): RData {
@@ -259,7 +269,8 @@ function readRData(buf: Uint8Array, type: number, start: number, len: number): R
       } satisfies SOAData;
     }
     case Type.TXT:
-      return readCharacterStrings(buf, start, end);
+      // Text that is not UTF-8 stays raw bytes, so a forwarded record passes through intact.
+      return readCharacterStrings(buf, start, end) ?? buf.slice(start, end);
     default: {
       // RFC 3597 section 4: the other RFC 1035 types whose names may be compressed
       // are kept raw, but with their names expanded so the bytes stand alone.

@@ -212,3 +212,16 @@ Deno.test("wire: compressed names inside MB/MINFO rdata are expanded when kept r
   const m = decodeMessage(buf);
   assert.deepEqual(m.answer[0].data, Uint8Array.from([1, 0x62, 0]));
 });
+
+Deno.test("wire: TXT that is not UTF-8 passes through byte for byte", () => {
+  const rdata = Uint8Array.from([3, 0xff, 0xfe, 0x41, 2, 0xe9, 0xe9]);
+  const msg = reply({
+    answer: [{ name: "t.example.", type: Type.TXT, class: 1, ttl: 1, data: rdata }],
+  });
+  const back = decodeMessage(encodeMessage(msg));
+  assert.deepEqual(back.answer[0].data, rdata);
+  const text = decodeMessage(encodeMessage(reply({
+    answer: [{ name: "t.example.", type: Type.TXT, class: 1, ttl: 1, data: ["héllo", "x"] }],
+  })));
+  assert.deepEqual(text.answer[0].data, ["héllo", "x"]);
+});

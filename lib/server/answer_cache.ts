@@ -59,8 +59,9 @@ export function answerKey(packet: Uint8Array, transport: "udp" | "tcp"): string 
     if (r + 11 > n || packet[r] !== 0 || packet[r + 1] !== 0 || packet[r + 2] !== 41) {
       return undefined;
     }
+    // EDNS options take the full path (a malformed one must get FORMERR there).
     const rdlen = (packet[r + 9] << 8) | packet[r + 10];
-    if (r + 11 + rdlen !== n) return undefined;
+    if (rdlen !== 0 || r + 11 !== n) return undefined;
     const version = packet[r + 6];
     if (version !== 0) return undefined;
     const udpSize = (packet[r + 3] << 8) | packet[r + 4];

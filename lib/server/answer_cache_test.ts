@@ -48,3 +48,13 @@ Deno.test("AnswerCache: entries expire after MAX_AGE_MS and on a new generation"
   assert.equal(cache.reply("k", q), undefined);
   assert.equal(cache.size, 0);
 });
+
+Deno.test("answerKey: a query with EDNS options takes the full path", () => {
+  const q = encodeQuery(1, "a.example.", Type.A, { udpSize: 1232 });
+  // Append a 3-byte malformed option and fix the OPT rdlength.
+  const withOption = new Uint8Array(q.length + 3);
+  withOption.set(q);
+  withOption.set([0, 10, 0], q.length);
+  withOption[q.length - 1] = 3;
+  assert.equal(answerKey(withOption, "udp"), undefined);
+});

@@ -81,17 +81,24 @@ export class Dispatcher {
   #zones: Map<string, BlockRuntime>;
   #log: Logger;
   #answers = new AnswerCache();
+  /** Whether any block on this listener may answer classes other than IN. */
+  #anyClass: boolean;
+  /** Bumped on reload, so a reply of the old configuration is not kept. */
+  #epoch = 0;
   /** Extra observer for every packet (the prometheus plugin's `dropped` zone). */
   packetObserver?: PacketObserver;
 
   constructor(listener: ListenerConfig, log: Logger) {
     this.#zones = listener.zones;
+    this.#anyClass = anyClass(listener);
     this.#log = log;
   }
 
   /** Swaps in a new configuration's zones (reload), atomically for new queries. */
   update(listener: ListenerConfig): void {
     this.#zones = listener.zones;
+    this.#anyClass = anyClass(listener);
+    this.#epoch++;
     this.#answers.clear();
   }
 
@@ -150,15 +157,19 @@ export class Dispatcher {
     }
     const { header, question, edns } = parsed;
     if (parsed.badOpt) return refuse(header, Rcode.FormatError, question, null);
+    // CoreDNS's order: the class (other classes only where the server has a
+    // forward), then the EDNS version, then routing.
+    if (question.class !== Class.INET && !this.#anyClass) {
+      return refuse(header, Rcode.Refused, question, edns);
+    }
     if (edns && edns.version !== 0) return refuse(header, Rcode.BadVers, question, edns);
     const qname = lowerName(question.name);
     const routed = this.route(qname);
     if (!routed) return refuse(header, Rcode.Refused, question, edns);
     const [zone, block] = routed;
-    if (!block.chain || (question.class !== Class.INET && !block.anyClass)) {
-      return refuse(header, Rcode.Refused, question, edns, zone, block);
-    }
+    if (!block.chain) return refuse(header, Rcode.Refused, question, edns, zone, block);
     const req = this.#request(header, question, qname, edns, peer, zone, packet.length, 0);
+    const epoch = this.#epoch;
     let reply: Reply;
     try {
       reply = await block.chain(req);
@@ -181,6 +192,7 @@ export class Dispatcher {
     const bytes = this.#finish(packet.length, message, edns, peer, req, zone, block, reply.plugin);
     if (
       key !== undefined && reply.cacheGeneration && req.observers.length === 0 &&
+      epoch === this.#epoch &&
       reply.error === undefined && (bytes[3] & 0xf) === (reply.rcode & 0xf)
     ) {
       this.#answers.store(key, bytes, reply.cacheGeneration);
@@ -306,7 +318,11 @@ export class Dispatcher {
         }
       }
     }
-    this.packetObserver?.(req, written, peer, requestSize);
+    try {
+      this.packetObserver?.(req, written, peer, requestSize);
+    } catch (err) {
+      this.#log.error(`packet observer failed: ${(err as Error).message}`);
+    }
     return bytes;
   }
 }
@@ -319,6 +335,12 @@ function optRecord(udpSize: number, dnssecOk: boolean): RR {
     ttl: 0,
     data: { udpSize, extendedRcode: 0, version: 0, dnssecOk, options: [] },
   };
+}
+
+/** CoreDNS lets other classes through when the server's chains hold a forward. */
+function anyClass(listener: ListenerConfig): boolean {
+  for (const block of listener.zones.values()) if (block.anyClass) return true;
+  return false;
 }
 
 /** A reply with no records: id, opcode, RD, CD and the question copied (miekg's SetRcode). */

@@ -225,3 +225,15 @@ Deno.test("dispatch: replies with per-query observers are never kept", async () 
   }
   assert.equal(calls, 3);
 });
+
+Deno.test("dispatch: other classes pass when any block on the listener has a forward (per server, as CoreDNS)", async () => {
+  const withForward = { ...block(["example.org."], [whoami]), anyClass: true };
+  const d = dispatcher([["example.org.", withForward], [".", block(["."], [whoami])]]);
+  const chaos = encodeQuery(1, "foo.", Type.TXT, { cls: Class.CHAOS });
+  assert.equal((await ask(d, chaos)).rcode, Rcode.Success);
+  // Without any forward the class is refused before the EDNS version is looked at.
+  const plain = dispatcher([[".", block(["."], [whoami])]]);
+  const q = encodeQuery(2, "foo.", Type.TXT, { cls: Class.CHAOS, udpSize: 1232 });
+  q[q.length - 5] = 1; // EDNS version 1
+  assert.equal((await ask(plain, q)).rcode, Rcode.Refused);
+});

@@ -15,6 +15,11 @@ export interface TcpLimits {
   maxConnections: number;
 }
 
+/** A reply not written within this long closes the connection (miekg/dns's write timeout). */
+const WRITE_TIMEOUT_MS = 5_000;
+/** Queries of one connection answered at once; reading pauses beyond it. */
+const MAX_PENDING_PER_CONNECTION = 16;
+
 /** Default TCP limits. */
 export const DEFAULT_TCP_LIMITS: TcpLimits = { idleTimeoutMs: 8_000, maxConnections: 1_000 };
 
@@ -118,7 +123,10 @@ export class Listener {
         localAddress: unmapAddress(local.hostname),
         localPort: local.port,
       };
-      dispatcher.handle(data, peer, key).then((reply) => {
+      dispatcher.handle(data, peer, key).catch((err) => {
+        this.#log.error(`udp query from ${peer.remoteAddress}: ${err}`);
+        return null;
+      }).then((reply) => {
         if (reply && !this.#closed) {
           udp.send(reply, addr).catch((err) => {
             this.#log.debug(`udp send to ${remote.hostname}: ${(err as Error).message}`);
@@ -167,27 +175,47 @@ export class Listener {
       localPort: local.port,
     };
     const reader = new FrameReader(conn, this.#limits.idleTimeoutMs);
-    // Replies may complete out of order (RFC 7766 allows it); writes are serialised.
-    let writing: Promise<unknown> = Promise.resolve();
+    // Replies may complete out of order (RFC 7766 allows it); writes are
+    // serialised. A client that stops reading stalls our writes: each write
+    // has a deadline, and reading pauses while too many replies are pending,
+    // so one connection cannot pile up memory or hold its slot forever.
+    let writing: Promise<void> = Promise.resolve();
+    let broken = false;
     const pending = new Set<Promise<void>>();
-    while (!this.#closed) {
+    const send = (reply: Uint8Array) => {
+      const out = new Uint8Array(reply.length + 2);
+      out[0] = reply.length >> 8;
+      out[1] = reply.length & 0xff;
+      out.set(reply, 2);
+      writing = writing.then(async () => {
+        if (broken) return;
+        if (!(await withDeadline(writeAll(conn, out), WRITE_TIMEOUT_MS))) {
+          broken = true;
+          try {
+            conn.close();
+          } catch {
+            // already closed
+          }
+        }
+      }).catch(() => {
+        broken = true;
+      });
+      return writing;
+    };
+    while (!this.#closed && !broken) {
+      if (pending.size >= MAX_PENDING_PER_CONNECTION) {
+        await Promise.race(pending);
+        continue;
+      }
       const frame = await reader.next();
       if (!frame) break;
       const key = this.#dispatcher.keyOf(frame, "tcp");
       const hit = key === undefined ? undefined : this.#dispatcher.cached(key, frame);
-      const task = (hit ? Promise.resolve(hit) : this.#dispatcher.handle(frame, peer, key)).then(
-        (reply) => {
-          if (!reply) return;
-          const out = new Uint8Array(reply.length + 2);
-          out[0] = reply.length >> 8;
-          out[1] = reply.length & 0xff;
-          out.set(reply, 2);
-          writing = writing.then(() => writeAll(conn, out)).catch(() => {});
-          return writing.then(() => {});
-        },
-      );
+      const task = (hit ? Promise.resolve(hit) : this.#dispatcher.handle(frame, peer, key))
+        .then((reply) => (reply ? send(reply) : undefined))
+        .catch((err) => this.#log.error(`tcp query from ${peer.remoteAddress}: ${err}`));
       pending.add(task);
-      task.finally(() => pending.delete(task));
+      task.then(() => pending.delete(task));
     }
     await Promise.allSettled(pending);
     await writing;
@@ -218,9 +246,11 @@ export class Listener {
   }
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+/** Writes all of `bytes`; resolves true when done. */
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<boolean> {
   let offset = 0;
   while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+  return true;
 }
 
 /** Reads 2-byte-length-framed messages, giving up after an idle period. */
@@ -234,22 +264,14 @@ class FrameReader {
     this.#idleMs = idleMs;
   }
 
-  async #fill(n: number): Promise<boolean> {
+  /** Reads until `n` bytes are buffered or `deadline` (performance.now()) passes. */
+  async #fill(n: number, deadline: number): Promise<boolean> {
     while (this.#buf.length < n) {
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
       const chunk = new Uint8Array(Math.max(4096, n - this.#buf.length));
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<null>((resolve) => {
-        timer = setTimeout(() => resolve(null), this.#idleMs);
-      });
-      let read: number | null;
-      try {
-        read = await Promise.race([this.#conn.read(chunk), timeout]);
-      } catch {
-        read = null;
-      } finally {
-        clearTimeout(timer);
-      }
-      if (read === null || read === 0) return false;
+      const read = await withDeadline(this.#conn.read(chunk), left).catch(() => null);
+      if (read === undefined || read === null || read === 0) return false;
       const next = new Uint8Array(this.#buf.length + read);
       next.set(this.#buf);
       next.set(chunk.subarray(0, read), this.#buf.length);
@@ -258,14 +280,32 @@ class FrameReader {
     return true;
   }
 
-  /** The next message, or null at end of stream, on idle timeout or on a zero length. */
+  /**
+   * The next message, or null at end of stream, on a zero length, or when no
+   * whole message arrived in time: the idle timeout counts per message (as
+   * miekg/dns's read deadline), not per read, so a trickling client cannot
+   * keep a connection forever.
+   */
   async next(): Promise<Uint8Array | null> {
-    if (!(await this.#fill(2))) return null;
+    const deadline = performance.now() + this.#idleMs;
+    if (!(await this.#fill(2, deadline))) return null;
     const len = (this.#buf[0] << 8) | this.#buf[1];
     if (len === 0) return null;
-    if (!(await this.#fill(2 + len))) return null;
+    if (!(await this.#fill(2 + len, deadline))) return null;
     const frame = this.#buf.slice(2, 2 + len);
     this.#buf = this.#buf.slice(2 + len);
     return frame;
   }
+}
+
+/**
+ * Resolves with `work`'s value, or undefined when `ms` pass first (the work
+ * itself is not cancelled: the caller closes what it was using).
+ */
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -146,3 +146,31 @@ Deno.test("listen: connections beyond the cap are closed at once; the others kee
     await listener.close();
   }
 });
+
+Deno.test("listen: the idle timeout counts per message, so a trickling client is cut off", async () => {
+  const { listener, port } = await listening({ idleTimeoutMs: 300, maxConnections: 10 });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      const bytes = frame(5, "slow.example.");
+      const started = performance.now();
+      let closedAt: number | undefined;
+      const reading = conn.read(new Uint8Array(16)).then(() => (closedAt = performance.now()));
+      // One byte every 100 ms would keep a per-read timeout alive for seconds.
+      for (let i = 0; i < bytes.length && closedAt === undefined; i++) {
+        await conn.write(bytes.subarray(i, i + 1)).catch(() => 0);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await reading;
+      const after = (closedAt ?? performance.now()) - started;
+      assert.ok(
+        after < 1_500,
+        `closed after ${after | 0} ms; a whole message was not due for seconds`,
+      );
+    } finally {
+      conn.close();
+    }
+  } finally {
+    await listener.close();
+  }
+});

@@ -56,7 +56,7 @@ export function formatLine(format: string, req: Request, w: Written, elapsedMs: 
   const remote = req.remoteAddress.includes(":") ? `[${req.remoteAddress}]` : req.remoteAddress;
   const values: Record<string, string> = {
     type: typeToString(req.question.type),
-    name: req.question.name,
+    name: req.qname,
     class: classToString(req.question.class),
     proto: req.transport,
     remote,
@@ -69,7 +69,10 @@ export function formatLine(format: string, req: Request, w: Written, elapsedMs: 
     ">id": String(req.id),
     ">opcode": String(req.opcode),
     ">do": String(req.edns?.dnssecOk ?? false),
-    ">bufsize": String(req.edns?.udpSize ?? 512),
+    // CoreDNS's state.Size(): 64K over TCP, else the EDNS0 size (at least 512).
+    ">bufsize": String(
+      req.transport === "tcp" ? 65535 : Math.max(512, req.edns?.udpSize ?? 512),
+    ),
     ">rflags": replyFlags(w),
     "/zone": req.zone,
   };
