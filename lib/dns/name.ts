@@ -7,6 +7,26 @@
  * @module
  */
 
+/**
+ * The index of the first label separator at or after `from`, skipping escaped
+ * dots (`\.`) and other escapes; -1 when there is none.
+ */
+export function nextDot(name: string, from = 0): number {
+  for (let i = from; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 0x5c) i++; // the escaped character (or the first digit of \DDD) is not a separator
+    else if (c === 0x2e) return i;
+  }
+  return -1;
+}
+
+/** Whether the dot at `index` is a label separator, not escaped (an even run of backslashes before it). */
+function isSeparator(name: string, index: number): boolean {
+  let slashes = 0;
+  for (let i = index - 1; i >= 0 && name.charCodeAt(i) === 0x5c; i--) slashes++;
+  return slashes % 2 === 0;
+}
+
 /** Appends the trailing dot when missing: "example.org" -> "example.org.". */
 export function fqdn(name: string): string {
   return name.endsWith(".") ? name : name + ".";
@@ -43,7 +63,8 @@ export function isSubdomain(parent: string, child: string): boolean {
   const c = lowerName(fqdn(child));
   if (p === ".") return true;
   if (c === p) return true;
-  return c.length > p.length && c.endsWith(p) && c[c.length - p.length - 1] === ".";
+  const dot = c.length - p.length - 1;
+  return c.length > p.length && c.endsWith(p) && c[dot] === "." && isSeparator(c, dot);
 }
 
 /** The name with its leftmost label removed; the parent of a TLD is ".", of "." is undefined. */

@@ -114,7 +114,8 @@ export class AnswerCache {
 
   /** Keeps `bytes` for `key` while `generation()` stays at its current value. */
   store(key: string, bytes: Uint8Array, generation: () => number): void {
-    if (this.#entries.size >= MAX_ENTRIES) {
+    // Replacing an entry frees its own place; otherwise the oldest entry goes.
+    if (!this.#entries.delete(key) && this.#entries.size >= MAX_ENTRIES) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#entries.delete(oldest);
     }

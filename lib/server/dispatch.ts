@@ -18,7 +18,7 @@ import {
   parseQuery,
 } from "../dns/wire.ts";
 import { Class, type OPTData, type Question, Rcode, type RR, Type } from "../dns/types.ts";
-import { lowerName } from "../dns/name.ts";
+import { lowerName, nextDot } from "../dns/name.ts";
 import type { BlockRuntime, ListenerConfig } from "./config.ts";
 import type { Reply, Request } from "./plugin.ts";
 import type { Logger } from "../log.ts";
@@ -112,17 +112,26 @@ export class Dispatcher {
     return this.#answers.reply(key, packet);
   }
 
-  /** Longest-suffix match, then ".", as CoreDNS's ServeDNS does. */
-  route(qname: string): [string, BlockRuntime] | undefined {
+  /**
+   * Longest-suffix match, then ".", as CoreDNS's ServeDNS does. A DS query is
+   * routed to the topmost matching zone instead, so the parent side of a
+   * zone cut answers it.
+   */
+  route(qname: string, qtype = 0): [string, BlockRuntime] | undefined {
     const zones = this.#zones;
     let name = qname;
+    let forDS: [string, BlockRuntime] | undefined;
     while (true) {
       const block = zones.get(name);
-      if (block && name !== ".") return [name, block];
-      const dot = name.indexOf(".");
+      if (block && name !== ".") {
+        if (qtype !== Type.DS) return [name, block];
+        forDS = [name, block];
+      }
+      const dot = nextDot(name);
       if (dot < 0 || dot === name.length - 1) break;
       name = name.slice(dot + 1);
     }
+    if (forDS) return forDS;
     const root = zones.get(".");
     return root ? [".", root] : undefined;
   }
@@ -164,7 +173,7 @@ export class Dispatcher {
     }
     if (edns && edns.version !== 0) return refuse(header, Rcode.BadVers, question, edns);
     const qname = lowerName(question.name);
-    const routed = this.route(qname);
+    const routed = this.route(qname, question.type);
     if (!routed) return refuse(header, Rcode.Refused, question, edns);
     const [zone, block] = routed;
     if (!block.chain) return refuse(header, Rcode.Refused, question, edns, zone, block);
@@ -252,7 +261,7 @@ export class Dispatcher {
     });
     if (depth > MAX_DEPTH) return failed(Rcode.ServerFailure);
     const qname = lowerName(name);
-    const routed = this.route(qname);
+    const routed = this.route(qname, type);
     if (!routed || !routed[1].chain) return failed(Rcode.Refused);
     const [zone, block] = routed;
     const req = this.#request(header, question, qname, edns, peer, zone, 0, depth);

@@ -237,3 +237,27 @@ Deno.test("dispatch: other classes pass when any block on the listener has a for
   q[q.length - 5] = 1; // EDNS version 1
   assert.equal((await ask(plain, q)).rcode, Rcode.Refused);
 });
+
+Deno.test("dispatch: DS goes to the parent zone; an escaped dot is not a label boundary", async () => {
+  const parent = answering(
+    "parent",
+    (n) => [{ name: n, type: Type.A, class: 1, ttl: 1, data: "1.1.1.1" }],
+  );
+  const child = answering(
+    "child",
+    (n) => [{ name: n, type: Type.A, class: 1, ttl: 1, data: "2.2.2.2" }],
+  );
+  const d = dispatcher([
+    ["example.org.", block(["example.org."], [parent])],
+    ["sub.example.org.", block(["sub.example.org."], [child])],
+    [".", block(["."], [whoami])],
+  ]);
+  assert.equal(d.route("sub.example.org.", Type.DS)?.[0], "example.org.");
+  assert.equal(d.route("sub.example.org.", Type.A)?.[0], "sub.example.org.");
+  // "a\.sub" is one label: the name is a child of example.org., not of sub.example.org.
+  assert.equal(d.route("a\\.sub.example.org.")?.[0], "example.org.");
+  // Two labels, "x.example" and "org": only the root block holds it.
+  assert.equal(d.route("x\\.example.org.")?.[0], ".");
+  const m = await ask(d, encodeQuery(1, "x\\.example.org.", Type.A));
+  assert.equal(m.additional[0].data, "127.0.0.1");
+});

@@ -1,0 +1,27 @@
+import assert from "node:assert/strict";
+import { isSubdomain, matchZone, nextDot, parentName, reverseName } from "./name.ts";
+
+Deno.test("names: escaped dots are not label boundaries", () => {
+  assert.equal(nextDot("a\\.b.c."), 4);
+  assert.equal(nextDot("a\\\\.b."), 3);
+  assert.equal(nextDot("a\\046b.c."), 6);
+  assert.equal(isSubdomain("example.org.", "www.example.org."), true);
+  assert.equal(isSubdomain("example.org.", "x\\.example.org."), false);
+  assert.equal(isSubdomain("example.org.", "x\\\\.example.org."), true);
+  assert.equal(isSubdomain("example.org.", "EXAMPLE.ORG"), true);
+  assert.equal(isSubdomain(".", "anything."), true);
+  assert.equal(isSubdomain("org.", "borg."), false);
+});
+
+Deno.test("names: zones, parents and reverse names", () => {
+  assert.equal(matchZone(["org.", "example.org."], "a.example.org."), "example.org.");
+  assert.equal(matchZone(["example.com."], "a.example.org."), undefined);
+  assert.equal(parentName("a.b."), "b.");
+  assert.equal(parentName("b."), ".");
+  assert.equal(parentName("."), undefined);
+  assert.equal(reverseName("10.0.0.1"), "1.0.0.10.in-addr.arpa.");
+  assert.equal(
+    reverseName("2001:db8::1"),
+    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+  );
+});
