@@ -152,8 +152,25 @@ function readHeader(buf: Uint8Array): Header {
   };
 }
 
-/** MD, MF, MB, MG, MR hold one name; MINFO two. */
-const COMPRESSIBLE_NAME_COUNT: Record<number, number> = { 3: 1, 4: 1, 7: 1, 8: 1, 9: 1, 14: 2 };
+/**
+ * RDATA layouts of the types whose names a sender may have compressed: the
+ * RFC 1035 ones and those RFC 3597 section 4 asks receivers to decompress.
+ * "n" is a domain name, "2" a 16-bit field, "s" a character-string.
+ */
+const NAME_LAYOUTS: Record<number, string> = {
+  3: "n", // MD
+  4: "n", // MF
+  7: "n", // MB
+  8: "n", // MG
+  9: "n", // MR
+  14: "nn", // MINFO
+  17: "nn", // RP
+  18: "2n", // AFSDB
+  21: "2n", // RT
+  26: "2nn", // PX
+  35: "22sssn", // NAPTR
+  36: "2n", // KX
+};
 
 /** The uncompressed wire form of a name. */
 function nameToWire(name: string): Uint8Array {
@@ -272,16 +289,23 @@ function readRData(buf: Uint8Array, type: number, start: number, len: number): R
       // Text that is not UTF-8 stays raw bytes, so a forwarded record passes through intact.
       return readCharacterStrings(buf, start, end) ?? buf.slice(start, end);
     default: {
-      // RFC 3597 section 4: the other RFC 1035 types whose names may be compressed
-      // are kept raw, but with their names expanded so the bytes stand alone.
-      const names = COMPRESSIBLE_NAME_COUNT[type];
-      if (!names) return buf.slice(start, end);
+      // Types idetcd does not model stay raw; where a sender may have compressed
+      // names inside (RFC 3597 section 4), those are expanded so the bytes stand alone.
+      const layout = NAME_LAYOUTS[type];
+      if (!layout) return buf.slice(start, end);
       const parts: Uint8Array[] = [];
       let o = start;
-      for (let i = 0; i < names; i++) {
-        const [name, after] = readName(buf, o);
-        parts.push(nameToWire(name));
-        o = after;
+      for (const field of layout) {
+        if (field === "n") {
+          const [name, after] = readName(buf, o);
+          parts.push(nameToWire(name));
+          o = after;
+          continue;
+        }
+        const size = field === "2" ? 2 : 1 + (buf[o] ?? 0);
+        if (o + size > end) throw new WireError("rdata shorter than its type's fields");
+        parts.push(buf.slice(o, o + size));
+        o += size;
       }
       if (o !== end) throw new WireError("name rdata length mismatch");
       const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

@@ -225,3 +225,18 @@ Deno.test("wire: TXT that is not UTF-8 passes through byte for byte", () => {
   })));
   assert.deepEqual(text.answer[0].data, ["héllo", "x"]);
 });
+
+Deno.test("wire: compressed names inside AFSDB and NAPTR rdata are expanded", () => {
+  // Question "a.b." (offset 12); AFSDB = subtype 1 + pointer to "b." (offset 14).
+  const header = [0, 1, 0x84, 0, 0, 1, 0, 2, 0, 0, 0, 0];
+  const question = [1, 0x61, 1, 0x62, 0, 0, 18, 0, 1];
+  const afsdb = [0xc0, 12, 0, 18, 0, 1, 0, 0, 0, 10, 0, 4, 0, 1, 0xc0, 14];
+  // NAPTR: order 10, pref 20, flags "u", service "", regexp "", replacement -> pointer "a.b.".
+  const naptr = [0xc0, 12, 0, 35, 0, 1, 0, 0, 0, 10, 0, 10, 0, 10, 0, 20, 1, 0x75, 0, 0, 0xc0, 12];
+  const m = decodeMessage(Uint8Array.from([...header, ...question, ...afsdb, ...naptr]));
+  assert.deepEqual(m.answer[0].data, Uint8Array.from([0, 1, 1, 0x62, 0]));
+  assert.deepEqual(
+    m.answer[1].data,
+    Uint8Array.from([0, 10, 0, 20, 1, 0x75, 0, 0, 1, 0x61, 1, 0x62, 0]),
+  );
+});
