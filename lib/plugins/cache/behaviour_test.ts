@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { waitFor } from "../../../tests/helpers/wait.ts";
-import { Class, Rcode, type RR, type SOAData, Type } from "../../dns/types.ts";
+import { Rcode, Type } from "../../dns/types.ts";
 import { cachePlugin } from "./mod.ts";
 import { forwardPlugin } from "../forward/mod.ts";
 import {
@@ -11,24 +11,11 @@ import {
   replyTo,
   serveChain,
   setupContext,
+  soa as soaRecord,
   startFakeServer,
 } from "../forward/testkit.ts";
 
-const soa: RR = {
-  name: "example.org.",
-  type: Type.SOA,
-  class: Class.INET,
-  ttl: 30,
-  data: {
-    mname: "ns.example.org.",
-    rname: "hostmaster.example.org.",
-    serial: 1,
-    refresh: 7200,
-    retry: 1800,
-    expire: 86400,
-    minimum: 30,
-  } satisfies SOAData,
-};
+const soa = soaRecord();
 
 async function cacheChain(body: string, backend: Parameters<typeof serveChain>[0][number]) {
   const ctx = setupContext(directivesOf("cache", body));

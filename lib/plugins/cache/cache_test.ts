@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Class, Opcode, Rcode, type RR, type SOAData, Type } from "../../dns/types.ts";
+import { Class, Opcode, Rcode, type RR, Type } from "../../dns/types.ts";
 import type { Reply, Request } from "../../server/plugin.ts";
 import {
   Cache,
@@ -10,23 +10,7 @@ import {
   LruStore,
   minimalTTL,
 } from "./cache.ts";
-import { a, fakeRequest } from "../forward/testkit.ts";
-
-const soa = (ttl: number): RR => ({
-  name: "example.org.",
-  type: Type.SOA,
-  class: Class.INET,
-  ttl,
-  data: {
-    mname: "ns.example.org.",
-    rname: "hostmaster.example.org.",
-    serial: 1,
-    refresh: 7200,
-    retry: 1800,
-    expire: 86400,
-    minimum: 30,
-  } satisfies SOAData,
-});
+import { a, fakeRequest, soa } from "../forward/testkit.ts";
 
 function reply(fields: Partial<Reply> = {}): Reply {
   return { rcode: 0, authoritative: true, answer: [], authority: [], additional: [], ...fields };

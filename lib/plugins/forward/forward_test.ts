@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { freePort, waitFor } from "../../../tests/helpers/wait.ts";
 import type { Message } from "../../dns/wire.ts";
-import { Class, Rcode, type RR, type SOAData, Type } from "../../dns/types.ts";
+import { Class, Rcode, type RR, Type } from "../../dns/types.ts";
 import { ERR_NO_HEALTHY, Forward, messageToReply, orderProxies, replyMatches } from "./forward.ts";
 import { forwardPlugin } from "./mod.ts";
 import { parseStanza } from "./setup.ts";
@@ -15,24 +15,11 @@ import {
   replyTo,
   serveChain,
   setupContext,
+  soa as soaRecord,
   startFakeServer,
 } from "./testkit.ts";
 
-const soa: RR = {
-  name: "example.org.",
-  type: Type.SOA,
-  class: Class.INET,
-  ttl: 30,
-  data: {
-    mname: "ns.example.org.",
-    rname: "hostmaster.example.org.",
-    serial: 1,
-    refresh: 7200,
-    retry: 1800,
-    expire: 86400,
-    minimum: 30,
-  } satisfies SOAData,
-};
+const soa = soaRecord();
 
 /** A Forward built from Corefile text, with test-sized timeouts. */
 function forwardFrom(body: string, timeouts = { readTimeoutMs: 300, totalTimeoutMs: 1_000 }) {

@@ -7,7 +7,7 @@
  */
 
 import { decodeMessage, encodeMessage, encodeQuery, type Message } from "../../dns/wire.ts";
-import { Class, type RR } from "../../dns/types.ts";
+import { Class, type RR, type SOAData, Type } from "../../dns/types.ts";
 import { createLogger, type Logger } from "../../log.ts";
 import { Dispatcher } from "../../server/dispatch.ts";
 import { Listener } from "../../server/listen.ts";
@@ -59,6 +59,25 @@ export function replyTo(query: Message, fields: Partial<Message> = {}): Message 
 /** An A record. */
 export function a(name: string, address: string, ttl = 300): RR {
   return { name, type: 1, class: Class.INET, ttl, data: address };
+}
+
+/** The SOA of example.org. that the tests' negative answers carry. */
+export function soa(ttl = 30): RR {
+  return {
+    name: "example.org.",
+    type: Type.SOA,
+    class: Class.INET,
+    ttl,
+    data: {
+      mname: "ns.example.org.",
+      rname: "hostmaster.example.org.",
+      serial: 1,
+      refresh: 7200,
+      retry: 1800,
+      expire: 86400,
+      minimum: 30,
+    } satisfies SOAData,
+  };
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { CorefileError } from "../../corefile/types.ts";
 import type { Config } from "../../server/config.ts";
 import { currentConfigs, Instance } from "../../server/instance.ts";
 import { render } from "../../server/metrics.ts";
@@ -8,7 +7,7 @@ import { createLogger } from "../../log.ts";
 import { freePort, waitFor } from "../../../tests/helpers/wait.ts";
 import { formatGoDuration, splitHostPort } from "./http.ts";
 import { healthPlugin, parseHealth } from "./mod.ts";
-import { parseSnippet, setupContext } from "./testing.ts";
+import { assertSetupError, parseSnippet, setupContext } from "./testing.ts";
 
 async function get(url: string): Promise<[number, string]> {
   const res = await fetch(url);
@@ -103,13 +102,7 @@ Deno.test("health: syntax as CoreDNS (default :8080, last address wins, errors)"
   });
   assert.equal(parse(". {\n health :1\n health [::1]:2\n}").address.host, "::1");
   assert.equal(parse(". {\n health { \n lameduck 1m30s\n }\n}").lameduck, 90);
-  const fails = (text: string, message: string) => {
-    assert.throws(() => parse(text), (err: unknown) => {
-      assert.ok(err instanceof CorefileError);
-      assert.equal(err.describe(), message);
-      return true;
-    });
-  };
+  const fails = (text: string, message: string) => assertSetupError(() => parse(text), message);
   fails(
     ". {\n health a:1 b:2\n}",
     "plugin/health: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'b:2'",

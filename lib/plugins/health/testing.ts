@@ -7,7 +7,8 @@
  */
 
 import { parseCorefile } from "../../corefile/parser.ts";
-import type { ServerBlock } from "../../corefile/types.ts";
+import assert from "node:assert/strict";
+import { CorefileError, type ServerBlock } from "../../corefile/types.ts";
 import { createLogger, type Level } from "../../log.ts";
 import type { Resources } from "../../server/resources.ts";
 import type { SetupContext } from "../../server/plugin.ts";
@@ -59,4 +60,13 @@ export function setupContext(
     ...overrides,
   };
   return { ctx, startup, shutdown, lines };
+}
+
+/** Asserts that `setup` throws a CorefileError whose CoreDNS-style text is exactly `message`. */
+export function assertSetupError(setup: () => unknown, message: string): void {
+  assert.throws(setup, (err: unknown) => {
+    assert.ok(err instanceof CorefileError);
+    assert.equal(err.describe(), message);
+    return true;
+  });
 }

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { CorefileError } from "../../corefile/types.ts";
 import { Rcode, Type } from "../../dns/types.ts";
 import { decodeMessage, encodeQuery, type Message } from "../../dns/wire.ts";
 import { createLogger } from "../../log.ts";
@@ -12,7 +11,7 @@ import { Resources } from "../../server/resources.ts";
 import { whoamiReply } from "../whoami/mod.ts";
 import { queryTcp } from "../../../tests/helpers/process.ts";
 import { freePort } from "../../../tests/helpers/wait.ts";
-import { parseSnippet, setupContext } from "../health/testing.ts";
+import { assertSetupError, parseSnippet, setupContext } from "../health/testing.ts";
 import { parsePrometheus, prometheusPlugin, qtypeLabel, serverLabel } from "./mod.ts";
 
 const quiet = createLogger("", () => {});
@@ -226,13 +225,7 @@ Deno.test("prometheus: syntax as CoreDNS (default localhost:9153, once per block
     runtimeMetrics: false,
   });
   assert.equal(parse(". {\n prometheus :9253 {\n runtime_metrics\n }\n}").runtimeMetrics, true);
-  const fails = (text: string, message: string) => {
-    assert.throws(() => parse(text), (err: unknown) => {
-      assert.ok(err instanceof CorefileError);
-      assert.equal(err.describe(), message);
-      return true;
-    });
-  };
+  const fails = (text: string, message: string) => assertSetupError(() => parse(text), message);
   fails(
     ". {\n prometheus\n prometheus :1\n}",
     "plugin/prometheus: Corefile:3 - Error during parsing: this plugin can only be used once per Server Block",

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
-import { CorefileError } from "../../corefile/types.ts";
 import { createLogger } from "../../log.ts";
 import type { BlockRuntime, Config } from "../../server/config.ts";
 import { currentConfigs, Instance } from "../../server/instance.ts";
 import type { Plugin } from "../../server/plugin.ts";
 import { Resources } from "../../server/resources.ts";
 import { freePort } from "../../../tests/helpers/wait.ts";
-import { parseSnippet, setupContext } from "../health/testing.ts";
+import { assertSetupError, parseSnippet, setupContext } from "../health/testing.ts";
 import { parseReady, readyPlugin } from "./mod.ts";
 
 /** A chain plugin whose readiness the test controls, counting how often it is asked. */
@@ -116,13 +115,7 @@ Deno.test("ready: syntax as CoreDNS (default :8181, once per block, errors)", ()
     monitor: "until-ready",
   });
   assert.equal(parse(". {\n ready :1 {\n monitor continuously\n }\n}").monitor, "continuously");
-  const fails = (text: string, message: string) => {
-    assert.throws(() => parse(text), (err: unknown) => {
-      assert.ok(err instanceof CorefileError);
-      assert.equal(err.describe(), message);
-      return true;
-    });
-  };
+  const fails = (text: string, message: string) => assertSetupError(() => parse(text), message);
   fails(
     ". {\n ready\n ready :2\n}",
     "plugin/ready: Corefile:3 - Error during parsing: this plugin can only be used once per Server Block",

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { CorefileError } from "../../corefile/types.ts";
 import { render } from "../../server/metrics.ts";
 import {
   corefileDigest,
@@ -9,7 +8,7 @@ import {
 } from "../../server/reloader.ts";
 import { Resources } from "../../server/resources.ts";
 import { waitFor } from "../../../tests/helpers/wait.ts";
-import { parseSnippet, setupContext } from "../health/testing.ts";
+import { assertSetupError, parseSnippet, setupContext } from "../health/testing.ts";
 import { jitteredInterval, parseReload, reloadPlugin } from "./mod.ts";
 
 Deno.test("reload: syntax and limits as CoreDNS", () => {
@@ -23,13 +22,7 @@ Deno.test("reload: syntax and limits as CoreDNS", () => {
     { interval: 5, jitter: 2.5 },
     "first wins",
   );
-  const fails = (text: string, message: string) => {
-    assert.throws(() => parse(text), (err: unknown) => {
-      assert.ok(err instanceof CorefileError);
-      assert.equal(err.describe(), message);
-      return true;
-    });
-  };
+  const fails = (text: string, message: string) => assertSetupError(() => parse(text), message);
   fails(
     ". {\n reload 1s\n}",
     "plugin/reload: Corefile:2 - Error during parsing: interval value must be greater or equal to 2s",
