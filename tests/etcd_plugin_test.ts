@@ -22,7 +22,7 @@ import type { Etcd3 } from "etcd3";
 import { createClient } from "../lib/etcd/client.ts";
 import { Rcode, type RR, type SOAData, Type, typeToString } from "../lib/dns/types.ts";
 import type { Message } from "../lib/dns/wire.ts";
-import { show } from "../lib/plugins/etcd/testing.ts";
+import { type ServiceFields, serviceJSON, show } from "../lib/plugins/etcd/testing.ts";
 import { startEtcd, type TestEtcd } from "./helpers/etcd.ts";
 import {
   dig,
@@ -37,17 +37,7 @@ import { freePort, waitFor } from "./helpers/wait.ts";
 // ------------------------------------------------------------------ helpers
 
 /** The fields of a SkyDNS service value (written as JSON, zero values left out). */
-interface Service {
-  host?: string;
-  port?: number;
-  priority?: number;
-  weight?: number;
-  text?: string;
-  mail?: boolean;
-  ttl?: number;
-  targetstrip?: number;
-  group?: string;
-}
+type Service = ServiceFields;
 
 /** msg.Path: `a.b.example.` -> `/skydns/example/b/a` (written here, not taken from the product). */
 function keyOf(name: string, prefix = "skydns"): string {
@@ -55,18 +45,9 @@ function keyOf(name: string, prefix = "skydns"): string {
   return `/${prefix}/${labels.join("/")}`;
 }
 
-/** Go's json.Marshal of a msg.Service: zero fields omitted. */
-function valueOf(service: Service): string {
-  return JSON.stringify(
-    Object.fromEntries(
-      Object.entries(service).filter(([, v]) => !!v),
-    ),
-  );
-}
-
 /** Writes every (name, service) pair as its key, in parallel, with the etcd3 client. */
 async function putServices(client: Etcd3, services: [string, Service][]): Promise<void> {
-  await Promise.all(services.map(([name, s]) => client.put(keyOf(name)).value(valueOf(s))));
+  await Promise.all(services.map(([name, s]) => client.put(keyOf(name)).value(serviceJSON(s))));
 }
 
 /** Records in CoreDNS test notation, SOA serials masked, OPT dropped. */
