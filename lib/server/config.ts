@@ -8,14 +8,15 @@
 import { CorefileError, type Directive, type ServerBlock } from "../corefile/types.ts";
 import { parseKey, type ServerKey } from "../corefile/keys.ts";
 import type { Logger } from "../log.ts";
-import type {
-  Handler,
-  Plugin,
-  Reply,
-  Request,
-  ResourcePool,
-  ServerOptions,
-  SetupContext,
+import {
+  bareReply,
+  type Handler,
+  type Plugin,
+  type Reply,
+  type Request,
+  type ResourcePool,
+  type ServerOptions,
+  type SetupContext,
 } from "./plugin.ts";
 import { PLUGINS } from "./registry.ts";
 import { Rcode } from "../dns/types.ts";
@@ -65,15 +66,7 @@ export interface BuildOptions {
 
 /** The answer a chain gives when it runs out of plugins. */
 export function noNextPlugin(plugin: string): Reply {
-  return {
-    rcode: Rcode.ServerFailure,
-    authoritative: false,
-    answer: [],
-    authority: [],
-    additional: [],
-    bare: true,
-    error: `plugin/${plugin}: no next plugin found`,
-  };
+  return bareReply(Rcode.ServerFailure, undefined, `plugin/${plugin}: no next plugin found`);
 }
 
 function composeChain(plugins: Plugin[]): Handler | null {

@@ -20,7 +20,7 @@ import {
 import { Class, type OPTData, type Question, Rcode, type RR, Type } from "../dns/types.ts";
 import { lowerName, nextDot } from "../dns/name.ts";
 import type { BlockRuntime, ListenerConfig } from "./config.ts";
-import type { Reply, Request } from "./plugin.ts";
+import { bareReply, type Reply, type Request } from "./plugin.ts";
 import type { Logger } from "../log.ts";
 import { AnswerCache, answerKey } from "./answer_cache.ts";
 
@@ -153,7 +153,7 @@ export class Dispatcher {
     ) =>
       this.#finish(
         packet.length,
-        bareReply(header, rcode, question),
+        bareMessage(header, rcode, question),
         edns,
         peer,
         undefined,
@@ -188,14 +188,7 @@ export class Dispatcher {
           err instanceof Error ? err.stack ?? err.message : String(err)
         }`,
       );
-      reply = {
-        rcode: Rcode.ServerFailure,
-        authoritative: false,
-        answer: [],
-        authority: [],
-        additional: [],
-        bare: true,
-      };
+      reply = bareReply(Rcode.ServerFailure);
     }
     const message = replyMessage(header, question, reply);
     const bytes = this.#finish(packet.length, message, edns, peer, req, zone, block, reply.plugin);
@@ -251,24 +244,16 @@ export class Dispatcher {
     depth: number,
   ): Promise<Reply> {
     const question = { name, type, class: Class.INET };
-    const failed = (rcode: number): Reply => ({
-      rcode,
-      authoritative: false,
-      answer: [],
-      authority: [],
-      additional: [],
-      bare: true,
-    });
-    if (depth > MAX_DEPTH) return failed(Rcode.ServerFailure);
+    if (depth > MAX_DEPTH) return bareReply(Rcode.ServerFailure);
     const qname = lowerName(name);
     const routed = this.route(qname, type);
-    if (!routed || !routed[1].chain) return failed(Rcode.Refused);
+    if (!routed || !routed[1].chain) return bareReply(Rcode.Refused);
     const [zone, block] = routed;
     const req = this.#request(header, question, qname, edns, peer, zone, 0, depth);
     try {
       return await block.chain!(req);
     } catch {
-      return failed(Rcode.ServerFailure);
+      return bareReply(Rcode.ServerFailure);
     }
   }
 
@@ -297,7 +282,7 @@ export class Dispatcher {
       this.#log.error(
         `cannot encode reply to ${message.question[0]?.name ?? "?"}: ${(err as Error).message}`,
       );
-      const fallback = bareReply(message, Rcode.ServerFailure, message.question[0]);
+      const fallback = bareMessage(message, Rcode.ServerFailure, message.question[0]);
       if (edns) fallback.additional.push(optRecord(edns.udpSize, edns.dnssecOk));
       bytes = encodeMessage(fallback, limit);
       message = fallback;
@@ -353,7 +338,7 @@ function anyClass(listener: ListenerConfig): boolean {
 }
 
 /** A reply with no records: id, opcode, RD, CD and the question copied (miekg's SetRcode). */
-function bareReply(
+function bareMessage(
   header: Header,
   rcode: number,
   question: Question | undefined,
@@ -378,7 +363,7 @@ function bareReply(
 }
 
 function replyMessage(header: Header, question: Question, reply: Reply): Message {
-  if (reply.bare) return bareReply(header, reply.rcode, question);
+  if (reply.bare) return bareMessage(header, reply.rcode, question);
   return {
     id: header.id,
     response: true,

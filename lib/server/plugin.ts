@@ -141,3 +141,22 @@ export interface PluginDefinition {
    */
   setup(ctx: SetupContext): Plugin | null | Promise<Plugin | null>;
 }
+
+/**
+ * A reply with no records that the server sends as a bare `rcode` (CoreDNS's
+ * "plugin returned an error without writing"): SERVFAIL after a failure,
+ * REFUSED for a name nothing serves.
+ */
+export function bareReply(rcode: number, plugin?: string, error?: string): Reply {
+  const reply: Reply = {
+    rcode,
+    authoritative: false,
+    answer: [],
+    authority: [],
+    additional: [],
+    bare: true,
+  };
+  if (plugin !== undefined) reply.plugin = plugin;
+  if (error !== undefined) reply.error = error;
+  return reply;
+}

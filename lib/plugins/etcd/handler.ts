@@ -10,7 +10,7 @@ import { matchZone } from "../../dns/name.ts";
 import { Rcode } from "../../dns/types.ts";
 import type { KeyValue, KeyValueSource } from "../../etcd/types.ts";
 import type { Logger } from "../../log.ts";
-import type { Plugin, Reply, Request } from "../../server/plugin.ts";
+import { bareReply, type Plugin, type Reply, type Request } from "../../server/plugin.ts";
 import {
   type EtcdLookupConfig,
   lookup,
@@ -168,14 +168,9 @@ export function createEtcdHandler(
 
 /** What CoreDNS's server answers when a plugin panics: a bare SERVFAIL. */
 function panicReply(err: unknown): Reply {
-  return {
-    rcode: Rcode.ServerFailure,
-    authoritative: false,
-    answer: [],
-    authority: [],
-    additional: [],
-    bare: true,
-    plugin: "etcd",
-    error: `plugin/etcd: ${(err as Error)?.message ?? String(err)}`,
-  };
+  return bareReply(
+    Rcode.ServerFailure,
+    "etcd",
+    `plugin/etcd: ${(err as Error)?.message ?? String(err)}`,
+  );
 }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { ipv6ToString } from "../../dns/wire.ts";
 import { Type } from "../../dns/types.ts";
 import type { KeyValue, KeyValueSource } from "../../etcd/types.ts";
 import { type GoStructSchema, goUnmarshalStruct } from "./gojson.ts";
@@ -190,31 +191,6 @@ function isV4(ip: Uint8Array): boolean {
   return ip[10] === 0xff && ip[11] === 0xff;
 }
 
-/** Go's IP.String for an IPv6 address: lower-case hex, the longest zero run as "::". */
-function formatIPv6(ip: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((ip[i] << 8) | ip[i + 1]);
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestLen < 2) return groups.map((g) => g.toString(16)).join(":");
-  const head = groups.slice(0, bestStart).map((g) => g.toString(16)).join(":");
-  const tail = groups.slice(bestStart + bestLen).map((g) => g.toString(16)).join(":");
-  return `${head}::${tail}`;
-}
-
 /** How a record's host is used (msg.Service.HostType). */
 export interface HostType {
   /** Type.A, Type.AAAA, Type.CNAME (a name) or Type.TXT (a name or nothing, with text). */
@@ -228,7 +204,7 @@ export function hostType(host: string, text: string): HostType {
   const ip = parseGoIP(host);
   if (ip === null) return { type: text === "" ? Type.CNAME : Type.TXT, address: "" };
   if (isV4(ip)) return { type: Type.A, address: `${ip[12]}.${ip[13]}.${ip[14]}.${ip[15]}` };
-  return { type: Type.AAAA, address: formatIPv6(ip) };
+  return { type: Type.AAAA, address: ipv6ToString(ip) };
 }
 
 // ----------------------------------------------------------------------- text

@@ -9,7 +9,7 @@
 import { decodeMessage, encodeMessage, type Message } from "../../dns/wire.ts";
 import { isSubdomain, lowerName } from "../../dns/name.ts";
 import { Rcode, type RR, Type } from "../../dns/types.ts";
-import type { Handler, Reply, Request } from "../../server/plugin.ts";
+import { bareReply, type Handler, type Reply, type Request } from "../../server/plugin.ts";
 import { ExchangeError, HEALTH_CHECK_TIMEOUT_MS, Proxy, READ_TIMEOUT_MS } from "./proxy.ts";
 import type { ForwardConfig, Policy } from "./setup.ts";
 
@@ -78,16 +78,7 @@ export function messageToReply(msg: Message): Reply {
 }
 
 function bare(rcode: number, error?: string): Reply {
-  return {
-    rcode,
-    authoritative: false,
-    answer: [],
-    authority: [],
-    additional: [],
-    bare: true,
-    plugin: "forward",
-    error,
-  };
+  return bareReply(rcode, "forward", error);
 }
 
 /** The query as the client sent it (question case, RD/AD/CD, EDNS0), to be re-IDed per try. */
