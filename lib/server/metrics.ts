@@ -223,18 +223,10 @@ abstract class Metric<L extends string, S> {
   abstract collect(): MetricFamily;
 }
 
-/** A monotonically increasing count. */
-export class Counter<L extends string = never> extends Metric<L, { value: number }> {
-  readonly type = "counter" as const;
-
+/** A metric whose series each hold one number (counters and gauges). */
+abstract class ValueMetric<L extends string> extends Metric<L, { value: number }> {
   protected initial(): { value: number } {
     return { value: 0 };
-  }
-
-  /** Adds `by` (default 1, never negative) to the series `labels`. */
-  inc(labels?: Record<L, string>, by = 1): void {
-    if (!(by >= 0)) throw new Error(`metrics: ${this.name}: counters cannot decrease`);
-    this.state(labels).value += by;
   }
 
   /** The current value of a series (0 when it does not exist yet). */
@@ -242,7 +234,7 @@ export class Counter<L extends string = never> extends Metric<L, { value: number
     return this.series.get(this.key(labels)[0])?.state.value ?? 0;
   }
 
-  /** This counter as a family. */
+  /** This metric as a family. */
   collect(): MetricFamily {
     return {
       name: this.name,
@@ -253,13 +245,20 @@ export class Counter<L extends string = never> extends Metric<L, { value: number
   }
 }
 
-/** A value that goes up and down. */
-export class Gauge<L extends string = never> extends Metric<L, { value: number }> {
-  readonly type = "gauge" as const;
+/** A monotonically increasing count. */
+export class Counter<L extends string = never> extends ValueMetric<L> {
+  readonly type = "counter" as const;
 
-  protected initial(): { value: number } {
-    return { value: 0 };
+  /** Adds `by` (default 1, never negative) to the series `labels`. */
+  inc(labels?: Record<L, string>, by = 1): void {
+    if (!(by >= 0)) throw new Error(`metrics: ${this.name}: counters cannot decrease`);
+    this.state(labels).value += by;
   }
+}
+
+/** A value that goes up and down. */
+export class Gauge<L extends string = never> extends ValueMetric<L> {
+  readonly type = "gauge" as const;
 
   /** Sets the series `labels` to `value`. */
   set(labels: Record<L, string> | undefined, value: number): void {
@@ -274,21 +273,6 @@ export class Gauge<L extends string = never> extends Metric<L, { value: number }
   /** Subtracts `by` (default 1). */
   dec(labels?: Record<L, string>, by = 1): void {
     this.state(labels).value -= by;
-  }
-
-  /** The current value of a series (0 when it does not exist yet). */
-  get(labels?: Record<L, string>): number {
-    return this.series.get(this.key(labels)[0])?.state.value ?? 0;
-  }
-
-  /** This gauge as a family. */
-  collect(): MetricFamily {
-    return {
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      samples: this.sorted().map((e) => ({ labels: e.labels, value: e.state.value })),
-    };
   }
 }
 
