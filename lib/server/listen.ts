@@ -9,9 +9,19 @@ import { type Dispatcher, type Peer, unmapAddress } from "./dispatch.ts";
 
 /** Limits for TCP connections. */
 export interface TcpLimits {
-  /** Close a connection idle this long (ms); miekg/dns uses 8 s. */
+  /**
+   * A new connection must deliver its first whole message within this long (ms);
+   * miekg/dns's read timeout, 2 s. Short, because a connection that never asks
+   * anything only holds a slot.
+   */
+  firstReadTimeoutMs: number;
+  /** Each later message must arrive whole within this long (ms); miekg/dns's idle timeout, 8 s. */
   idleTimeoutMs: number;
-  /** Refuse connections beyond this many open ones. */
+  /**
+   * Open connections at most. At the cap a new connection closes the idle one
+   * with the oldest activity to get in; it is closed itself only when every
+   * open one is busy (mid-message or with replies to write).
+   */
   maxConnections: number;
 }
 
@@ -21,7 +31,30 @@ const WRITE_TIMEOUT_MS = 5_000;
 const MAX_PENDING_PER_CONNECTION = 16;
 
 /** Default TCP limits. */
-export const DEFAULT_TCP_LIMITS: TcpLimits = { idleTimeoutMs: 8_000, maxConnections: 1_000 };
+export const DEFAULT_TCP_LIMITS: TcpLimits = {
+  firstReadTimeoutMs: 2_000,
+  idleTimeoutMs: 8_000,
+  maxConnections: 1_000,
+};
+
+/** What the cap needs to know about one open TCP connection. */
+interface TcpSession {
+  readonly conn: Deno.Conn;
+  /** performance.now() of the last bytes read or reply written (accept time at first). */
+  lastActivity: number;
+  /** Bytes of a message have been read and it is not yet being answered. */
+  midMessage: boolean;
+  /** Queries being answered or replies being written. */
+  pending: number;
+}
+
+/**
+ * Idle: nothing of a message half-read and nothing owed to the client, so
+ * closing it loses no query. Only idle connections are closed to make room.
+ */
+function isIdle(session: TcpSession): boolean {
+  return !session.midMessage && session.pending === 0;
+}
 
 /** A UDP+TCP listener pair on one address. */
 export class Listener {
@@ -29,7 +62,7 @@ export class Listener {
   readonly port: number;
   #udp?: Deno.DatagramConn;
   #tcp?: Deno.Listener;
-  #connections = new Set<Deno.Conn>();
+  #sessions = new Map<Deno.Conn, TcpSession>();
   #closed = false;
   #loops: Promise<void>[] = [];
   #dispatcher: Dispatcher;
@@ -148,13 +181,22 @@ export class Listener {
         await new Promise((r) => setTimeout(r, 50));
         continue;
       }
-      if (this.#connections.size >= this.#limits.maxConnections) {
+      if (this.#sessions.size >= this.#limits.maxConnections && !this.#evictIdle()) {
+        // Every open connection is mid-message or owes replies: none can go
+        // without losing a query, so the newcomer waits for a later attempt.
+        this.#log.debug(`tcp: ${this.#sessions.size} connections, all busy; closing a new one`);
         conn.close();
         continue;
       }
-      this.#connections.add(conn);
-      this.#serveConnection(conn).finally(() => {
-        this.#connections.delete(conn);
+      const session: TcpSession = {
+        conn,
+        lastActivity: performance.now(),
+        midMessage: false,
+        pending: 0,
+      };
+      this.#sessions.set(conn, session);
+      this.#serveConnection(session).finally(() => {
+        this.#sessions.delete(conn);
         try {
           conn.close();
         } catch {
@@ -164,7 +206,30 @@ export class Listener {
     }
   }
 
-  async #serveConnection(conn: Deno.Conn): Promise<void> {
+  /**
+   * Closes the idle connection with the oldest activity, so that idle
+   * connections cannot shut new clients out; false when none is idle. It
+   * leaves the map at once (its loop ends on its own) so the count is exact.
+   */
+  #evictIdle(): boolean {
+    let oldest: TcpSession | undefined;
+    for (const session of this.#sessions.values()) {
+      if (isIdle(session) && (!oldest || session.lastActivity < oldest.lastActivity)) {
+        oldest = session;
+      }
+    }
+    if (!oldest) return false;
+    this.#sessions.delete(oldest.conn);
+    try {
+      oldest.conn.close();
+    } catch {
+      // already closed
+    }
+    return true;
+  }
+
+  async #serveConnection(session: TcpSession): Promise<void> {
+    const conn = session.conn;
     const remote = conn.remoteAddr as Deno.NetAddr;
     const local = conn.localAddr as Deno.NetAddr;
     const peer: Peer = {
@@ -174,7 +239,12 @@ export class Listener {
       localAddress: unmapAddress(local.hostname),
       localPort: local.port,
     };
-    const reader = new FrameReader(conn, this.#limits.idleTimeoutMs);
+    // Bytes in mean a message is being read, or is in hand until its task is
+    // counted below; either way the connection is not idle.
+    const reader = new FrameReader(conn, () => {
+      session.lastActivity = performance.now();
+      session.midMessage = true;
+    });
     // Replies may complete out of order (RFC 7766 allows it); writes are
     // serialised. A client that stops reading stalls our writes: each write
     // has a deadline, and reading pauses while too many replies are pending,
@@ -182,6 +252,7 @@ export class Listener {
     let writing: Promise<void> = Promise.resolve();
     let broken = false;
     const pending = new Set<Promise<void>>();
+    let first = true;
     const send = (reply: Uint8Array) => {
       const out = new Uint8Array(reply.length + 2);
       out[0] = reply.length >> 8;
@@ -189,7 +260,9 @@ export class Listener {
       out.set(reply, 2);
       writing = writing.then(async () => {
         if (broken) return;
-        if (!(await withDeadline(writeAll(conn, out), WRITE_TIMEOUT_MS))) {
+        if (await withDeadline(writeAll(conn, out), WRITE_TIMEOUT_MS)) {
+          session.lastActivity = performance.now();
+        } else {
           broken = true;
           try {
             conn.close();
@@ -207,15 +280,25 @@ export class Listener {
         await Promise.race(pending);
         continue;
       }
-      const frame = await reader.next();
+      // The first message has the short read timeout: a connection proves it
+      // is a client before it gets the idle timeout of an established one.
+      const frame = await reader.next(
+        first ? this.#limits.firstReadTimeoutMs : this.#limits.idleTimeoutMs,
+      );
       if (!frame) break;
+      first = false;
       const key = this.#dispatcher.keyOf(frame, "tcp");
       const hit = key === undefined ? undefined : this.#dispatcher.cached(key, frame);
       const task = (hit ? Promise.resolve(hit) : this.#dispatcher.handle(frame, peer, key))
         .then((reply) => (reply ? send(reply) : undefined))
         .catch((err) => this.#log.error(`tcp query from ${peer.remoteAddress}: ${err}`));
       pending.add(task);
-      task.then(() => pending.delete(task));
+      session.pending++;
+      session.midMessage = reader.buffered > 0;
+      task.then(() => {
+        pending.delete(task);
+        session.pending--;
+      });
     }
     await Promise.allSettled(pending);
     await writing;
@@ -235,7 +318,7 @@ export class Listener {
     } catch {
       // already closed
     }
-    for (const conn of this.#connections) {
+    for (const conn of this.#sessions.keys()) {
       try {
         conn.close();
       } catch {
@@ -253,15 +336,21 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<boolean> {
   return true;
 }
 
-/** Reads 2-byte-length-framed messages, giving up after an idle period. */
+/** Reads 2-byte-length-framed messages, each within a deadline. */
 class FrameReader {
   #conn: Deno.Conn;
   #buf = new Uint8Array(0);
-  #idleMs: number;
+  #onRead: () => void;
 
-  constructor(conn: Deno.Conn, idleMs: number) {
+  /** `onRead` hears of every read that brought bytes. */
+  constructor(conn: Deno.Conn, onRead: () => void) {
     this.#conn = conn;
-    this.#idleMs = idleMs;
+    this.#onRead = onRead;
+  }
+
+  /** Bytes read but not yet returned as a message (the start of the next one). */
+  get buffered(): number {
+    return this.#buf.length;
   }
 
   /** Reads until `n` bytes are buffered or `deadline` (performance.now()) passes. */
@@ -276,18 +365,19 @@ class FrameReader {
       next.set(this.#buf);
       next.set(chunk.subarray(0, read), this.#buf.length);
       this.#buf = next;
+      this.#onRead();
     }
     return true;
   }
 
   /**
    * The next message, or null at end of stream, on a zero length, or when no
-   * whole message arrived in time: the idle timeout counts per message (as
-   * miekg/dns's read deadline), not per read, so a trickling client cannot
+   * whole message arrived within `timeoutMs`: the timeout counts per message
+   * (as miekg/dns's read deadline), not per read, so a trickling client cannot
    * keep a connection forever.
    */
-  async next(): Promise<Uint8Array | null> {
-    const deadline = performance.now() + this.#idleMs;
+  async next(timeoutMs: number): Promise<Uint8Array | null> {
+    const deadline = performance.now() + timeoutMs;
     if (!(await this.#fill(2, deadline))) return null;
     const len = (this.#buf[0] << 8) | this.#buf[1];
     if (len === 0) return null;

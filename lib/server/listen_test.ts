@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { Listener } from "./listen.ts";
+import { Listener, type TcpLimits } from "./listen.ts";
 import { Dispatcher } from "./dispatch.ts";
 import type { BlockRuntime } from "./config.ts";
-import type { Plugin } from "./plugin.ts";
+import type { Plugin, Reply, Request } from "./plugin.ts";
 import { decodeMessage, encodeQuery } from "../dns/wire.ts";
 import { Type } from "../dns/types.ts";
 import { createLogger } from "../log.ts";
@@ -12,13 +12,31 @@ import { freePort, waitFor } from "../../tests/helpers/wait.ts";
 const quiet = createLogger("test", () => {});
 const whoami: Plugin = { name: "whoami", serve: (req) => Promise.resolve(whoamiReply(req)) };
 
-async function listening(limits: { idleTimeoutMs: number; maxConnections: number }) {
+/** Holds replies for names under `held.` until {@link Gate.open}: a query the server still owes. */
+class Gate {
+  #open!: () => void;
+  readonly opened = new Promise<void>((resolve) => (this.#open = resolve));
+  /** Held queries that reached the chain: proof the server has read them. */
+  arrived = 0;
+  open(): void {
+    this.#open();
+  }
+}
+
+async function listening(limits: TcpLimits, gate = new Gate()) {
+  const chain = async (req: Request): Promise<Reply> => {
+    if (req.qname.endsWith("held.")) {
+      gate.arrived++;
+      await gate.opened;
+    }
+    return whoami.serve(req, () => Promise.reject());
+  };
   const block: BlockRuntime = {
     zones: ["."],
     keys: [],
     port: 0,
     bind: [],
-    chain: (req) => whoami.serve(req, () => Promise.reject()),
+    chain,
     plugins: [whoami],
     anyClass: false,
   };
@@ -62,8 +80,51 @@ async function readFrames(conn: Deno.Conn, count: number) {
   return got;
 }
 
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Connects and gets one answer, so the connection is established and then idle. */
+async function established(port: number, id: number): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(frame(id, `c${id}.example.`));
+  assert.equal((await readFrames(conn, 1))[0]?.id, id);
+  return conn;
+}
+
+/** Asks once more on `conn`; true when the answer arrives (false when the server closed it). */
+async function answers(conn: Deno.Conn, id: number): Promise<boolean> {
+  await conn.write(frame(id, `again${id}.example.`)).catch(() => 0);
+  return (await readFrames(conn, 1).catch(() => []))[0]?.id === id;
+}
+
+/** Resolves when the server ends the stream (a read sees EOF or a reset). */
+function closedByServer(conn: Deno.Conn): Promise<void> {
+  return conn.read(new Uint8Array(16)).then(() => {}, () => {});
+}
+
+function closeAll(conns: Deno.Conn[]): void {
+  for (const c of conns) {
+    try {
+      c.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
 Deno.test("listen: several pipelined queries on one TCP connection all get their answers", async () => {
-  const { listener, port } = await listening({ idleTimeoutMs: 5_000, maxConnections: 10 });
+  const { listener, port } = await listening({
+    firstReadTimeoutMs: 5_000,
+    idleTimeoutMs: 5_000,
+    maxConnections: 10,
+  });
   try {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
@@ -87,8 +148,12 @@ Deno.test("listen: several pipelined queries on one TCP connection all get their
   }
 });
 
-Deno.test("listen: an idle TCP connection is closed after the idle timeout", async () => {
-  const { listener, port } = await listening({ idleTimeoutMs: 200, maxConnections: 10 });
+Deno.test("listen: after its first query a TCP connection gets the idle timeout, not the first-read one", async () => {
+  const { listener, port } = await listening({
+    firstReadTimeoutMs: 100,
+    idleTimeoutMs: 600,
+    maxConnections: 10,
+  });
   try {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
@@ -98,7 +163,7 @@ Deno.test("listen: an idle TCP connection is closed after the idle timeout", asy
       // The server closes its end: the next read sees the end of the stream.
       assert.equal(await conn.read(new Uint8Array(16)), null);
       const waited = performance.now() - started;
-      assert.ok(waited >= 150, `closed after ${waited | 0} ms, before the idle timeout`);
+      assert.ok(waited >= 500, `closed after ${waited | 0} ms, before the idle timeout`);
     } finally {
       conn.close();
     }
@@ -107,48 +172,114 @@ Deno.test("listen: an idle TCP connection is closed after the idle timeout", asy
   }
 });
 
-Deno.test("listen: connections beyond the cap are closed at once; the others keep working", async () => {
-  const { listener, port } = await listening({ idleTimeoutMs: 5_000, maxConnections: 2 });
+Deno.test("listen: a TCP connection that sends nothing is closed at the first-read timeout", async () => {
+  const { listener, port } = await listening({
+    firstReadTimeoutMs: 300,
+    idleTimeoutMs: 60_000,
+    maxConnections: 10,
+  });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      const started = performance.now();
+      let closedAt: number | undefined;
+      void closedByServer(conn).then(() => (closedAt = performance.now()));
+      // Long before the 60 s idle timeout: the first-read timeout closed it.
+      await waitFor(() => closedAt !== undefined, {
+        timeoutMs: 10_000,
+        what: "the server to close a silent connection",
+      });
+      const after = closedAt! - started;
+      assert.ok(after >= 250, `closed after ${after | 0} ms, before the first-read timeout`);
+    } finally {
+      conn.close();
+    }
+  } finally {
+    await listener.close();
+  }
+});
+
+Deno.test("listen: at the cap the idle connection with the oldest activity makes room; busy ones stay", async () => {
+  const gate = new Gate();
+  const { listener, port } = await listening(
+    { firstReadTimeoutMs: 5_000, idleTimeoutMs: 5_000, maxConnections: 4 },
+    gate,
+  );
   const conns: Deno.Conn[] = [];
   try {
+    // owing: the oldest, but the server still owes it a reply (not idle).
+    const owing = await Deno.connect({ hostname: "127.0.0.1", port });
+    conns.push(owing);
+    await owing.write(frame(1, "a.held."));
+    const owed = readFrames(owing, 1).catch(() => []);
+    await waitFor(() => gate.arrived === 1, { what: "the held query to reach the chain" });
+    // partial: half a message read (not idle). It goes in one write behind a
+    // whole query, so the answer to that one shows the half has been read too.
+    const partial = await Deno.connect({ hostname: "127.0.0.1", port });
+    conns.push(partial);
+    const partialFrame = frame(2, "partial.example.");
+    await partial.write(concat(frame(20, "whole.example."), partialFrame.subarray(0, 5)));
+    assert.equal((await readFrames(partial, 1))[0]?.id, 20);
+    // Two idle ones; the first is then used again, so the second has the oldest activity.
+    const first = await established(port, 3);
+    const second = await established(port, 4);
+    conns.push(first, second);
+    assert.ok(await answers(first, 5));
+    const secondClosed = closedByServer(second);
+
+    const newcomer = await established(port, 6);
+    conns.push(newcomer);
+    await secondClosed;
+    assert.equal(await answers(second, 7), false);
+    // The others were not touched.
+    assert.ok(await answers(first, 8));
+    await partial.write(partialFrame.subarray(5));
+    assert.equal((await readFrames(partial, 1))[0]?.id, 2);
+    gate.open();
+    assert.equal((await owed)[0]?.id, 1);
+  } finally {
+    closeAll(conns);
+    await listener.close();
+  }
+});
+
+Deno.test("listen: at the cap with every connection busy a new one is closed at once", async () => {
+  const gate = new Gate();
+  const { listener, port } = await listening(
+    { firstReadTimeoutMs: 5_000, idleTimeoutMs: 5_000, maxConnections: 2 },
+    gate,
+  );
+  const conns: Deno.Conn[] = [];
+  try {
+    const owed: Promise<ReturnType<typeof decodeMessage>[]>[] = [];
     for (let i = 0; i < 2; i++) {
       const c = await Deno.connect({ hostname: "127.0.0.1", port });
       conns.push(c);
-      await c.write(frame(i, "held.example."));
-      assert.equal((await readFrames(c, 1)).length, 1);
+      await c.write(frame(i, `q${i}.held.`));
+      owed.push(readFrames(c, 1).catch(() => []));
     }
+    await waitFor(() => gate.arrived === 2, { what: "both held queries to reach the chain" });
     const extra = await Deno.connect({ hostname: "127.0.0.1", port });
     conns.push(extra);
     await extra.write(frame(9, "extra.example.")).catch(() => 0);
-    assert.deepEqual(await readFrames(extra, 1), []);
-    await conns[0].write(frame(10, "still.example."));
-    assert.equal((await readFrames(conns[0], 1))[0].id, 10);
-    // Once one closes, a new connection is served again.
-    conns[1].close();
-    conns.splice(1, 1);
-    await waitFor(async () => {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port });
-      try {
-        await c.write(frame(11, "again.example.")).catch(() => 0);
-        return (await readFrames(c, 1)).length === 1;
-      } finally {
-        c.close();
-      }
-    }, { what: "a connection to be served after another closed" });
+    assert.deepEqual(await readFrames(extra, 1).catch(() => []), []);
+    // The busy ones were not touched: they get their answers.
+    gate.open();
+    for (let i = 0; i < 2; i++) assert.equal((await owed[i])[0]?.id, i);
+    // Now idle: a newcomer gets in (the oldest idle one makes room).
+    conns.push(await established(port, 11));
   } finally {
-    for (const c of conns) {
-      try {
-        c.close();
-      } catch {
-        // already closed
-      }
-    }
+    closeAll(conns);
     await listener.close();
   }
 });
 
 Deno.test("listen: the idle timeout counts per message, so a trickling client is cut off", async () => {
-  const { listener, port } = await listening({ idleTimeoutMs: 300, maxConnections: 10 });
+  const { listener, port } = await listening({
+    firstReadTimeoutMs: 300,
+    idleTimeoutMs: 300,
+    maxConnections: 10,
+  });
   try {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
