@@ -23,10 +23,19 @@ export interface TestEtcd {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/** Options for {@link startEtcd}. */
+export interface StartEtcdOptions {
+  /**
+   * Serve clients on this port instead of a free one: a test can point a
+   * server at a port first and start etcd there later.
+   */
+  clientPort?: number;
+}
+
 /** Starts etcd and waits until it answers. */
-export async function startEtcd(): Promise<TestEtcd> {
+export async function startEtcd(options: StartEtcdOptions = {}): Promise<TestEtcd> {
   const dataDir = await Deno.makeTempDir({ prefix: "idetcd-test-etcd-" });
-  const clientPort = await freePort();
+  const clientPort = options.clientPort ?? await freePort();
   const peerPort = await freePort();
   const endpoint = `http://127.0.0.1:${clientPort}`;
   let child: Deno.ChildProcess | undefined;

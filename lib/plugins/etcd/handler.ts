@@ -20,15 +20,35 @@ import {
   type UpstreamAnswer,
 } from "./lookup.ts";
 
-/** How long a query waits for the first load of the mirror (CoreDNS's per-read etcd timeout). */
+/**
+ * How long queries may wait for the very first load attempt, while it is
+ * still in flight (CoreDNS's per-read etcd timeout). Once an attempt has
+ * failed, or this has passed, nobody waits: the zone answers SERVFAIL until
+ * the copy arrives.
+ */
 export const FIRST_LOAD_WAIT_MS = 5_000;
+
+/**
+ * How long the startup hook waits for the first load: listeners open after
+ * startup hooks, so this is how long an unreachable etcd may hold back every
+ * other zone of the server.
+ */
+export const STARTUP_WAIT_MS = 1_000;
+
+/** How often the first attempt's outcome is looked at (the mirror has no failure event). */
+const FIRST_ATTEMPT_POLL_MS = 20;
 
 /** The mirror as the handler uses it: the data plus its loading state. */
 export interface EtcdMirror extends KeyValueSource {
-  /** Starts watching; resolves after the first full load. */
+  /** Starts watching; resolves after the first full load (or when closed). */
   start(): Promise<void>;
   /** True once the first full load is done. */
   isReady(): boolean;
+  /**
+   * Failed load attempts and the last error (lib/etcd/mirror.ts's status()).
+   * Without it a query waits up to FIRST_LOAD_WAIT_MS for the first load.
+   */
+  status?(): { errors: number; lastError?: string };
 }
 
 /** What the handler needs from the parsed directive. */
@@ -43,7 +63,11 @@ export interface EtcdHandlerConfig {
 /** The plugin plus its start hook. */
 export interface EtcdHandler {
   readonly plugin: Plugin;
-  /** Starts the mirror once; later calls return the same promise (never rejects). */
+  /**
+   * Starts the mirror (once) and waits at most STARTUP_WAIT_MS: until the copy
+   * has loaded or a load attempt has failed, whichever comes first. The copy
+   * keeps loading in the background after. Never rejects.
+   */
   start(): Promise<void>;
 }
 
@@ -67,22 +91,49 @@ export function createEtcdHandler(
   const env: LookupEnv = { source: mirror, config: config.lookup, onBadValue };
 
   let started: Promise<void> | undefined;
-  const start = () =>
+  const startMirror = () =>
     started ??= mirror.start().catch((err) => {
       log.error(`etcd mirror failed to start: ${(err as Error)?.message ?? err}`);
     });
 
-  /** Waits up to FIRST_LOAD_WAIT_MS for the first load; true when the data is there. */
-  const waitForData = async (): Promise<boolean> => {
+  const failures = () => mirror.status?.().errors ?? 0;
+
+  /**
+   * Resolves once the first load attempt has an outcome: the copy loaded, an
+   * attempt failed (etcd down, refused, TLS), the mirror closed, or
+   * FIRST_LOAD_WAIT_MS passed. Shared by the startup hook and every query.
+   */
+  let firstAttempt: Promise<void> | undefined;
+  /** True once {@link firstAttempt} resolved: from then on no query waits. */
+  let firstAttemptOver = false;
+  const awaitFirstAttempt = () =>
+    firstAttempt ??= (async () => {
+      let loadedOrClosed = false;
+      void startMirror().then(() => (loadedOrClosed = true));
+      const deadline = performance.now() + FIRST_LOAD_WAIT_MS;
+      // A mirror shared with an earlier configuration may have failed already.
+      while (!loadedOrClosed && !mirror.isReady() && failures() === 0) {
+        if (performance.now() >= deadline) break;
+        await new Promise((r) => setTimeout(r, FIRST_ATTEMPT_POLL_MS));
+      }
+      firstAttemptOver = true;
+    })();
+
+  const start = async () => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, FIRST_LOAD_WAIT_MS);
+      timer = setTimeout(resolve, STARTUP_WAIT_MS);
     });
     try {
-      await Promise.race([start(), timeout]);
+      await Promise.race([awaitFirstAttempt(), timeout]);
     } finally {
       clearTimeout(timer);
     }
+  };
+
+  /** True when the data is there, after waiting only while the first attempt is in flight. */
+  const waitForData = async (): Promise<boolean> => {
+    if (!firstAttemptOver) await awaitFirstAttempt();
     return mirror.isReady();
   };
 
@@ -142,6 +193,8 @@ export function createEtcdHandler(
 
   const answerOnceLoaded = async (req: Request, zone: string, next: Next): Promise<Reply> => {
     if (await waitForData()) return answer(req, zone, next);
+    const cause = mirror.status?.().lastError;
+    // What CoreDNS answers when it cannot read etcd; other zones are not affected.
     return {
       rcode: Rcode.ServerFailure,
       authoritative: true,
@@ -149,7 +202,9 @@ export function createEtcdHandler(
       authority: [soaRecord(zone, Date.now() / 1000)],
       additional: [],
       plugin: "etcd",
-      error: "etcd data not loaded yet (is etcd reachable?)",
+      error: cause === undefined
+        ? "etcd data not loaded yet (is etcd reachable?)"
+        : `etcd data not loaded yet: ${cause}`,
     };
   };
 

@@ -279,7 +279,10 @@ export function setupEtcd(ctx: SetupContext): Plugin {
     mirror,
     ctx.log,
   );
-  // Loading starts with the server; queries that arrive first wait for it (up to 5 s).
+  // Loading starts with the server. The hook waits at most a second (until the
+  // copy loaded or an attempt failed), so an unreachable etcd never keeps the
+  // listeners closed: the zone answers SERVFAIL until its copy arrives, and the
+  // server's other zones answer as usual.
   ctx.onStartup(() => handler.start());
   return handler.plugin;
 }
