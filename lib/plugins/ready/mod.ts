@@ -96,6 +96,8 @@ class ReadyServer {
   /** True once a configuration using it has started (so "no configuration" means stopping). */
   started = false;
   #log: Logger;
+  /** The not-ready list last logged ("" once ready); undefined before the first request. */
+  #lastNotReady?: string;
 
   constructor(address: HttpAddress, log: Logger) {
     this.#log = log;
@@ -109,10 +111,26 @@ class ReadyServer {
       return textResponse(503, this.started ? "Shutting down" : "");
     }
     const waiting = notReadyPlugins(this.monitor);
-    if (waiting.length === 0) return textResponse(200, "OK");
     const list = waiting.join(",");
-    this.#log.info(`Plugins not ready: ${JSON.stringify(list)}`);
+    this.#noteState(list);
+    if (waiting.length === 0) return textResponse(200, "OK");
     return textResponse(503, list);
+  }
+
+  /**
+   * Logs the readiness only when it changes (not ready, a different set not
+   * ready, ready), not on every request: probes poll every few seconds, and a
+   * line per probe would bury the change itself.
+   */
+  #noteState(notReady: string): void {
+    if (notReady === this.#lastNotReady) return;
+    this.#lastNotReady = notReady;
+    if (notReady !== "") {
+      this.#log.info(`Plugins not ready: ${JSON.stringify(notReady)}`);
+      return;
+    }
+    const names = [...new Set(readinessPlugins().map((p) => p.name))].sort().join(",");
+    this.#log.info(names === "" ? "Ready" : `Plugins ready: ${JSON.stringify(names)}`);
   }
 
   close(): Promise<void> {
