@@ -167,7 +167,23 @@ async function run(argv: string[]): Promise<number> {
   setCorefileReader(async () => (await reread()).blocks);
   setStartingCorefile(corefile.blocks);
 
-  const instance = new Instance({ defaultPort: flags.port, configDir: corefile.dir, log: rootLog });
+  const done = Promise.withResolvers<number>();
+  let stopping = false;
+  // A plugin's background work gave up (the idetcd claim): log it as main would a start failure, exit 1.
+  const onFatal = async (error: Error) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(describeError(error));
+    await instance.stop().catch(() => {});
+    if (flags.pidfile) await Deno.remove(flags.pidfile).catch(() => {});
+    done.resolve(1);
+  };
+  const instance: Instance = new Instance({
+    defaultPort: flags.port,
+    configDir: corefile.dir,
+    log: rootLog,
+    onFatal: (error) => void onFatal(error),
+  });
   try {
     await instance.start(corefile.blocks);
   } catch (err) {
@@ -204,8 +220,6 @@ async function run(argv: string[]): Promise<number> {
   };
   setReloadHandler(reload);
 
-  const done = Promise.withResolvers<number>();
-  let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;

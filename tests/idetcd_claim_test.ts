@@ -481,6 +481,9 @@ Deno.test("idetcd plugin: claims at startup, answers, survives a reload, release
       log: lines.log,
       onStartup: (fn) => startup.push(fn),
       onShutdown: () => {},
+      fatal: (err) => {
+        throw err;
+      },
     });
     return { plugin: plugin!, startup };
   };
@@ -564,6 +567,9 @@ Deno.test("idetcd plugin: a failed claim is one clear line", async () => {
       log: new Lines().log,
       onStartup: (fn) => startup.push(fn),
       onShutdown: () => {},
+      fatal: (err) => {
+        throw err;
+      },
     });
     await assert.rejects(
       async () => {

@@ -526,6 +526,35 @@ export interface MirrorOptions {
   maxBackoffMs?: number;
   /** Minimum interval between TimeToLive calls for one lease, ms. */
   leaseMinRefreshMs?: number;
+  /**
+   * Fetch lease TTLs for {@link Mirror.leaseRemaining} (default true). A
+   * copy used only for ownership checks turns it off: it would ask etcd
+   * about every lease in the zone.
+   */
+  trackLeases?: boolean;
+}
+
+/** One applied batch of changes, for {@link Mirror.onChange} listeners. */
+export interface MirrorChange {
+  /** The entries removed, as they were (a re-list reports every key it no longer has). */
+  readonly deleted: readonly KeyValue[];
+  /** True when the batch is a whole new listing (after compaction or a replaced cluster). */
+  readonly relisted: boolean;
+}
+
+/**
+ * A watch-fed copy of an etcd prefix as the claim uses it: the data, the
+ * revision it has reached, and its change batches.
+ */
+export interface ZoneCopy extends KeyValueSource {
+  /** The etcd revision the copy reflects (0 before the first load). */
+  readonly revision: number;
+  /** Starts loading (idempotent); resolves after the first full load. */
+  start(): Promise<void>;
+  /** True once the first full load is done. */
+  isReady(): boolean;
+  /** Calls `listener` after each applied batch; returns the unsubscribe function. */
+  onChange(listener: (change: MirrorChange) => void): () => void;
 }
 
 /** How one watch session ended without an error. */
@@ -541,7 +570,7 @@ function endpointsOf(client: Etcd3): string {
 }
 
 /** A watch-fed copy of the keys under one prefix; see the module doc. */
-export class Mirror implements KeyValueSource {
+export class Mirror implements ZoneCopy {
   /** The mirrored prefix. */
   readonly prefix: string;
   #client: Etcd3;
@@ -558,7 +587,8 @@ export class Mirror implements KeyValueSource {
   #generation = 0;
   #revision = 0;
   #clusterRevision = 0;
-  #listeners = new Set<() => void>();
+  #listeners = new Set<(change: MirrorChange) => void>();
+  #trackLeases: boolean;
 
   #startPromise?: Promise<void>;
   #resolveReady?: () => void;
@@ -593,7 +623,9 @@ export class Mirror implements KeyValueSource {
     // etcd 3.4 counts the rest of the range for every page, so pages are large.
     this.#pageSize = options.pageSize ?? 20_000;
     this.#initialBackoffMs = options.initialBackoffMs ?? 100;
-    this.#maxBackoffMs = options.maxBackoffMs ?? 5_000;
+    // Short: a healed partition must be noticed within about a second.
+    this.#maxBackoffMs = options.maxBackoffMs ?? 1_000;
+    this.#trackLeases = options.trackLeases ?? true;
     this.#leases = new LeaseTracker({
       fetch: (lease) => this.#leaseTimeToLive(lease),
       canFetch: () => this.#connected,
@@ -605,6 +637,11 @@ export class Mirror implements KeyValueSource {
   /** Increases on every applied change. */
   get generation(): number {
     return this.#generation;
+  }
+
+  /** The etcd revision the copy reflects (0 before the first load). */
+  get revision(): number {
+    return this.#revision;
   }
 
   /**
@@ -652,7 +689,7 @@ export class Mirror implements KeyValueSource {
   }
 
   /** Calls `listener` after each applied batch of changes; returns the unsubscribe function. */
-  onChange(listener: () => void): () => void {
+  onChange(listener: (change: MirrorChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
@@ -669,7 +706,7 @@ export class Mirror implements KeyValueSource {
 
   /** Seconds left on `lease`, from the last TimeToLive answer; undefined while unknown. */
   leaseRemaining(lease: string): number | undefined {
-    return this.#leases.remaining(lease);
+    return this.#trackLeases ? this.#leases.remaining(lease) : undefined;
   }
 
   /** Stops watching and refreshing; the copy stays readable. */
@@ -808,15 +845,20 @@ export class Mirror implements KeyValueSource {
 
   /** Swaps in a freshly listed copy. */
   #replace(entries: KeyValue[], revision: number, skipped: number): void {
+    const previous = this.#index;
     this.#index = new KeyIndex(entries);
+    const deleted: KeyValue[] = [];
+    for (const kv of previous.values()) if (!this.#index.get(kv.key)) deleted.push(kv);
     this.#skippedKeys = skipped;
     const leaseRefs = new Map<string, number>();
-    for (const kv of entries) {
-      if (kv.lease !== NO_LEASE) leaseRefs.set(kv.lease, (leaseRefs.get(kv.lease) ?? 0) + 1);
+    if (this.#trackLeases) {
+      for (const kv of entries) {
+        if (kv.lease !== NO_LEASE) leaseRefs.set(kv.lease, (leaseRefs.get(kv.lease) ?? 0) + 1);
+      }
     }
     this.#leases.reset(leaseRefs);
     this.#revision = revision;
-    this.#changed();
+    this.#changed({ deleted, relisted: true });
   }
 
   /** Checks that etcd answers (one key, keys only). */
@@ -924,6 +966,8 @@ export class Mirror implements KeyValueSource {
     }
     let revision = this.#revision;
     let applied = 0;
+    const deleted: KeyValue[] = [];
+    const track = this.#trackLeases;
     for (const event of res.events) {
       const eventRevision = Number(event.kv.mod_revision);
       if (eventRevision <= this.#revision) continue; // already in the copy
@@ -938,11 +982,14 @@ export class Mirror implements KeyValueSource {
       applied++;
       if (String(event.type).toLowerCase() === "delete") {
         const old = this.#index.delete(key);
-        if (old) this.#leases.unref(old.lease);
+        if (old) {
+          deleted.push(old);
+          if (track) this.#leases.unref(old.lease);
+        }
       } else {
         const kv = toKeyValue(key, event.kv);
         const old = this.#index.put(kv);
-        if (old?.lease !== kv.lease) {
+        if (track && old?.lease !== kv.lease) {
           if (old) this.#leases.unref(old.lease);
           this.#leases.ref(kv.lease);
         }
@@ -952,15 +999,15 @@ export class Mirror implements KeyValueSource {
     if (applied === 0) return;
     this.#index.commit();
     this.#lastEventAt = Date.now();
-    this.#changed();
+    this.#changed({ deleted, relisted: false });
   }
 
   /** Bumps the generation and tells listeners. */
-  #changed(): void {
+  #changed(change: MirrorChange): void {
     this.#generation++;
     for (const listener of this.#listeners) {
       try {
-        listener();
+        listener(change);
       } catch (err) {
         this.#log.error(`change listener for ${this.prefix} failed: ${describeError(err)}`);
       }

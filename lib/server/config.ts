@@ -62,6 +62,8 @@ export interface BuildOptions {
   configDir: string;
   resources: ResourcePool;
   log: Logger;
+  /** Where plugins report errors found in the background (see SetupContext.fatal). */
+  fatal?: (error: Error) => void;
 }
 
 /** The answer a chain gives when it runs out of plugins. */
@@ -128,6 +130,10 @@ export async function buildConfig(blocks: ServerBlock[], options: BuildOptions):
         log: options.log.child(`plugin/${def.name}`),
         onStartup: (fn) => startup.push(fn),
         onShutdown: (fn) => shutdown.push(fn),
+        fatal: (error) => {
+          if (options.fatal) options.fatal(error);
+          else options.log.error(error.message);
+        },
       };
       const plugin = await def.setup(ctx);
       if (plugin) plugins.push(plugin);

@@ -18,6 +18,8 @@ export interface InstanceOptions {
   defaultPort: number;
   configDir: string;
   log: Logger;
+  /** Called with an error a plugin found in the background that the server cannot run on. */
+  onFatal?: (error: Error) => void;
 }
 
 interface Bound {
@@ -79,6 +81,7 @@ export class Instance {
         configDir: this.#options.configDir,
         resources: this.#resources,
         log: this.#options.log,
+        fatal: this.#options.onFatal,
       });
       currentConfigs.set(this, config);
       for (const fn of config.startup) await fn();

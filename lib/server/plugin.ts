@@ -129,6 +129,12 @@ export interface SetupContext {
   onStartup(fn: () => Promise<void> | void): void;
   /** Runs when this configuration stops (shutdown or reload). */
   onShutdown(fn: () => Promise<void> | void): void;
+  /**
+   * Reports an error the server cannot run on, found after startup by work
+   * a plugin does in the background (the idetcd claim giving up): the
+   * program logs it and exits 1.
+   */
+  fatal(error: Error): void;
 }
 
 /** A plugin as the registry lists it. */

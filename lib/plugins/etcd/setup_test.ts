@@ -271,6 +271,9 @@ Deno.test("etcdPlugin.setup: builds a handler over a pooled mirror and starts it
     log: createLogger("plugin/etcd", () => {}),
     onStartup: (fn) => startup.push(fn),
     onShutdown: () => {},
+    fatal: (err) => {
+      throw err;
+    },
   };
   const plugin = await etcdPlugin.setup(ctx);
   assert.ok(plugin);

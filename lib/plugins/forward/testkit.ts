@@ -347,6 +347,9 @@ export function setupContext(
     log: quietLog,
     onStartup: () => {},
     onShutdown: (fn) => hooks.push(fn),
+    fatal: (err) => {
+      throw err;
+    },
     ...extra,
     async shutdown() {
       for (const fn of hooks) await fn();

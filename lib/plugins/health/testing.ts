@@ -57,6 +57,9 @@ export function setupContext(
     log,
     onStartup: (fn) => startup.push(fn),
     onShutdown: (fn) => shutdown.push(fn),
+    fatal: (err) => {
+      throw err;
+    },
     ...overrides,
   };
   return { ctx, startup, shutdown, lines };

@@ -5,6 +5,10 @@
  * - `workerN.<zone>`: A / AAAA of the holder (exactly its own records, no
  *   SkyDNS subtree merge), SRV `0 100 PORT workerN.<zone>.` when a port is
  *   known, NXDOMAIN + SOA when nobody holds it, NODATA + SOA for other types;
+ *   SERVFAIL for this node's own last name while it does not vouch for it
+ *   (fenced: another node may hold it by now);
+ * - a name whose lease just ended keeps answering for a few seconds
+ *   (departed.ts); the whole zone answers SERVFAIL until the copy has loaded;
  * - `_nodes.<zone>`: SRV of every member ordered by ID (A/AAAA in the
  *   additional section); A / AAAA: every member's addresses;
  * - the apex: SOA and NS (`ns.dns.<zone>`, whose A/AAAA are this node's);
@@ -18,10 +22,14 @@
 import { isSubdomain } from "../../dns/name.ts";
 import { Class, Rcode, type RR, Type } from "../../dns/types.ts";
 import type { KeyValueSource } from "../../etcd/types.ts";
-import type { Handler, Reply, Request } from "../../server/plugin.ts";
+import { bareReply, type Handler, type Reply, type Request } from "../../server/plugin.ts";
 import { canonicalIPv6, isIPv4, isIPv6 } from "./addresses.ts";
+import type { DepartedMembers } from "./departed.ts";
 import type { NamePattern } from "./pattern.ts";
 import { ClusterView, type Member, namePath } from "./records.ts";
+
+/** Default TTL of negative answers, seconds (at most the answer TTL). */
+export const DEFAULT_NEGATIVE_TTL = 5;
 
 /** The name that lists every member. */
 export const MEMBERS_LABEL = "_nodes";
@@ -33,6 +41,8 @@ export interface IdetcdHandlerOptions {
   prefix: string;
   /** TTL of answers, seconds. */
   ttl: number;
+  /** TTL of negative answers (the SOA's TTL and minimum), seconds; default min(ttl, 5). */
+  negativeTtl?: number;
   /** The configured service port (SRV), used when a member stored none. */
   port?: number;
   /** Zones for which NXDOMAIN passes to the next plugin. */
@@ -41,6 +51,12 @@ export interface IdetcdHandlerOptions {
   source: KeyValueSource;
   /** This node's advertised addresses (for `ns.dns.<zone>`). */
   selfAddresses: () => readonly string[];
+  /** This node's last claim while it does not vouch for it: its records are not answered. */
+  unvouched?: () => { id: number; lease: string } | undefined;
+  /** False until the copy has loaded: the zone then answers SERVFAIL. */
+  loaded?: () => boolean;
+  /** Names held down after their lease ended. */
+  departed?: DepartedMembers;
   /** Unix time in seconds, for the SOA serial. */
   now?: () => number;
 }
@@ -79,17 +95,39 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
   const membersName = `${MEMBERS_LABEL}.${zone}`;
   const nsName = `ns.dns.${zone}`;
   const nsParent = `dns.${zone}`;
-  // Negative answers are cached for min(SOA TTL, minimum): never longer than `ttl`.
-  const soaTtl = Math.min(30, ttl);
+  // Negative answers are cached for min(SOA TTL, minimum): short, because peers poll for
+  // names that are not claimed yet and a flash NXDOMAIN must not stick in caches.
+  const negativeTtl = options.negativeTtl ?? Math.min(DEFAULT_NEGATIVE_TTL, ttl);
   const now = options.now ?? (() => Date.now() / 1000);
 
   let cached: { generation: number; view: ClusterView } | undefined;
-  const view = (): ClusterView => {
+  const liveView = (): ClusterView => {
     const generation = source.generation;
     if (!cached || cached.generation !== generation) {
       cached = { generation, view: ClusterView.fromSource(source, base, pattern) };
     }
     return cached.view;
+  };
+  /** The members to answer for: the copy's, plus held-down ones, less this node's unvouched records. */
+  const view = (): { view: ClusterView; volatile: boolean } => {
+    const live = liveView();
+    const hidden = options.unvouched?.()?.lease;
+    const departed = options.departed && !options.departed.empty
+      ? options.departed.members().filter((m) => !live.member(m.id))
+      : [];
+    if (hidden === undefined && departed.length === 0) return { view: live, volatile: false };
+    const members = [...live.members, ...departed].filter((m) => m.lease !== hidden);
+    return { view: new ClusterView(members), volatile: true };
+  };
+  /**
+   * Whether `id` is this node's own last name while it does not vouch for it
+   * and no other holder shows in the copy.
+   */
+  const unvouched = (id: number): boolean => {
+    const hidden = options.unvouched?.();
+    if (hidden === undefined || hidden.id !== id) return false;
+    const shown = liveView().member(id);
+    return shown === undefined || shown.lease === hidden.lease;
   };
   const cacheGeneration = () => source.generation;
 
@@ -108,16 +146,24 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
       refresh: 7200,
       retry: 1800,
       expire: 86400,
-      minimum: 30,
-    }, soaTtl);
-  const reply = (rcode: number, answer: RR[], authority: RR[] = [], additional: RR[] = []) => ({
+      minimum: negativeTtl,
+    }, negativeTtl);
+  // Answers that depend on the clock (held-down names) or on this node's fencing
+  // state are not kept by the server's answer cache.
+  let volatile = false;
+  const reply = (
+    rcode: number,
+    answer: RR[],
+    authority: RR[] = [],
+    additional: RR[] = [],
+  ): Reply => ({
     rcode,
     authoritative: true,
     answer,
     authority,
     additional,
     plugin: "idetcd",
-    cacheGeneration,
+    ...(volatile ? {} : { cacheGeneration }),
   });
   const answer = (records: RR[], additional: RR[] = []): Reply =>
     records.length > 0 ? reply(Rcode.Success, records, [], additional) : noData();
@@ -154,13 +200,22 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
     const qname = req.qname;
     const owner = req.question.name;
     const qtype = req.question.type;
+    volatile = false;
 
     if (!isSubdomain(zone, qname)) {
       if (qtype !== Type.PTR) return next(req);
       const address = addressFromReverseName(qname);
-      const holders = address === undefined ? [] : view().byAddress(address);
+      if (address === undefined) return next(req);
+      const members = view();
+      volatile = members.volatile;
+      const holders = members.view.byAddress(address);
       if (holders.length === 0) return next(req);
       return Promise.resolve(answer(holders.map((m) => rr(owner, Type.PTR, m.name))));
+    }
+
+    if (options.loaded && !options.loaded()) {
+      // No copy of etcd yet: what CoreDNS answers when it cannot read etcd.
+      return Promise.resolve(bareReply(Rcode.ServerFailure, "idetcd", "etcd data not loaded yet"));
     }
 
     if (qname === zone) {
@@ -182,7 +237,9 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
     }
     if (qname === nsParent) return Promise.resolve(noData());
 
-    const current = view();
+    const members = view();
+    volatile = members.volatile;
+    const current = members.view;
     if (qname === membersName) {
       const members = current.members;
       if (qtype === Type.SRV) {
@@ -195,6 +252,11 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
     }
 
     const id = pattern.parse(qname);
+    if (id !== undefined && unvouched(id)) {
+      // This node's own last name while it does not vouch for it: another node may
+      // hold it by now, so neither its own address nor NXDOMAIN is the truth.
+      return Promise.resolve(bareReply(Rcode.ServerFailure, "idetcd"));
+    }
     const member = id === undefined ? undefined : current.member(id);
     if (!member) return Promise.resolve(nameError(req, next));
     if (qtype === Type.SRV) {
@@ -205,5 +267,5 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
     return Promise.resolve(answer(addressRecords(owner, member.ipv4, member.ipv6, qtype)));
   };
 
-  return { serve, view };
+  return { serve, view: () => view().view };
 }

@@ -104,9 +104,10 @@ Deno.test("idetcd handler: A, AAAA, owner case, NODATA, NXDOMAIN", async () => {
     refresh: 7200,
     retry: 1800,
     expire: 86400,
-    minimum: 30,
+    minimum: 5,
   });
   assert.equal(r.authority[0].name, "tf.local.");
+  assert.equal(r.authority[0].ttl, 5, "negative answers are cached for at most 5 s by default");
   r = await ask("worker1.tf.local.", Type.TXT);
   assert.equal(r.rcode, Rcode.Success);
   assert.equal(r.authority.length, 1);
@@ -178,4 +179,41 @@ Deno.test("idetcd handler: apex, ns.dns, PTR, fallthrough and other zones", asyn
   );
   assert.equal(addressFromReverseName("1.0.0.010.in-addr.arpa."), undefined);
   assert.equal(addressFromReverseName("4.3.2.1.in-addr.arpa."), "1.2.3.4");
+});
+
+Deno.test("idetcd handler: this node's own unvouched name is SERVFAIL, never its address or NXDOMAIN", async () => {
+  const kvs = [...member(1, ["10.0.0.1"]), ...member(2, ["10.0.0.2"])];
+  let unvouched: { id: number; lease: string } | undefined = { id: 1, lease: "101" };
+  const h = createIdetcdHandler({
+    pattern,
+    prefix: "/skydns",
+    ttl: 30,
+    fallthrough: [],
+    source: source(kvs),
+    selfAddresses: () => ["10.0.0.1"],
+    unvouched: () => unvouched,
+  });
+  const q = (name: string, type: number = Type.A) =>
+    h.serve(
+      { question: { name, type, class: Class.INET }, qname: name } as unknown as Request,
+      () => Promise.resolve(NEXT),
+    );
+  let r = await q("worker1.tf.local.");
+  assert.equal(r.rcode, Rcode.ServerFailure);
+  assert.deepEqual(r.answer, []);
+  assert.equal(r.cacheGeneration, undefined, "not kept by the answer cache");
+  r = await q("_nodes.tf.local.", Type.SRV);
+  assert.deepEqual(r.answer.map((rr) => (rr.data as { target: string }).target), [
+    "worker2.tf.local.",
+  ]);
+  assert.equal((await q("worker2.tf.local.")).rcode, Rcode.Success, "others still answered");
+  // Once the copy shows the ID under another holder's lease, that holder is answered.
+  unvouched = { id: 2, lease: "999" };
+  r = await q("worker2.tf.local.");
+  assert.equal(r.rcode, Rcode.Success);
+  assert.deepEqual(data(r.answer), ['worker2.tf.local. 30 1 "10.0.0.2"']);
+  unvouched = undefined;
+  assert.deepEqual(data((await q("worker1.tf.local.")).answer), [
+    'worker1.tf.local. 30 1 "10.0.0.1"',
+  ]);
 });

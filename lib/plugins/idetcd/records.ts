@@ -51,20 +51,43 @@ export function memoryKey(prefix: string, pattern: NamePattern, id: number): str
   return `${namePath(prefix, pattern.zone)}/${MEMORY_LABEL}/${splitLabels(pattern.render(id))[0]}`;
 }
 
-/** The value of a memory record (no `host`: CoreDNS ignores it). */
-export function encodeMemory(identity: string, claimedAt: string): string {
-  return JSON.stringify({ idetcdLastHolder: { identity, claimedAt } });
+/**
+ * The value of a memory record (no `host`: CoreDNS ignores it). `released`
+ * names the lease of a claim its holder gave up on purpose: peers then drop
+ * the name at once instead of holding it down (see handler.ts).
+ */
+export function encodeMemory(identity: string, claimedAt: string, released?: string): string {
+  return JSON.stringify({
+    idetcdLastHolder: released === undefined
+      ? { identity, claimedAt }
+      : { identity, claimedAt, released },
+  });
+}
+
+/** A memory record's content. */
+export interface MemoryRecord {
+  identity: string;
+  /** The lease of a claim that was released on purpose. */
+  released?: string;
+}
+
+/** Reads a memory record; undefined when it is not one. */
+export function decodeMemoryRecord(value: string): MemoryRecord | undefined {
+  try {
+    const inner = (JSON.parse(value) as { idetcdLastHolder?: Record<string, unknown> } | null)
+      ?.idetcdLastHolder;
+    if (typeof inner?.identity !== "string") return undefined;
+    return typeof inner.released === "string"
+      ? { identity: inner.identity, released: inner.released }
+      : { identity: inner.identity };
+  } catch {
+    return undefined;
+  }
 }
 
 /** The identity in a memory record, or undefined. */
 export function decodeMemory(value: string): string | undefined {
-  try {
-    const inner = (JSON.parse(value) as { idetcdLastHolder?: { identity?: unknown } } | null)
-      ?.idetcdLastHolder;
-    return typeof inner?.identity === "string" ? inner.identity : undefined;
-  } catch {
-    return undefined;
-  }
+  return decodeMemoryRecord(value)?.identity;
 }
 
 /**

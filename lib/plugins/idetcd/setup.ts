@@ -48,6 +48,10 @@ export interface IdetcdConfig {
   ttl: number;
   /** etcd lease length, seconds. */
   leaseSeconds: number;
+  /** How long before the lease's local deadline the node stops vouching, ms; undefined = the default. */
+  fenceMarginMs?: number;
+  /** TTL of negative answers, seconds; undefined = min(ttl, 5). */
+  negativeTtl?: number;
   /** etcd key prefix, normalized ("/skydns"). */
   prefix: string;
   /** Service port advertised in SRV answers and TF_CONFIG. */
@@ -128,6 +132,9 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
   const addressSpecs: string[] = [];
   let ttl: number = DEFAULTS.ttl;
   let leaseSeconds: number = DEFAULTS.leaseSeconds;
+  let fenceMarginMs: number | undefined;
+  let marginToken: Token | undefined;
+  let negativeTtl: number | undefined;
   let prefix: string = DEFAULTS.prefix;
   let port: number | undefined;
   let wait: IdetcdConfig["wait"];
@@ -179,6 +186,17 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
         leaseSeconds = seconds;
         break;
       }
+      case "fence-margin": {
+        marginToken = exactlyOne(line);
+        fenceMarginMs = Math.round(parseSeconds(marginToken, "fence-margin") * 1000);
+        break;
+      }
+      case "negative-ttl": {
+        const t = exactlyOne(line);
+        negativeTtl = Math.floor(parseSeconds(t, "negative-ttl"));
+        if (negativeTtl > 86_400) throw fail(`negative-ttl ${t.text} is too large`, t);
+        break;
+      }
       case "prefix": {
         const t = exactlyOne(line);
         prefix = normalizePrefix(t.text);
@@ -220,6 +238,17 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
   if (!pattern) {
     throw fail("pattern is required, e.g. 'pattern worker{{.ID}}.tf.local.'", head.name);
   }
+  if (fenceMarginMs !== undefined) {
+    // Keep-alives need room between the margin and the lease's end (three tries fit).
+    if (fenceMarginMs < 1 || fenceMarginMs > leaseSeconds * 1000 / 2) {
+      throw fail(
+        `fence-margin must be more than 0 and at most half the lease (${leaseSeconds / 2}s), got '${
+          marginToken!.text
+        }'`,
+        marginToken!,
+      );
+    }
+  }
   try {
     pattern.validateLimit(limit);
   } catch (err) {
@@ -233,6 +262,8 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
     addressSpecs,
     ttl,
     leaseSeconds,
+    fenceMarginMs,
+    negativeTtl,
     prefix,
     port,
     wait,

@@ -1,0 +1,105 @@
+/**
+ * The subcommands' view of the cluster: the zone read once from etcd, and
+ * this node found in it by its identity (`whoami`, `tf-config`).
+ *
+ * @module
+ */
+
+import { createClient, describeEndpoints } from "../../etcd/client.ts";
+import { Etcd3Kv } from "../../etcd/kv.ts";
+import { resolveAddresses } from "./addresses.ts";
+import { readClaimFile } from "./claim_file.ts";
+import { identityOf } from "./identity.ts";
+import { ClusterView, type Member, namePath } from "./records.ts";
+import { DEFAULTS, type IdetcdConfig } from "./setup.ts";
+
+/** This node as etcd records it. */
+export interface WhoAmI {
+  id: number;
+  /** Fully qualified. */
+  name: string;
+  addresses: string[];
+  port?: number;
+  identity: string;
+}
+
+/** The TF_CONFIG of this node (TensorFlow's TFConfigClusterResolver format). */
+export interface TfConfig {
+  cluster: { worker: string[] };
+  task: { type: "worker"; index: number };
+}
+
+/** The etcd path of the pattern's zone ("/skydns/local/tf"). */
+export function zonePath(config: IdetcdConfig): string {
+  return namePath(config.prefix, config.pattern.zone);
+}
+
+/** Reads the zone from etcd once; throws one line naming the endpoints when it cannot. */
+export async function readMembers(
+  config: IdetcdConfig,
+): Promise<{ view: ClusterView; identity: string }> {
+  const identity = identityOf(config, config.identity ? [] : resolveAddresses(config.addressSpecs));
+  const client = createClient(config.etcd, config.configDir);
+  try {
+    const kvs = await new Etcd3Kv(client).range(zonePath(config) + "/", { prefix: true });
+    return { view: ClusterView.fromKeys(kvs, zonePath(config), config.pattern), identity };
+  } catch (err) {
+    throw new Error(
+      `idetcd: cannot read etcd at ${describeEndpoints(config.etcd)}: ${
+        (err as Error).message.split("\n")[0].replace(/\.?\s*Resolution note:\s*$/, "")
+      }`,
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * This node's member record. Throws one line when etcd shows none for its
+ * identity, or when the node's own state file says it holds no name now
+ * (fenced or lost: etcd may still show the old claim until its lease ends).
+ */
+function self(view: ClusterView, identity: string, config: IdetcdConfig): Member {
+  const where = `${config.pattern.source} in etcd at ${describeEndpoints(config.etcd)}`;
+  const member = view.byIdentity(identity);
+  if (!member) {
+    throw new Error(`idetcd: this node (identity ${identity}) holds no name of ${where}`);
+  }
+  const file = config.file ? readClaimFile(config.file) : undefined;
+  if (file && !file.held && file.identity === identity) {
+    throw new Error(
+      `idetcd: this node (identity ${identity}) holds no name of ${config.pattern.source} now (${file.state}: ${file.reason})`,
+    );
+  }
+  return member;
+}
+
+/** This node's ID and name, read from etcd by its identity; throws one line when it holds none. */
+export async function whoami(config: IdetcdConfig): Promise<WhoAmI> {
+  const { view, identity } = await readMembers(config);
+  const m = self(view, identity, config);
+  return {
+    id: m.id,
+    name: m.name,
+    addresses: [...m.ipv4, ...m.ipv6],
+    port: m.port,
+    identity: m.identity,
+  };
+}
+
+/**
+ * TF_CONFIG for this node: every member as `name:port` ordered by ID (port
+ * from the member's record, else `port`, else 2222) and this node's index in
+ * that list.
+ */
+export async function tfConfig(config: IdetcdConfig): Promise<TfConfig> {
+  const { view, identity } = await readMembers(config);
+  const me = self(view, identity, config);
+  const worker = view.members.map((m) =>
+    `${m.name.slice(0, -1)}:${m.port ?? config.port ?? DEFAULTS.tfPort}`
+  );
+  return {
+    cluster: { worker },
+    task: { type: "worker", index: view.members.indexOf(me) },
+  };
+}
