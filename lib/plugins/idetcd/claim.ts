@@ -46,7 +46,6 @@ import { decodeLock, namePath, queueKey } from "./records.ts";
 import {
   type ClaimSubject,
   claimTxn,
-  type HeldLock,
   joinQueueAndList,
   readZone,
   releaseTxn,
@@ -174,6 +173,7 @@ export class Claimer {
   #monitor?: OwnershipMonitor;
 
   #state: ClaimState = { kind: "starting" };
+  #stateChanges = 0;
   #pending = new Map<EventKind, string | undefined>();
   #wake?: () => void;
   #lastId?: number;
@@ -234,6 +234,15 @@ export class Claimer {
   /** The driver's state now. */
   get state(): ClaimState {
     return this.#state;
+  }
+
+  /**
+   * Changes whenever {@link Claimer.current} may answer differently (a state
+   * change, or the fence passing before the driver has reacted): answers
+   * derived from it may be kept while it stays the same.
+   */
+  epoch(): number {
+    return this.#stateChanges * 2 + (this.current() ? 0 : 1);
   }
 
   /** The lease keeper's deadline and margin, for status and tests (clock ms). */
@@ -353,6 +362,7 @@ export class Claimer {
   #set(next: ClaimState): void {
     const before = this.#state;
     this.#state = next;
+    this.#stateChanges++;
     for (const listener of [...this.#stateListeners]) {
       try {
         listener(next);

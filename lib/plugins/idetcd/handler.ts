@@ -57,6 +57,8 @@ export interface IdetcdHandlerOptions {
   loaded?: () => boolean;
   /** Names held down after their lease ended. */
   departed?: DepartedMembers;
+  /** Changes whenever this node's held state may have changed: kept answers are dropped then. */
+  selfEpoch?: () => number;
   /** Unix time in seconds, for the SOA serial. */
   now?: () => number;
 }
@@ -129,7 +131,12 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
     const shown = liveView().member(id);
     return shown === undefined || shown.lease === hidden.lease;
   };
-  const cacheGeneration = () => source.generation;
+  // Kept answers die when the copy changes or this node's held state does
+  // (its own name must not be answered from a kept reply after the fence).
+  const selfEpoch = options.selfEpoch;
+  const cacheGeneration = selfEpoch
+    ? () => source.generation * 1024 + (selfEpoch() % 1024)
+    : () => source.generation;
 
   const rr = (name: string, type: number, data: RR["data"], rrTtl = ttl): RR => ({
     name,

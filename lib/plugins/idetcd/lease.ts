@@ -123,6 +123,8 @@ export class LeaseKeeper {
   /** Clock time (ms) after which the lease may be gone in etcd. */
   #deadline = -Infinity;
   #expiredReported = false;
+  /** clock.now() - performance.now(), refreshed by the watchdog: a cheap vouches() for the query path. */
+  #perfOffset = 0;
   #failingSince?: number;
   #warned = false;
   #timer?: number;
@@ -160,9 +162,13 @@ export class LeaseKeeper {
     return this.#deadline;
   }
 
-  /** True while the deadline minus the margin is still ahead. */
+  /**
+   * True while the deadline minus the margin is still ahead. Cheap enough for
+   * every query (no clock file read); a suspend is caught by the watchdog
+   * within its period after the machine resumes.
+   */
   vouches(): boolean {
-    return this.#lease !== undefined && this.#clock.now() < this.vouchUntil;
+    return this.#lease !== undefined && performance.now() + this.#perfOffset < this.vouchUntil;
   }
 
   /** Grants a new lease (dropping any current one without revoking it) and keeps it alive. */
@@ -218,8 +224,13 @@ export class LeaseKeeper {
     await this.#inFlight;
   }
 
+  #syncOffset(): void {
+    this.#perfOffset = this.#clock.now() - performance.now();
+  }
+
   #hold(lease: HeldLease, sent: number): void {
     this.#clearTimers();
+    this.#syncOffset();
     this.#lease = lease;
     this.#deadline = sent + lease.ttl * 1000;
     this.#expiredReported = false;
@@ -251,6 +262,7 @@ export class LeaseKeeper {
     if (this.#watchdog !== undefined) this.#clock.clearTimeout(this.#watchdog);
     this.#watchdog = this.#clock.setTimeout(() => {
       this.#watchdog = undefined;
+      this.#syncOffset();
       this.#checkDeadline();
       if (this.#lease) this.#armWatchdog();
     }, Math.min(WATCHDOG_MS, this.#options.marginMs / 4));

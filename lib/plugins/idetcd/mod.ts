@@ -22,8 +22,10 @@ export { type IdetcdConfig, parseIdetcd } from "./setup.ts";
 export { tfConfig, whoami, zonePath } from "./members.ts";
 export { IdetcdNode } from "./node.ts";
 
-/** How long startup waits for the claim to show in the copy before the listeners open, ms. */
-export const STARTUP_WAIT_MS = 1_000;
+/** How long startup waits for a claim etcd is answering to show in the copy, ms at most. */
+export const STARTUP_WAIT_MS = 5_000;
+/** How long startup waits for etcd to answer at all before the listeners open anyway, ms. */
+export const ETCD_SIGN_OF_LIFE_MS = 2_000;
 
 /** The resource key of a claim: everything that decides what is written to etcd. */
 export function claimKey(config: IdetcdConfig): string {
@@ -43,17 +45,6 @@ export function claimKey(config: IdetcdConfig): string {
       file: config.file,
     })
   }`;
-}
-
-/** Resolves when `done` settles or `ms` pass, whichever is first. */
-function within(done: Promise<unknown>, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    done.finally(() => {
-      clearTimeout(timer);
-      resolve();
-    }).catch(() => {});
-  });
 }
 
 /** The `idetcd` directive. */
@@ -94,26 +85,23 @@ export const idetcdPlugin: PluginDefinition = {
     ctx.onStartup(async () => {
       mirror.start();
       const claimed = node.start();
-      // Listeners open at once, except that a claim which answers quickly (etcd
-      // reachable) is waited for, so that from the first answer on this node
-      // resolves its own name; a claim that fails that fast fails the start.
-      const inCopy = new Promise<void>((resolve) => {
-        if (seesOwnClaim()) return resolve();
-        const stop = mirror.onChange(() => {
-          if (!seesOwnClaim()) return;
-          stop();
-          resolve();
-        });
-        setTimeout(() => {
-          stop();
-          resolve();
-        }, STARTUP_WAIT_MS);
-      });
       let failure: unknown;
       const released = (err: unknown) =>
         err instanceof ClaimError && /released before/.test(err.message);
       claimed.catch((err) => (failure = err));
-      await within(Promise.all([claimed, inCopy]), STARTUP_WAIT_MS);
+      // Listeners open at once, except that while etcd answers, the claim is
+      // waited for (so that from the first answer on this node resolves its
+      // own name); a claim that fails that fast fails the start.
+      const started = performance.now();
+      while (failure === undefined && !seesOwnClaim()) {
+        const elapsed = performance.now() - started;
+        const status = mirror.status();
+        const answering = status.ready || node.current() !== undefined;
+        if (!status.connected && status.lastError !== undefined) break; // etcd refused or is away
+        if (!answering && elapsed >= ETCD_SIGN_OF_LIFE_MS) break;
+        if (elapsed >= STARTUP_WAIT_MS) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
       if (failure !== undefined && !released(failure)) throw failure;
       // A claim that gives up later (etcd unreachable for 15 s, `wait` timed out) ends the program.
       claimed.catch((err) => {
@@ -132,6 +120,7 @@ export const idetcdPlugin: PluginDefinition = {
       source: mirror,
       selfAddresses: () => node.addresses,
       unvouched: () => node.unvouched(),
+      selfEpoch: () => node.epoch(),
       loaded: () => mirror.isReady(),
       departed,
     });

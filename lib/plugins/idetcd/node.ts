@@ -65,6 +65,11 @@ export class IdetcdNode {
     return { id: last.id, lease: last.leaseId };
   }
 
+  /** Changes whenever this node's held state may have changed (see Claimer.epoch). */
+  epoch(): number {
+    return this.#claimer?.epoch() ?? 0;
+  }
+
   /** Resolves the addresses and starts claiming (once); resolves with the first claim. */
   start(): Promise<Claimed> {
     this.#starting ??= this.#start();
