@@ -463,3 +463,51 @@ Deno.test("fencing: a holder restarted while etcd is out of space (NOSPACE) keep
     client.close();
   }
 });
+
+Deno.test("fencing: with etcd down at boot DNS is served at once; the zone answers SERVFAIL, then real answers", async () => {
+  const etcdPort = await freePort();
+  const port = await freePort();
+  const host = "127.0.0.92";
+  const conf = await writeCorefile(
+    [
+      `tf.local.:${port} {`,
+      `    bind ${host}`,
+      `    idetcd {`,
+      `        endpoint http://127.0.0.1:${etcdPort}`,
+      `        pattern worker{{.ID}}.${ZONE}`,
+      `        address ${host}`,
+      `        lease 4s`,
+      `        wait`,
+      `    }`,
+      `}`,
+      `.:${port} {`,
+      `    bind ${host}`,
+      `    whoami`,
+      `}`,
+      ``,
+    ].join("\n"),
+  );
+  const spawnedAt = performance.now();
+  await using proc = await startServer(conf, { readyText: null });
+  // The other zone answers as soon as the process runs, although etcd is not there.
+  const whoami = await waitFor(
+    () => queryUdp(host, port, "example.org.", Type.A).catch(() => undefined),
+    { timeoutMs: 15_000, what: "the whoami zone" },
+  );
+  const answeredAfter = performance.now() - spawnedAt;
+  assert.equal(whoami.rcode, Rcode.Success);
+  await proc.waitForOutput(/^idetcd-\d/m, 1_000);
+  const banner = proc.output();
+  console.log(`etcd down at boot: the whoami zone answered ${answeredAfter | 0} ms after spawn`);
+  assert.doesNotMatch(banner, /claimed worker/);
+  assert.equal((await queryUdp(host, port, `worker1.${ZONE}`, Type.A)).rcode, Rcode.ServerFailure);
+
+  await using etcd = await startEtcd({ clientPort: etcdPort });
+  await proc.waitForOutput("claimed worker1.tf.local. (ID 1)", 20_000);
+  const reply = await waitFor(async () => {
+    const r = await queryUdp(host, port, `worker1.${ZONE}`, Type.A);
+    return r.rcode === Rcode.Success ? r : undefined;
+  }, { timeoutMs: 10_000, what: "the claimed name answered" });
+  assert.deepEqual(reply.answer.map((rr) => rr.data), [host]);
+  assert.ok(etcd.endpoint.endsWith(`:${etcdPort}`));
+});
