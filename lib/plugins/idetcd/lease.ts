@@ -22,6 +22,11 @@ import type { Logger } from "../../log.ts";
 /** A clock in milliseconds and timers on it (injected in unit tests). */
 export interface Clock {
   now(): number;
+  /**
+   * A cheaper reading for hot paths (every DNS query), allowed to lag a
+   * machine's suspend until the next {@link Clock.now}; `now` when absent.
+   */
+  fast?(): number;
   setTimeout(fn: () => void, ms: number): number;
   clearTimeout(handle: number): void;
 }
@@ -45,9 +50,9 @@ function readUptimeMs(): number | undefined {
  */
 export function suspendAwareClock(): Clock {
   let uptimeUsable = readUptimeMs() !== undefined;
-  let lastPerf = performance.now();
-  let offset = uptimeUsable ? readUptimeMs()! - lastPerf : 0;
-  let last = lastPerf + offset;
+  const startPerf = performance.now();
+  let offset = uptimeUsable ? readUptimeMs()! - startPerf : 0;
+  let last = startPerf + offset;
   return {
     now() {
       const perf = performance.now();
@@ -61,10 +66,10 @@ export function suspendAwareClock(): Clock {
           value = up;
         }
       }
-      lastPerf = perf;
       last = Math.max(last, value);
       return last;
     },
+    fast: () => Math.max(last, performance.now() + offset),
     setTimeout: (fn, ms) => setTimeout(fn, ms) as unknown as number,
     clearTimeout: (handle) => clearTimeout(handle),
   };
@@ -123,8 +128,6 @@ export class LeaseKeeper {
   /** Clock time (ms) after which the lease may be gone in etcd. */
   #deadline = -Infinity;
   #expiredReported = false;
-  /** clock.now() - performance.now(), refreshed by the watchdog: a cheap vouches() for the query path. */
-  #perfOffset = 0;
   #failingSince?: number;
   #warned = false;
   #timer?: number;
@@ -168,7 +171,9 @@ export class LeaseKeeper {
    * within its period after the machine resumes.
    */
   vouches(): boolean {
-    return this.#lease !== undefined && performance.now() + this.#perfOffset < this.vouchUntil;
+    if (this.#lease === undefined) return false;
+    const now = this.#clock.fast ? this.#clock.fast() : this.#clock.now();
+    return now < this.vouchUntil;
   }
 
   /** Grants a new lease (dropping any current one without revoking it) and keeps it alive. */
@@ -224,13 +229,8 @@ export class LeaseKeeper {
     await this.#inFlight;
   }
 
-  #syncOffset(): void {
-    this.#perfOffset = this.#clock.now() - performance.now();
-  }
-
   #hold(lease: HeldLease, sent: number): void {
     this.#clearTimers();
-    this.#syncOffset();
     this.#lease = lease;
     this.#deadline = sent + lease.ttl * 1000;
     this.#expiredReported = false;
@@ -262,7 +262,6 @@ export class LeaseKeeper {
     if (this.#watchdog !== undefined) this.#clock.clearTimeout(this.#watchdog);
     this.#watchdog = this.#clock.setTimeout(() => {
       this.#watchdog = undefined;
-      this.#syncOffset();
       this.#checkDeadline();
       if (this.#lease) this.#armWatchdog();
     }, Math.min(WATCHDOG_MS, this.#options.marginMs / 4));
