@@ -21,7 +21,7 @@ import denoJson from "./deno.json" with { type: "json" };
 /** The release version. */
 export const VERSION = denoJson.version;
 
-const USAGE = `Usage: idetcd [flags] [whoami | tf-config]
+const USAGE = `Usage: idetcd [flags] [whoami | tf-config | exec ... | status ... | hosts ...]
 
 Flags (one or two dashes, as CoreDNS):
   -conf FILE        Corefile to load ("stdin" reads standard input; default ./Corefile)
@@ -33,13 +33,34 @@ Flags (one or two dashes, as CoreDNS):
 
 Subcommands (read the Corefile's idetcd block and ask etcd):
   whoami            this node's claimed ID and name
-  tf-config         a TF_CONFIG JSON with every member and this node's index
+  tf-config         a TF_CONFIG JSON with every member and this node's role and index
+  exec [options] -- CMD [ARGS...]
+                    run CMD under this node's name: wait for the cluster, set its
+                    environment (IDETCD_*, --preset torch|jax|tf|mpi|deepspeed),
+                    stop it when the name is lost (idetcd exec -h)
+  status [--json]   every ID: name, role, addresses, identity, lease; empty slots
+  hosts --format plain|mpi|deepspeed|hosts|file_sd [--slots N] [--watch FILE]
+                    the members in a host-list format
 `;
 
 class UsageError extends Error {}
 
 /** Subcommands; they live in the idetcd plugin and are loaded only when used. */
-const SUBCOMMANDS = ["whoami", "tf-config"];
+const SUBCOMMANDS = ["whoami", "tf-config", "exec", "status", "hosts"];
+
+/**
+ * Splits the command line at the subcommand: the flags before it are
+ * idetcd's (CoreDNS's), everything after it is the subcommand's own.
+ */
+function splitAtSubcommand(argv: string[]): { global: string[]; sub: string[] } {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (SUBCOMMANDS.includes(a)) return { global: argv.slice(0, i + 1), sub: argv.slice(i + 1) };
+    // A flag's value is not a subcommand (`-conf exec` names a file called exec).
+    if (/^--?(conf|dns\.port|p|pidfile)$/.test(a)) i++;
+  }
+  return { global: argv, sub: [] };
+}
 
 /** Go's flag package accepts -flag and --flag; node's parseArgs wants --flag for long names. */
 function normalizeFlags(args: string[]): string[] {
@@ -55,6 +76,24 @@ interface Flags {
   version: boolean;
   help: boolean;
   subcommand?: string;
+}
+
+/**
+ * parseArgs's error in the words of Go's flag package, which CoreDNS prints:
+ * `flag provided but not defined: -bogus`, `flag needs an argument: -conf`.
+ * Node's own text suggests `--` and spells the flag with two dashes.
+ */
+function goFlagError(err: Error & { code?: string }): string {
+  const flag = /'(-{1,2}[^' ]+)/.exec(err.message)?.[1]?.replace(/^-+/, "-");
+  if (flag === undefined) return err.message;
+  if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    return `flag provided but not defined: ${flag.replace(/=.*$/, "")}`;
+  }
+  if (/does not take an argument/.test(err.message)) {
+    return `invalid boolean flag ${flag}: it takes no value`;
+  }
+  if (err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") return `flag needs an argument: ${flag}`;
+  return err.message;
 }
 
 function parseFlags(argv: string[]): Flags {
@@ -76,7 +115,7 @@ function parseFlags(argv: string[]): Flags {
       },
     });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(goFlagError(err as Error & { code?: string }));
   }
   const v = parsed.values;
   const portText = v["dns.port"] ?? v.p ?? "53";
@@ -102,6 +141,24 @@ function parseFlags(argv: string[]): Flags {
   };
 }
 
+/**
+ * One line for `whoami`/`tf-config` when no Corefile was found (or it had no
+ * server block): CoreDNS's built-in default has no idetcd block to read, so
+ * say which file was looked for and what it must hold.
+ */
+function noCorefileForSubcommand(subcommand: string): string {
+  // The same place loadCorefile looked: ./Corefile of the folder the user ran the command from.
+  const path = `${Deno.env.get("INIT_CWD") ?? Deno.cwd()}/Corefile`;
+  let found = false;
+  try {
+    found = Deno.statSync(path).isFile;
+  } catch {
+    // not there: the usual case
+  }
+  const what = found ? `${path} has no server block` : `no Corefile at ${path}`;
+  return `idetcd ${subcommand}: ${what}; ${subcommand} reads the idetcd block of a Corefile: pass -conf FILE`;
+}
+
 function describeError(err: unknown): string {
   if (err instanceof CorefileError) return err.describe();
   return err instanceof Error ? err.message : String(err);
@@ -118,10 +175,12 @@ function banner(instance: Instance): string {
 
 async function run(argv: string[]): Promise<number> {
   let flags: Flags;
+  const { global, sub } = splitAtSubcommand(argv);
   try {
-    flags = parseFlags(argv);
+    flags = parseFlags(global);
   } catch (err) {
-    console.error(`idetcd: ${(err as Error).message}\n\n${USAGE}`);
+    // Go's flag package: the problem on one line, then the usage, exit 2.
+    console.error(`${(err as Error).message}\n${USAGE}`);
     return 2;
   }
   if (flags.help) {
@@ -149,11 +208,33 @@ async function run(argv: string[]): Promise<number> {
   }
 
   if (flags.subcommand) {
+    if (corefile.source === "default") {
+      console.error(noCorefileForSubcommand(flags.subcommand));
+      return 1;
+    }
     try {
       const { runSubcommand } = await import("./lib/plugins/idetcd/cli.ts");
-      const out = await runSubcommand(flags.subcommand, corefile);
-      console.log(out);
-      return 0;
+      const loaded = corefile;
+      return await runSubcommand(flags.subcommand, sub, loaded, {
+        // `idetcd exec` on a node with no server running is the server for the command's lifetime.
+        serve: async () => {
+          const instance = new Instance({
+            defaultPort: flags.port,
+            configDir: loaded.dir,
+            log: rootLog,
+            onFatal: (error) => rootLog.error(describeError(error)),
+          });
+          try {
+            await instance.start(loaded.blocks);
+          } catch (err) {
+            await instance.stop().catch(() => {});
+            throw new Error(describeError(err));
+          }
+          return { stop: () => instance.stop() };
+        },
+        log: rootLog,
+        describe: describeError,
+      });
     } catch (err) {
       console.error(describeError(err));
       return 1;

@@ -42,6 +42,7 @@ import {
 } from "./lease.ts";
 import { judgeOwnership, OwnershipMonitor } from "./ownership.ts";
 import type { NamePattern } from "./pattern.ts";
+import type { RoleMap } from "./roles.ts";
 import { decodeLock, namePath, queueKey } from "./records.ts";
 import {
   type ClaimSubject,
@@ -77,6 +78,10 @@ export interface ClaimOptions {
   connectTimeoutSeconds?: number;
   /** The endpoints, for messages. */
   endpoints?: string;
+  /** The Corefile's roles (named ranges of IDs). */
+  roles?: RoleMap;
+  /** Claim only an ID of this role; undefined: any free ID. */
+  role?: string;
 }
 
 /** What the claimer runs on besides etcd (injected by unit tests, shared by the plugin). */
@@ -197,6 +202,8 @@ export class Claimer {
       identity: options.identity,
       addresses: options.addresses,
       port: options.port,
+      role: options.role,
+      roles: options.roles,
     };
     this.#log = log;
     this.#clock = deps.clock ?? suspendAwareClock();
@@ -511,32 +518,36 @@ export class Claimer {
       }
       return await this.#supersede(attempt.id);
     }
-    // All names are taken.
+    // All names (of the role) are taken.
+    const role = this.#options.role;
+    const count = role ? this.#allowed()!.size : limit;
+    const what = role
+      ? `${count} names of role ${role} of ${pattern.source}`
+      : `${limit} names of ${pattern.source}`;
+    const fix = role ? "raise the role's range or free a node" : "raise limit or free a node";
     if (first && waitDeadline === undefined) {
       throw new ClaimError(
-        `idetcd: all ${limit} names of ${pattern.source} are taken (limit ${limit}); raise limit or free a node`,
+        role
+          ? `idetcd: all ${what} are taken; ${fix}`
+          : `idetcd: all ${what} are taken (limit ${limit}); ${fix}`,
       );
     }
     if (first && this.#clock.now() >= waitDeadline!) {
       throw new ClaimError(
-        `idetcd: no name of ${pattern.source} became free within ${
+        `idetcd: no name of ${role ? `role ${role} of ` : ""}${pattern.source} became free within ${
           this.#options.wait!.timeoutSeconds
-        }s (all ${limit} taken); raise limit or free a node`,
+        }s (all ${count} taken); ${fix}`,
       );
     }
     if (!this.#warnedFull) {
       if (first) {
-        this.#log.info(
-          `all ${limit} names of ${pattern.source} are taken; waiting for one to become free`,
-        );
+        this.#log.info(`all ${what} are taken; waiting for one to become free`);
       } else {
-        this.#log.error(
-          `all ${limit} names of ${pattern.source} are taken; this node has no name until one becomes free`,
-        );
+        this.#log.error(`all ${what} are taken; this node has no name until one becomes free`);
       }
       this.#warnedFull = true;
     }
-    if (!first) this.#set({ kind: "waiting", reason: `all ${limit} names are taken` });
+    if (!first) this.#set({ kind: "waiting", reason: `all ${count} names are taken` });
     const left = waitDeadline === undefined || !first
       ? 5_000
       : Math.min(5_000, waitDeadline - this.#clock.now());
@@ -665,22 +676,32 @@ export class Claimer {
     return lease;
   }
 
+  /** The IDs this claimer may take (its role's); undefined: any. */
+  #allowed(): ReadonlySet<number> | undefined {
+    const ids = this.#options.roles?.idsOf(this.#options.role);
+    return ids ? new Set(ids) : undefined;
+  }
+
   async #attempt(takeover: boolean): Promise<Attempt> {
-    const { limit, identity, pattern, prefix } = this.#options;
+    const { limit, identity, pattern, prefix, roles, role } = this.#options;
     const lease = await this.#lease();
     const myQueueKey = queueKey(prefix, pattern, lease.id);
+    const allowed = this.#allowed();
     // IDs this claimer asks for first: its previous one in this process, the state file's.
     const declared = [this.#lastId, this.#options.preferredId]
-      .filter((id): id is number => id !== undefined && id >= 1 && id <= limit);
+      .filter((id): id is number =>
+        id !== undefined && id >= 1 && id <= limit && (!allowed || allowed.has(id))
+      );
     const started = this.#clock.now();
     let tookOver = !takeover;
     let losses = 0;
     while (true) {
       if (this.#stopRequested) throw new ClaimError("idetcd: released before a name was claimed");
       const listed = await this.#kv.txn(
-        joinQueueAndList(this.#zonePath, myQueueKey, identity, declared, lease.id),
+        joinQueueAndList(this.#zonePath, myQueueKey, identity, declared, lease.id, role),
       );
-      const zone = readZone(listed.ranges[0] ?? [], this.#zonePath, pattern, limit);
+      const zone = readZone(listed.ranges[0] ?? [], this.#zonePath, pattern, limit, roles);
+      const free = allowed ? zone.free.filter((id) => allowed.has(id)) : zone.free;
 
       // Slots whose lock carries our identity, lowest ID first.
       const own = [...zone.locks.entries()]
@@ -725,7 +746,7 @@ export class Claimer {
         }
       }
 
-      if (zone.free.length === 0) return { kind: "full" };
+      if (free.length === 0) return { kind: "full" };
       const preferences = [...declared, ...(zone.remembered.get(identity) ?? [])];
       let id = zone.allocation.get(myQueueKey);
       if (id === undefined) {
@@ -735,7 +756,7 @@ export class Claimer {
           await this.#jitter(20 + Math.random() * 80);
           continue;
         }
-        id = preferences.find((p) => zone.free.includes(p)) ?? zone.free[0];
+        id = preferences.find((p) => free.includes(p)) ?? free[0];
       }
       const write = claimTxn(
         this.#subject,

@@ -26,6 +26,7 @@ import { bareReply, type Handler, type Reply, type Request } from "../../server/
 import { canonicalIPv6, isIPv4, isIPv6 } from "./addresses.ts";
 import type { DepartedMembers } from "./departed.ts";
 import type { NamePattern } from "./pattern.ts";
+import type { RoleMap } from "./roles.ts";
 import { ClusterView, type Member, namePath } from "./records.ts";
 
 /** Default TTL of negative answers, seconds (at most the answer TTL). */
@@ -59,6 +60,8 @@ export interface IdetcdHandlerOptions {
   departed?: DepartedMembers;
   /** Changes whenever this node's held state may have changed: kept answers are dropped then. */
   selfEpoch?: () => number;
+  /** The Corefile's roles: `_ROLE._nodes.<zone>` lists the members of each. */
+  roles?: RoleMap;
   /** Unix time in seconds, for the SOA serial. */
   now?: () => number;
 }
@@ -202,6 +205,16 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
   const srv = (owner: string, m: Member, port: number) =>
     rr(owner, Type.SRV, { priority: 0, weight: 100, port, target: m.name });
 
+  /** The role of a `_ROLE._nodes.<zone>` name, when it is one of a declared role. */
+  const roleList = (qname: string): string | undefined => {
+    if (!options.roles || options.roles.empty || !qname.endsWith(`.${membersName}`)) {
+      return undefined;
+    }
+    const label = qname.slice(0, -membersName.length - 1);
+    if (!label.startsWith("_")) return undefined;
+    return options.roles.get(label.slice(1)) ? label.slice(1) : undefined;
+  };
+
   const serve = (req: Request, next: Handler): Promise<Reply> => {
     if (req.question.class !== Class.INET) return next(req);
     const qname = req.qname;
@@ -247,8 +260,11 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
     const members = view();
     volatile = members.volatile;
     const current = members.view;
-    if (qname === membersName) {
-      const members = current.members;
+    const role = roleList(qname);
+    if (qname === membersName || role !== undefined) {
+      const members = role === undefined
+        ? current.members
+        : current.members.filter((m) => options.roles!.roleOf(m.id) === role);
       if (qtype === Type.SRV) {
         const records = members.map((m) => srv(owner, m, m.port ?? options.port ?? 0));
         return Promise.resolve(answer(records, members.flatMap(glue)));

@@ -10,8 +10,21 @@ import { Etcd3Kv } from "../../etcd/kv.ts";
 import { resolveAddresses } from "./addresses.ts";
 import { readClaimFile } from "./claim_file.ts";
 import { identityOf } from "./identity.ts";
+import { type MemberInfo, type TfConfig, tfConfig as tfConfigOf } from "./presets.ts";
 import { ClusterView, type Member, namePath } from "./records.ts";
+import type { RoleMap } from "./roles.ts";
 import { DEFAULTS, type IdetcdConfig } from "./setup.ts";
+
+/** The members of a view as the workload sees them, with their roles. */
+export function memberInfos(view: ClusterView, roles: RoleMap): MemberInfo[] {
+  return view.members.map((m) => ({
+    id: m.id,
+    name: m.name,
+    role: roles.roleOf(m.id),
+    addresses: [...m.ipv4, ...m.ipv6],
+    port: m.port,
+  }));
+}
 
 /** This node as etcd records it. */
 export interface WhoAmI {
@@ -24,10 +37,7 @@ export interface WhoAmI {
 }
 
 /** The TF_CONFIG of this node (TensorFlow's TFConfigClusterResolver format). */
-export interface TfConfig {
-  cluster: { worker: string[] };
-  task: { type: "worker"; index: number };
-}
+export type { TfConfig } from "./presets.ts";
 
 /** The etcd path of the pattern's zone ("/skydns/local/tf"). */
 export function zonePath(config: IdetcdConfig): string {
@@ -88,18 +98,17 @@ export async function whoami(config: IdetcdConfig): Promise<WhoAmI> {
 }
 
 /**
- * TF_CONFIG for this node: every member as `name:port` ordered by ID (port
- * from the member's record, else `port`, else 2222) and this node's index in
- * that list.
+ * TF_CONFIG for this node: every member as `name:port` by role, ordered by
+ * ID (port from the member's record, else `port`, else 2222; all `worker`
+ * without roles) and this node's type and index within its role.
  */
 export async function tfConfig(config: IdetcdConfig): Promise<TfConfig> {
   const { view, identity } = await readMembers(config);
   const me = self(view, identity, config);
-  const worker = view.members.map((m) =>
-    `${m.name.slice(0, -1)}:${m.port ?? config.port ?? DEFAULTS.tfPort}`
-  );
-  return {
-    cluster: { worker },
-    task: { type: "worker", index: view.members.indexOf(me) },
-  };
+  return tfConfigOf({
+    members: memberInfos(view, config.roles),
+    selfId: me.id,
+    fence: me.createRevision,
+    roles: config.roles,
+  }, { tfPort: config.port ?? DEFAULTS.tfPort });
 }

@@ -5,7 +5,6 @@
  * @module
  */
 
-import { canonicalJson } from "../../etcd/pool.ts";
 import { acquireClient, acquireMirror } from "../../etcd/pool.ts";
 import type { Plugin, PluginDefinition } from "../../server/plugin.ts";
 import { registerCollector } from "../../server/metrics.ts";
@@ -14,38 +13,20 @@ import { DepartedMembers } from "./departed.ts";
 import { createIdetcdHandler } from "./handler.ts";
 import { claimMetrics } from "./metrics.ts";
 import { zonePath } from "./members.ts";
+import { claimKey } from "./claim_key.ts";
 import { IdetcdNode } from "./node.ts";
-import { type IdetcdConfig, parseIdetcd, PLUGIN } from "./setup.ts";
+import { parseIdetcd, PLUGIN } from "./setup.ts";
 
 /** The parsed directive and its parser, for main.ts (whoami, tf-config). */
 export { type IdetcdConfig, parseIdetcd } from "./setup.ts";
 export { tfConfig, whoami, zonePath } from "./members.ts";
 export { IdetcdNode } from "./node.ts";
+export { claimKey } from "./claim_key.ts";
 
 /** How long startup waits for a claim etcd is answering to show in the copy, ms at most. */
 export const STARTUP_WAIT_MS = 5_000;
 /** How long startup waits for etcd to answer at all before the listeners open anyway, ms. */
 export const ETCD_SIGN_OF_LIFE_MS = 2_000;
-
-/** The resource key of a claim: everything that decides what is written to etcd. */
-export function claimKey(config: IdetcdConfig): string {
-  return `idetcd-claim ${
-    canonicalJson({
-      etcd: config.etcd,
-      configDir: config.configDir,
-      prefix: config.prefix,
-      pattern: config.pattern.source,
-      limit: config.limit,
-      address: config.addressSpecs,
-      identity: config.identity,
-      lease: config.leaseSeconds,
-      margin: config.fenceMarginMs,
-      port: config.port,
-      wait: config.wait,
-      file: config.file,
-    })
-  }`;
-}
 
 /** The `idetcd` directive. */
 export const idetcdPlugin: PluginDefinition = {
@@ -121,6 +102,7 @@ export const idetcdPlugin: PluginDefinition = {
       selfAddresses: () => node.addresses,
       unvouched: () => node.unvouched(),
       selfEpoch: () => node.epoch(),
+      roles: config.roles,
       loaded: () => mirror.isReady(),
       departed,
     });

@@ -13,10 +13,44 @@ import { describeEndpoints } from "../../etcd/client.ts";
 import type { ZoneCopy } from "../../etcd/mirror.ts";
 import type { Logger } from "../../log.ts";
 import { resolveAddresses } from "./addresses.ts";
-import { type Claimed, Claimer, type ClaimState } from "./claim.ts";
+import { type Claimed, Claimer, ClaimError, type ClaimState } from "./claim.ts";
 import { previousId, writeClaimFile } from "./claim_file.ts";
 import { identityOf } from "./identity.ts";
+import { defaultMarginMs } from "./lease.ts";
+import { claimKey } from "./claim_key.ts";
+import {
+  liveHolder,
+  processStart,
+  removeRuntimeState,
+  runtimePath,
+  writeRuntimeState,
+} from "./runtime.ts";
 import type { IdetcdConfig } from "./setup.ts";
+
+/**
+ * The role this node claims in: the Corefile's `claim-role`, else the
+ * IDETCD_ROLE environment variable, else any (undefined). Throws a
+ * ClaimError naming the roles when the variable names none of them.
+ */
+export function claimRoleOf(config: IdetcdConfig): string | undefined {
+  if (config.claimRole) return config.claimRole;
+  let wanted: string | undefined;
+  try {
+    wanted = Deno.env.get("IDETCD_ROLE") || undefined;
+  } catch {
+    // no --allow-env: the Corefile decides
+  }
+  if (wanted === undefined) return undefined;
+  if (!config.roles.get(wanted)) {
+    const names = config.roles.roles.map((r) => r.name);
+    throw new ClaimError(
+      `idetcd: IDETCD_ROLE=${wanted} names no role of ${config.pattern.source}${
+        names.length ? ` (roles: ${names.join(", ")})` : " (it declares none)"
+      }`,
+    );
+  }
+  return wanted;
+}
 
 /** The claim of this node, shared by every configuration that names the same claim settings. */
 export class IdetcdNode {
@@ -30,6 +64,9 @@ export class IdetcdNode {
   #last?: Claimed;
   #starting?: Promise<Claimed>;
   #closing?: Promise<void>;
+  #closed = false;
+  /** The runtime state file (runtime.ts); undefined when it cannot be written. */
+  #runtimeFile?: string;
 
   /** A node on a shared client and zone copy (both owned by the resource pool). */
   constructor(config: IdetcdConfig, client: Etcd3, zone: ZoneCopy, log: Logger) {
@@ -79,6 +116,9 @@ export class IdetcdNode {
   async #start(): Promise<Claimed> {
     const { config } = this;
     this.#addresses = resolveAddresses(config.addressSpecs);
+    await this.#waitForOtherHolder();
+    if (this.#closed) throw new ClaimError("idetcd: released before a name was claimed");
+    this.#writeRuntime({ state: "starting", held: false });
     const identity = identityOf(config, this.#addresses);
     const claimer = new Claimer(
       this.#client,
@@ -103,8 +143,63 @@ export class IdetcdNode {
     return await claimer.claim();
   }
 
+  /**
+   * Another live process holding this very claim on this node (a server
+   * started while `idetcd exec` serves it, or the reverse) would be a second
+   * claimer with the same identity: wait until it stops instead.
+   */
+  async #waitForOtherHolder(): Promise<void> {
+    try {
+      this.#runtimeFile = runtimePath(claimKey(this.config));
+    } catch (err) {
+      this.#log.warning(`no runtime state file: ${(err as Error).message}`);
+      return;
+    }
+    let told = false;
+    while (!this.#closed) {
+      const other = liveHolder(this.#runtimeFile);
+      if (!other || other.pid === Deno.pid) return;
+      if (!told) {
+        this.#log.warning(
+          `another idetcd process (pid ${other.pid}) holds this node's claim of ${this.config.pattern.source}; waiting for it to stop`,
+        );
+        told = true;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
+  #writeRuntime(
+    fields: { state: string; held: boolean; claimed?: Claimed; reason?: string },
+  ): void {
+    if (!this.#runtimeFile || this.#closed) return;
+    const { config } = this;
+    try {
+      writeRuntimeState(this.#runtimeFile, {
+        pid: Deno.pid,
+        procStart: processStart(Deno.pid),
+        state: fields.state,
+        held: fields.held,
+        id: fields.claimed?.id,
+        name: fields.claimed?.name,
+        fence: fields.claimed?.createRevision,
+        reason: fields.reason,
+        marginMs: config.fenceMarginMs ?? defaultMarginMs(config.leaseSeconds),
+        updatedAt: new Date().toISOString(),
+      });
+    } catch (err) {
+      this.#log.error(`writing ${this.#runtimeFile}: ${(err as Error).message}`);
+    }
+  }
+
   #onState(state: ClaimState, identity: string): void {
     if (state.kind === "held") this.#last = state.claimed;
+    this.#writeRuntime({
+      state: state.kind,
+      held: state.kind === "held",
+      claimed: state.kind === "held" || state.kind === "fenced" ? state.claimed : this.#last,
+      reason: "reason" in state ? state.reason : undefined,
+    });
     const file = this.config.file;
     if (!file || state.kind === "starting") return;
     const { pattern } = this.config;
@@ -144,7 +239,9 @@ export class IdetcdNode {
   /** Releases the name (the lease is revoked). The client and copy belong to the pool. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#closed = true;
       await this.#claimer?.release();
+      if (this.#runtimeFile) removeRuntimeState(this.#runtimeFile);
     })();
     return this.#closing;
   }

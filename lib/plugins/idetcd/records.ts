@@ -100,13 +100,17 @@ export function queueKey(prefix: string, pattern: NamePattern, leaseId: string):
   return `${namePath(prefix, pattern.zone)}/${MEMORY_LABEL}/queue/${leaseId}`;
 }
 
-/** A queue record's value: who waits and which IDs it asks for first. */
-export function encodeQueue(identity: string, prefers: number[]): string {
-  return JSON.stringify({ idetcdQueue: { identity, prefers } });
+/** A queue record's value: who waits, which IDs it asks for first, and the role it claims in. */
+export function encodeQueue(identity: string, prefers: number[], role?: string): string {
+  return JSON.stringify({
+    idetcdQueue: role ? { identity, prefers, role } : { identity, prefers },
+  });
 }
 
 /** A queue record's content, or undefined. */
-export function decodeQueue(value: string): { identity: string; prefers: number[] } | undefined {
+export function decodeQueue(
+  value: string,
+): { identity: string; prefers: number[]; role?: string } | undefined {
   try {
     const inner = (JSON.parse(value) as { idetcdQueue?: Record<string, unknown> } | null)
       ?.idetcdQueue;
@@ -114,7 +118,9 @@ export function decodeQueue(value: string): { identity: string; prefers: number[
     const prefers = Array.isArray(inner.prefers)
       ? inner.prefers.filter((p): p is number => Number.isSafeInteger(p))
       : [];
-    return { identity: inner.identity, prefers };
+    return typeof inner.role === "string" && inner.role
+      ? { identity: inner.identity, prefers, role: inner.role }
+      : { identity: inner.identity, prefers };
   } catch {
     return undefined;
   }
@@ -127,6 +133,8 @@ export interface QueueEntry {
   identity: string;
   /** IDs it asks for first (its own previous ID, its state file's, the remembered ones). */
   prefers: number[];
+  /** The IDs it may take (its role's); undefined: any. */
+  allowed?: ReadonlySet<number>;
 }
 
 /**
@@ -146,11 +154,15 @@ export function allocateIds(
   let cursor = 0;
   for (const entry of sorted) {
     if (available.size === 0) break;
-    let pick = entry.prefers.find((id) => available.has(id));
-    if (pick === undefined) {
+    const allowed = entry.allowed;
+    let pick = entry.prefers.find((id) => available.has(id) && (!allowed || allowed.has(id)));
+    if (pick === undefined && !allowed) {
       while (!available.has(lowest[cursor])) cursor++;
       pick = lowest[cursor];
+    } else if (pick === undefined) {
+      pick = lowest.find((id) => available.has(id) && allowed!.has(id));
     }
+    if (pick === undefined) continue; // nothing free in its role
     available.delete(pick);
     result.set(entry.key, pick);
   }
@@ -164,6 +176,8 @@ export interface LockInfo {
   name: string;
   /** The holder's sticky identity. */
   identity: string;
+  /** The role of the ID (from the Corefile's `role` lines), when any. */
+  role?: string;
   /** The advertised addresses. */
   addresses: string[];
   /** The configured service port, when any. */
@@ -174,8 +188,8 @@ export interface LockInfo {
 
 /** The lock's JSON value. */
 export function encodeLock(info: LockInfo): string {
-  const { id, name, identity, addresses, port, claimedAt } = info;
-  return JSON.stringify({ idetcd: { id, name, identity, addresses, port, claimedAt } });
+  const { id, name, identity, role, addresses, port, claimedAt } = info;
+  return JSON.stringify({ idetcd: { id, name, identity, role, addresses, port, claimedAt } });
 }
 
 /** Reads a lock value; undefined when it is not one idetcd wrote. */
@@ -193,6 +207,7 @@ export function decodeLock(value: string): LockInfo | undefined {
     id: inner.id,
     name: typeof inner.name === "string" ? inner.name : "",
     identity: inner.identity,
+    role: typeof inner.role === "string" && inner.role ? inner.role : undefined,
     addresses: Array.isArray(inner.addresses)
       ? inner.addresses.filter((a): a is string => typeof a === "string")
       : [],

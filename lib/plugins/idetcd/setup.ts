@@ -14,6 +14,7 @@ import { fqdn, lowerName } from "../../dns/name.ts";
 import { DEFAULT_ENDPOINT, type EtcdOptions } from "../../etcd/options.ts";
 import { parseEtcdConnectionOption } from "../etcd/options.ts";
 import { type NamePattern, parsePattern, PatternError } from "./pattern.ts";
+import { isRoleName, parseIdRange, type Role, RoleMap } from "./roles.ts";
 
 /** The plugin name, as errors and logs show it. */
 export const PLUGIN = "idetcd";
@@ -64,6 +65,10 @@ export interface IdetcdConfig {
   identity?: string;
   /** Zones for which NXDOMAIN passes to the next plugin; empty = none. */
   fallthrough: string[];
+  /** Named ranges of IDs (`role NAME IDS...`); empty when none is declared. */
+  roles: RoleMap;
+  /** The role this node claims in (`claim-role NAME`); undefined = IDETCD_ROLE or any. */
+  claimRole?: string;
   /** Folder of the Corefile (TLS paths are relative to it). */
   configDir: string;
   /** Where the directive is, for messages. */
@@ -141,6 +146,10 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
   let file: string | undefined;
   let identity: string | undefined;
   let fallthrough: string[] = [];
+  const roles: Role[] = [];
+  const roleTokens = new Map<string, Token>();
+  let claimRole: string | undefined;
+  let claimRoleToken: Token | undefined;
 
   for (const line of head.block ?? []) {
     const name = line.name.text;
@@ -225,6 +234,34 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
         identity = t.text;
         break;
       }
+      case "role": {
+        if (line.args.length < 2) {
+          throw fail("role takes a name and IDs, e.g. 'role ps 2-3'", line.args[0] ?? line.name);
+        }
+        const name = line.args[0].text;
+        if (!isRoleName(name)) {
+          throw fail(
+            `role name must be lower-case letters, digits and '-', got '${name}'`,
+            line.args[0],
+          );
+        }
+        if (roleTokens.has(name)) throw fail(`role ${name} is declared twice`, line.args[0]);
+        const ids: number[] = [];
+        for (const t of line.args.slice(1)) {
+          const range = parseIdRange(t.text);
+          if (!range) throw fail(`role ${name}: '${t.text}' is not an ID or a range N-M`, t);
+          ids.push(...range);
+        }
+        roleTokens.set(name, line.args[0]);
+        roles.push({ name, ids: [...new Set(ids)].sort((a, b) => a - b) });
+        break;
+      }
+      case "claim-role":
+        if (line.args.length > 1) throw fail("claim-role takes one role name", line.args[1]);
+        // `claim-role {$ROLE}` with ROLE unset leaves no argument: any role.
+        claimRole = line.args[0]?.text || undefined;
+        claimRoleToken = line.args[0] ?? line.name;
+        break;
       case "fallthrough":
         fallthrough = line.args.length === 0
           ? ["."]
@@ -249,6 +286,45 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
       );
     }
   }
+  if (roles.length > 0) {
+    const owner = new Map<number, string>();
+    for (const role of roles) {
+      for (const id of role.ids) {
+        if (id > limit) {
+          throw fail(
+            `role ${role.name}: ID ${id} is above limit ${limit}`,
+            roleTokens.get(role.name)!,
+          );
+        }
+        const other = owner.get(id);
+        if (other) {
+          throw fail(
+            `roles ${other} and ${role.name} both hold ID ${id}`,
+            roleTokens.get(role.name)!,
+          );
+        }
+        owner.set(id, role.name);
+      }
+    }
+    const missing: number[] = [];
+    for (let id = 1; id <= limit; id++) if (!owner.has(id)) missing.push(id);
+    if (missing.length > 0) {
+      throw fail(
+        `with roles, every ID 1..${limit} needs one; no role holds ${
+          missing.slice(0, 5).join(", ")
+        }${missing.length > 5 ? ", ..." : ""}`,
+        head.name,
+      );
+    }
+  }
+  if (claimRole !== undefined && !roles.some((r) => r.name === claimRole)) {
+    throw fail(
+      `claim-role ${claimRole}: no such role${
+        roles.length ? ` (roles: ${roles.map((r) => r.name).join(", ")})` : ""
+      }`,
+      claimRoleToken!,
+    );
+  }
   try {
     pattern.validateLimit(limit);
   } catch (err) {
@@ -270,6 +346,8 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
     file,
     identity,
     fallthrough,
+    roles: new RoleMap(roles),
+    claimRole,
     configDir,
     where: { file: head.name.file, line: head.name.line },
   };

@@ -9,6 +9,7 @@
 import type { Op, TxnRequest } from "../../etcd/kv.ts";
 import type { KeyValue } from "../../etcd/types.ts";
 import type { NamePattern } from "./pattern.ts";
+import type { RoleMap } from "./roles.ts";
 import {
   addressKey,
   allocateIds,
@@ -33,6 +34,10 @@ export interface ClaimSubject {
   identity: string;
   addresses: readonly string[];
   port?: number;
+  /** The role this node claims in, recorded in its queue entry; undefined: any. */
+  role?: string;
+  /** The Corefile's roles: the role of each ID goes into its lock. */
+  roles?: RoleMap;
 }
 
 /** The zone as one snapshot shows it. */
@@ -61,11 +66,12 @@ export function joinQueueAndList(
   identity: string,
   prefers: readonly number[],
   lease: string,
+  role?: string,
 ): TxnRequest {
   return {
     compare: [],
     success: [
-      { put: { key: queueKey, value: encodeQueue(identity, [...prefers]), lease } },
+      { put: { key: queueKey, value: encodeQueue(identity, [...prefers], role), lease } },
       { range: { key: zonePath + "/", prefix: true } },
     ],
   };
@@ -77,6 +83,7 @@ export function readZone(
   zonePath: string,
   pattern: NamePattern,
   limit: number,
+  roles?: RoleMap,
 ): ZoneSnapshot {
   const locks = new Map<number, KeyValue>();
   const children = new Map<number, string[]>();
@@ -99,11 +106,13 @@ export function readZone(
   for (const kv of queued) {
     const entry = decodeQueue(kv.value);
     if (!entry || holding.has(entry.identity)) continue;
+    const allowed = roles?.idsOf(entry.role);
     queue.push({
       key: kv.key,
       createRevision: kv.createRevision,
       identity: entry.identity,
       prefers: [...entry.prefers, ...(remembered.get(entry.identity) ?? [])],
+      ...(allowed ? { allowed: new Set(allowed) } : {}),
     });
   }
   const free: number[] = [];
@@ -142,11 +151,12 @@ export function claimTxn(
   const { pattern, prefix, identity, addresses, port } = subject;
   const key = lockKey(prefix, pattern, id);
   const name = pattern.render(id);
+  const role = subject.roles?.roleOf(id) || undefined;
   const ops: Op[] = [
     {
       put: {
         key,
-        value: encodeLock({ id, name, identity, addresses: [...addresses], port, claimedAt }),
+        value: encodeLock({ id, name, identity, role, addresses: [...addresses], port, claimedAt }),
         lease,
       },
     },

@@ -1,0 +1,488 @@
+/**
+ * `idetcd exec`: start the job under the name. It finds this node's claim
+ * (a server already holding it, or it becomes the server itself), waits for
+ * the cluster (the barrier), hands the command the cluster's environment
+ * (IDETCD_* and the framework presets), and supervises it: signals reach it,
+ * its exit code is exec's, and when the node stops vouching for its name the
+ * command gets SIGTERM, then SIGKILL after the grace period, all before etcd
+ * can give the name to another node.
+ *
+ * Exit codes: the command's own (128 + N when a signal N ended it); 2 for a
+ * usage error; 1 when no name could be had; {@link EXIT_BARRIER_TIMEOUT}
+ * when the barrier timed out; {@link EXIT_NAME_LOST} when the node lost its
+ * name and the command was stopped.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { parseDuration } from "../../corefile/duration.ts";
+import { createClient } from "../../etcd/client.ts";
+import { Mirror } from "../../etcd/mirror.ts";
+import type { Logger } from "../../log.ts";
+import { listInterfaces } from "./addresses.ts";
+import { claimKey } from "./claim_key.ts";
+import { defaultMarginMs } from "./lease.ts";
+import { memberInfos, zonePath } from "./members.ts";
+import {
+  type Cluster,
+  hostName,
+  type MemberInfo,
+  presetEnv,
+  type PresetName,
+  PRESETS,
+} from "./presets.ts";
+import { ClusterView } from "./records.ts";
+import { liveHolder, readRuntimeState, runtimePath, type RuntimeState } from "./runtime.ts";
+import type { IdetcdConfig } from "./setup.ts";
+
+/** Exit code when the barrier timed out (as GNU timeout's). */
+export const EXIT_BARRIER_TIMEOUT = 124;
+/** Exit code when the node lost its name and the command was stopped. */
+export const EXIT_NAME_LOST = 125;
+
+/** `idetcd exec`'s options. */
+export interface ExecOptions {
+  /** Wait for every ID 1..limit. */
+  waitAll: boolean;
+  /** Wait for at least this many members. */
+  waitMin?: number;
+  /** Give up waiting (for the claim and the barrier) after this long, ms; undefined: forever. */
+  waitTimeoutMs?: number;
+  presets: PresetName[];
+  /** SIGTERM to SIGKILL, ms; undefined: the fencing margin less {@link SUPERVISION_SLACK_MS}. */
+  graceMs?: number;
+  coordinatorPort?: number;
+  /** The role whose first member coordinates. */
+  coordinatorRole?: string;
+  /** Slots per host in host files. */
+  slots?: number;
+  /** The role to claim in when exec is the server. */
+  role?: string;
+  /** Where host files go; default a folder in the runtime folder. */
+  hostfileDir?: string;
+  /** The systemd unit that may be starting a server for this claim. */
+  service: string;
+  /** The command and its arguments. */
+  command: string[];
+}
+
+/** A usage error: printed with the usage, exit 2. */
+export class ExecUsageError extends Error {}
+
+/** Seconds from a Go duration or a bare number. */
+function durationMs(text: string, flag: string): number {
+  try {
+    const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : parseDuration(text);
+    if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  } catch {
+    // below
+  }
+  throw new ExecUsageError(
+    `invalid value "${text}" for flag --${flag}: a duration such as 30s or 5m`,
+  );
+}
+
+function integer(text: string, flag: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new ExecUsageError(
+      `invalid value "${text}" for flag --${flag}: an integer from ${min} to ${max}`,
+    );
+  }
+  return Number(text);
+}
+
+/** Parses exec's arguments (everything after `exec`). */
+export function parseExecArgs(args: string[]): ExecOptions {
+  const dash = args.indexOf("--");
+  const own = dash < 0 ? args : args.slice(0, dash);
+  const command = dash < 0 ? [] : args.slice(dash + 1);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: own.map((a) => (/^-[^-]/.test(a) && a.length > 2 ? "-" + a : a)),
+      strict: true,
+      allowPositionals: true,
+      options: {
+        "wait-all": { type: "boolean" },
+        "wait-min": { type: "string" },
+        "wait-timeout": { type: "string" },
+        preset: { type: "string", multiple: true },
+        grace: { type: "string" },
+        "coordinator-port": { type: "string" },
+        "coordinator-role": { type: "string" },
+        slots: { type: "string" },
+        role: { type: "string" },
+        "hostfile-dir": { type: "string" },
+        service: { type: "string" },
+      },
+    });
+  } catch (err) {
+    const flag = /'(-{1,2}[^' ]+)/.exec((err as Error).message)?.[1];
+    throw new ExecUsageError(
+      flag ? `flag provided but not defined: ${flag.replace(/^-+/, "--")}` : (err as Error).message,
+    );
+  }
+  const v = parsed.values;
+  const positional = parsed.positionals;
+  if (positional.length > 0 && command.length === 0) command.push(...positional);
+  else if (positional.length > 0) {
+    throw new ExecUsageError(`unexpected arguments before --: ${positional.join(" ")}`);
+  }
+  if (command.length === 0) {
+    throw new ExecUsageError("exec needs a command: idetcd exec [options] -- CMD [ARGS...]");
+  }
+  const presets: PresetName[] = [];
+  for (const p of v.preset ?? []) {
+    for (const name of p.split(",")) {
+      if (!(PRESETS as readonly string[]).includes(name)) {
+        throw new ExecUsageError(`unknown preset "${name}"; use ${PRESETS.join(", ")}`);
+      }
+      if (!presets.includes(name as PresetName)) presets.push(name as PresetName);
+    }
+  }
+  if (v["wait-all"] && v["wait-min"] !== undefined) {
+    throw new ExecUsageError("--wait-all and --wait-min exclude each other");
+  }
+  return {
+    waitAll: v["wait-all"] ?? false,
+    waitMin: v["wait-min"] === undefined
+      ? undefined
+      : integer(v["wait-min"], "wait-min", 1, 100_000),
+    waitTimeoutMs: v["wait-timeout"] === undefined
+      ? undefined
+      : durationMs(v["wait-timeout"], "wait-timeout"),
+    presets,
+    graceMs: v.grace === undefined ? undefined : durationMs(v.grace, "grace"),
+    coordinatorPort: v["coordinator-port"] === undefined
+      ? undefined
+      : integer(v["coordinator-port"], "coordinator-port", 1, 65535),
+    coordinatorRole: v["coordinator-role"],
+    slots: v.slots === undefined ? undefined : integer(v.slots, "slots", 1, 4096),
+    role: v.role,
+    hostfileDir: v["hostfile-dir"],
+    service: v.service ?? "idetcd",
+    command,
+  };
+}
+
+/** Headroom between the fence and etcd's lease end that supervision itself needs, ms. */
+export const SUPERVISION_SLACK_MS = 500;
+/** How often the runtime state file is read while the command runs, ms. */
+const POLL_MS = 100;
+
+/** A server exec started for itself. */
+export interface EmbeddedServer {
+  stop(): Promise<void>;
+}
+
+/** What exec needs from main.ts. */
+export interface ExecContext {
+  config: IdetcdConfig;
+  log: Logger;
+  /** Starts this Corefile's server in-process (exec as the server). */
+  serve(): Promise<EmbeddedServer>;
+  /** Prints a progress or error line (stderr). */
+  say(line: string): void;
+}
+
+/** True when systemd reports `unit` active or starting (a server is on its way). */
+async function serviceStarting(unit: string): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("systemctl", {
+      args: ["is-active", unit],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const state = new TextDecoder().decode(out.stdout).trim();
+    return state === "active" || state === "activating" || state === "reloading";
+  } catch {
+    return false; // no systemd
+  }
+}
+
+/** Sleeps `ms`. */
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The interface that carries `address`, for GLOO/NCCL_SOCKET_IFNAME. */
+function interfaceOf(addresses: readonly string[]): string | undefined {
+  try {
+    for (const iface of listInterfaces()) {
+      if (iface.addresses.some((a) => addresses.includes(a))) return iface.name;
+    }
+  } catch {
+    // no --allow-sys
+  }
+  return undefined;
+}
+
+/** Runs `idetcd exec`; resolves with the exit code. */
+export async function runExec(options: ExecOptions, ctx: ExecContext): Promise<number> {
+  const { config } = ctx;
+  const marginMs = config.fenceMarginMs ?? defaultMarginMs(config.leaseSeconds);
+  const graceMs = options.graceMs ?? Math.max(0, marginMs - SUPERVISION_SLACK_MS - POLL_MS);
+  if (graceMs + SUPERVISION_SLACK_MS + POLL_MS > marginMs) {
+    ctx.say(
+      `idetcd exec: --grace ${graceMs / 1000}s does not fit in the fence margin (${
+        marginMs / 1000
+      }s): the command must be stopped before etcd can give the name away; lower --grace or raise fence-margin`,
+    );
+    return 2;
+  }
+  if (options.role && !config.roles.get(options.role)) {
+    ctx.say(`idetcd exec: --role ${options.role}: no such role in the Corefile`);
+    return 2;
+  }
+  if (options.coordinatorRole && !config.roles.get(options.coordinatorRole)) {
+    ctx.say(
+      `idetcd exec: --coordinator-role ${options.coordinatorRole}: no such role in the Corefile`,
+    );
+    return 2;
+  }
+  const deadline = options.waitTimeoutMs === undefined
+    ? Infinity
+    : performance.now() + options.waitTimeoutMs;
+  const statePath = runtimePath(claimKey(config));
+
+  // Which process holds this node's claim: a server, or exec itself.
+  let embedded: EmbeddedServer | undefined;
+  if (!liveHolder(statePath) && !(await serviceStarting(options.service))) {
+    if (options.role) Deno.env.set("IDETCD_ROLE", options.role);
+    try {
+      embedded = await ctx.serve();
+    } catch (err) {
+      ctx.say((err as Error).message);
+      return 1;
+    }
+  } else if (!liveHolder(statePath)) {
+    ctx.say(`idetcd exec: ${options.service} is starting; waiting for its claim`);
+  }
+  const stopEmbedded = async () => {
+    const server = embedded;
+    embedded = undefined;
+    await server?.stop();
+  };
+  try {
+    const held = await waitForHeld(statePath, deadline, ctx);
+    if (!held) {
+      ctx.say(
+        `idetcd exec: this node holds no name of ${config.pattern.source} (timed out waiting)`,
+      );
+      return EXIT_BARRIER_TIMEOUT;
+    }
+    const cluster = await barrier(options, ctx, held, deadline);
+    if (typeof cluster === "string") {
+      ctx.say(cluster);
+      return EXIT_BARRIER_TIMEOUT;
+    }
+    const me = cluster.members.find((m) => m.id === cluster.selfId)!;
+    const hostfileDir = options.hostfileDir ??
+      `${statePath.replace(/\.json$/, "")}-exec-${Deno.pid}`;
+    const { env, files } = presetEnv(cluster, options.presets, {
+      coordinatorPort: options.coordinatorPort,
+      tfPort: config.port,
+      slots: options.slots,
+      interfaceName: interfaceOf(me.addresses),
+      hostfileDir,
+    });
+    if (files.size > 0) Deno.mkdirSync(hostfileDir, { recursive: true });
+    for (const [path, text] of files) Deno.writeTextFileSync(path, text);
+    return await supervise(options, env, statePath, held, graceMs, ctx);
+  } finally {
+    await stopEmbedded();
+  }
+}
+
+/** Waits until the runtime state file says the name is held; undefined on timeout. */
+async function waitForHeld(
+  path: string,
+  deadline: number,
+  ctx: ExecContext,
+): Promise<RuntimeState & { id: number; name: string } | undefined> {
+  let told = 0;
+  while (performance.now() < deadline) {
+    const state = liveHolder(path);
+    if (state?.held && state.id !== undefined && state.name !== undefined) {
+      return state as RuntimeState & { id: number; name: string };
+    }
+    if (performance.now() - told > 5_000) {
+      if (told > 0) {
+        ctx.say(`idetcd exec: waiting for this node's claim (${state?.state ?? "no server yet"})`);
+      }
+      told = performance.now();
+    }
+    await sleep(POLL_MS);
+  }
+  return undefined;
+}
+
+/**
+ * The barrier: waits until every ID (or at least `waitMin` members) is
+ * claimed, printing progress every few seconds; resolves with the frozen
+ * membership, or the timeout's message.
+ */
+async function barrier(
+  options: ExecOptions,
+  ctx: ExecContext,
+  held: RuntimeState & { id: number; name: string },
+  deadline: number,
+): Promise<Cluster | string> {
+  const { config } = ctx;
+  const want = options.waitAll ? config.limit : options.waitMin ?? 1;
+  const client = createClient(config.etcd, config.configDir);
+  const base = zonePath(config);
+  const mirror = new Mirror(client, base + "/", ctx.log, { trackLeases: false });
+  try {
+    const members = (): MemberInfo[] =>
+      memberInfos(ClusterView.fromSource(mirror, base, config.pattern), config.roles);
+    const loaded = mirror.start();
+    let lastReport = performance.now();
+    while (true) {
+      if (mirror.isReady()) {
+        const now = members();
+        if (now.length >= want && now.some((m) => m.id === held.id)) {
+          return {
+            members: now,
+            selfId: held.id,
+            fence: held.fence ?? 0,
+            roles: config.roles,
+            coordinatorRole: options.coordinatorRole,
+          };
+        }
+      }
+      const missingText = () => {
+        const have = new Set(members().map((m) => m.id));
+        const missing: string[] = [];
+        for (let id = 1; id <= config.limit && missing.length < 10; id++) {
+          if (!have.has(id)) missing.push(hostName(config.pattern.render(id)));
+        }
+        return `${have.size}/${want} claimed; waiting for ${missing.join(", ")}${
+          config.limit - have.size > 10 ? ", ..." : ""
+        }`;
+      };
+      if (performance.now() >= deadline) {
+        return `idetcd exec: the barrier timed out: ${missingText()}`;
+      }
+      if (performance.now() - lastReport >= 3_000) {
+        ctx.say(`idetcd exec: ${missingText()}`);
+        lastReport = performance.now();
+      }
+      // A change of the copy wakes the wait early.
+      await Promise.race([
+        loaded.then(() => sleep(50)),
+        new Promise<void>((resolve) => {
+          const stop = mirror.onChange(() => {
+            stop();
+            resolve();
+          });
+          setTimeout(() => {
+            stop();
+            resolve();
+          }, 500);
+        }),
+      ]);
+    }
+  } finally {
+    await mirror.close();
+    client.close();
+  }
+}
+
+/** Signals exec passes on to the command. */
+const FORWARDED: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"];
+
+/** Exit code of a finished command, as a shell reports it. */
+function exitCode(status: Deno.CommandStatus): number {
+  if (status.signal) {
+    const numbers: Record<string, number> = {
+      SIGHUP: 1,
+      SIGINT: 2,
+      SIGQUIT: 3,
+      SIGKILL: 9,
+      SIGUSR1: 10,
+      SIGUSR2: 12,
+      SIGTERM: 15,
+    };
+    return 128 + (numbers[status.signal] ?? 0);
+  }
+  return status.code;
+}
+
+/** Runs the command and stops it when the node stops holding its name. */
+async function supervise(
+  options: ExecOptions,
+  env: Record<string, string>,
+  statePath: string,
+  held: RuntimeState & { id: number; name: string },
+  graceMs: number,
+  ctx: ExecContext,
+): Promise<number> {
+  const [cmd, ...args] = options.command;
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(cmd, {
+      args,
+      env,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    })
+      .spawn();
+  } catch (err) {
+    ctx.say(`idetcd exec: cannot run ${cmd}: ${(err as Error).message}`);
+    return 127;
+  }
+  const forward = FORWARDED.map((signal) => {
+    const fn = () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+    };
+    Deno.addSignalListener(signal, fn);
+    return [signal, fn] as const;
+  });
+  let lost: string | undefined;
+  let done = false;
+  const watcher = (async () => {
+    while (!done) {
+      await sleep(POLL_MS);
+      if (done) return;
+      const state = readRuntimeState(statePath);
+      const stillHeld = state !== undefined && state.held && state.id === held.id &&
+        state.fence === held.fence;
+      if (stillHeld) continue;
+      lost = state === undefined
+        ? "the server holding it stopped"
+        : state.held
+        ? `it now holds ID ${state.id}`
+        : `${state.state}: ${state.reason ?? "no reason given"}`;
+      ctx.say(
+        `idetcd exec: this node stopped holding ${
+          hostName(held.name)
+        } (${lost}); stopping the command (SIGTERM, SIGKILL after ${graceMs / 1000}s)`,
+      );
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        return;
+      }
+      const killAt = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // exited in time
+        }
+      }, graceMs);
+      await child.status;
+      clearTimeout(killAt);
+      return;
+    }
+  })();
+  const status = await child.status;
+  done = true;
+  await watcher;
+  for (const [signal, fn] of forward) Deno.removeSignalListener(signal, fn);
+  return lost !== undefined ? EXIT_NAME_LOST : exitCode(status);
+}
