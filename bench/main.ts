@@ -2,11 +2,11 @@
  * `deno task bench`: idetcd against Knot and against the original idetcd's
  * algorithm, measured side by side in one run (see bench/README.md).
  *
- *     deno run -A bench/main.ts [--quick] [--only SECTION[,SECTION]] [--out FILE]
+ *     deno run -A bench/main.ts [--quick] [--only SECTION[,SECTION]] [--out FILE] [--write-results]
  *
  * Sections: throughput, storm, propagation, scale. Prints a Markdown table of
- * every figure at the end; a full run (no --quick, no --only) also writes it
- * to bench/results.md. Exits 0 when every section ran (targets are reported,
+ * every figure at the end; only `--write-results` (a full run) rewrites the
+ * tracked bench/results.md, and `--out FILE` writes it anywhere. Exits 0 when every section ran (targets are reported,
  * never asserted), 1 when a section failed, 2 on bad flags, 3 when the tools
  * are missing and cannot be installed.
  *
@@ -26,11 +26,14 @@ import { scale } from "./sections/scale.ts";
 const SECTIONS = ["throughput", "storm", "propagation", "scale"] as const;
 type Section = typeof SECTIONS[number];
 
-const USAGE = `usage: deno task bench [--quick] [--only ${SECTIONS.join("|")}[,...]] [--out FILE]
+const USAGE = `usage: deno task bench [--quick] [--only ${
+  SECTIONS.join("|")
+}[,...]] [--out FILE] [--write-results]
   --quick         short durations and small sizes (the CI smoke, under a minute)
   --only S[,S]    run only these sections (repeatable)
   --out FILE      also write the Markdown report to FILE
-                  (default: bench/results.md for a full run of every section)
+  --write-results also write it to bench/results.md, the tracked record of a full run
+                  (not with --quick or --only); nothing is written without one of these two
   --seconds N     dnsperf seconds per throughput run
   --rounds N      interleaved throughput rounds (the median is reported)
   --clients N     dnsperf -c (simulated clients)
@@ -49,14 +52,18 @@ function positive(value: string | undefined, flag: string): number | undefined {
 }
 
 async function main(): Promise<number> {
+  // `deno task bench -- --help` passes the `--` on; without this, parseArgs takes
+  // everything after it for positionals and refuses them.
+  const args = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
   let parsed;
   try {
     parsed = parseArgs({
-      args: Deno.args,
+      args,
       options: {
         quick: { type: "boolean", default: false },
         only: { type: "string", multiple: true },
         out: { type: "string" },
+        "write-results": { type: "boolean", default: false },
         seconds: { type: "string" },
         rounds: { type: "string" },
         clients: { type: "string" },
@@ -94,10 +101,16 @@ async function main(): Promise<number> {
       ),
     },
   };
-  const out = values.out ??
-    (!values.quick && only.length === 0
-      ? new URL("./results.md", import.meta.url).pathname
-      : undefined);
+  // bench/results.md is tracked and quoted by the READMEs: only an explicit flag rewrites it,
+  // and only with a full run's figures.
+  const writeResults = values["write-results"];
+  if (writeResults && (values.quick || only.length > 0)) {
+    fail("--write-results records a full run; leave out --quick and --only (or use --out FILE)");
+  }
+  const outs = [
+    ...(values.out ? [values.out] : []),
+    ...(writeResults ? [new URL("./results.md", import.meta.url).pathname] : []),
+  ];
 
   const started = performance.now();
   const log = (message: string) =>
@@ -121,7 +134,7 @@ async function main(): Promise<number> {
 
   const ctx: Context = { settings, quick: values.quick, tools, tmp, log };
   const report: Report = {
-    command: ["deno task bench", ...Deno.args].join(" "),
+    command: ["deno task bench", ...args].join(" "),
     date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
     machine: await describeMachine(tools),
     tables: [],
@@ -153,7 +166,7 @@ async function main(): Promise<number> {
 
   const text = renderReport(report);
   console.log(text);
-  if (out) {
+  for (const out of outs) {
     await Deno.writeTextFile(out, text);
     // Formatted as `deno fmt` would, so `deno task check` stays clean after a run.
     await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", out] }).output()

@@ -7,6 +7,8 @@
 #   curl -fsSL https://github.com/OWNER/idetcd/releases/latest/download/install.sh |
 #     sh -s -- --endpoints http://10.0.0.5:2379 --limit 5 --pattern 'worker{{.ID}}.tf.local.'
 #
+# (OWNER: the GitHub account whose repository published the release.)
+#
 # Re-running it with the same arguments changes nothing and does not restart
 # the service (a restart would give up the claimed name). Run with --help for
 # the options; deploy/README.md has more.
@@ -50,6 +52,7 @@ Corefile (each also from the environment variable shown):
 Install:
   --version vX.Y.Z|latest   release to install (IDETCD_VERSION)
   --base-url URL            where idetcd-<target> and SHA256SUMS are; https:// or file:// (IDETCD_BASE_URL)
+  --allow-http              accept an http:// --base-url, whose checksum proves nothing (IDETCD_ALLOW_HTTP=1)
   --repo OWNER/NAME         GitHub repository of the releases (IDETCD_REPO)
   --target TRIPLE           binary to fetch instead of this machine's (IDETCD_TARGET)
   --root DIR                install under DIR instead of / (IDETCD_ROOT); implies --no-start
@@ -91,6 +94,7 @@ REPO=${IDETCD_REPO:-$IDETCD_DEFAULT_REPO}
 TARGET=${IDETCD_TARGET:-}
 ROOT=${IDETCD_ROOT:-/}
 NO_START=${IDETCD_NO_START:-}
+ALLOW_HTTP=${IDETCD_ALLOW_HTTP:-}
 DRY_RUN=
 EXTRA_OPTIONS= # newline-separated lines for the idetcd block
 
@@ -126,6 +130,7 @@ while [ "$#" -gt 0 ]; do
   --upstream) need_value "$@"; UPSTREAM=$2; shift 2 ;;
   --version) need_value "$@"; VERSION=$2; shift 2 ;;
   --base-url) need_value "$@"; BASE_URL=$2; shift 2 ;;
+  --allow-http) ALLOW_HTTP=1; shift ;;
   --repo) need_value "$@"; REPO=$2; shift 2 ;;
   --target) need_value "$@"; TARGET=$2; shift 2 ;;
   --root) need_value "$@"; ROOT=$2; shift 2 ;;
@@ -188,6 +193,7 @@ if [ -n "$WAIT" ] && ! truthy "$WAIT"; then
 fi
 truthy "$RESOLVER" || RESOLVER=
 truthy "$LOG_QUERIES" || LOG_QUERIES=
+truthy "$ALLOW_HTTP" || ALLOW_HTTP=
 
 case $VERSION in
 latest | v*) ;;
@@ -258,6 +264,24 @@ if [ -z "$BASE_URL" ]; then
   fi
 fi
 BASE_URL=${BASE_URL%/}
+# SHA256SUMS comes from the same place as the binary, so it proves the download
+# only when that place is authenticated (https) or local (file).
+case $BASE_URL in
+https://?* | file:///*) ;;
+http://?*)
+  [ -n "$ALLOW_HTTP" ] || die "--base-url $BASE_URL is plain http: anyone on the way can swap the binary and its SHA256SUMS together; use https:// or file://, or pass --allow-http to accept that"
+  warn "downloading over plain http ($BASE_URL): the checksum cannot detect a swapped binary"
+  ;;
+*) die "--base-url must start with https:// or file:///, got '$BASE_URL'" ;;
+esac
+
+# Tools the download and the check need, before anything is fetched.
+if [ -z "$DRY_RUN" ]; then
+  command -v curl >/dev/null 2>&1 || die "curl is not installed"
+  if ! command -v sha256sum >/dev/null 2>&1 && ! command -v shasum >/dev/null 2>&1; then
+    die "neither sha256sum nor shasum is installed; cannot verify the download"
+  fi
+fi
 
 # --- helpers ----------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/idetcd-install.XXXXXX")
@@ -322,31 +346,22 @@ nameservers_of() {
   done
 }
 
-# --- download and verify (before anything is installed) ---------------------
-if [ -n "$DRY_RUN" ]; then
-  say "would download $BASE_URL/$ASSET and $BASE_URL/SHA256SUMS and check its sha256"
-  : >"$WORK/$ASSET"
-else
-  command -v curl >/dev/null 2>&1 || die "curl is not installed"
-  say "downloading $ASSET from $BASE_URL"
-  fetch "$BASE_URL/SHA256SUMS" "$WORK/SHA256SUMS"
-  fetch "$BASE_URL/$ASSET" "$WORK/$ASSET"
-  expected=$(awk -v name="$ASSET" '$2 == name || $2 == "*" name { print $1; exit }' "$WORK/SHA256SUMS")
-  [ -n "$expected" ] || die "SHA256SUMS at $BASE_URL lists no $ASSET"
-  actual=$(sha256_of "$WORK/$ASSET")
-  if [ "$actual" != "$expected" ]; then
-    die "checksum mismatch for $ASSET: SHA256SUMS says $expected, the download is $actual; refusing to install"
-  fi
-  say "verified sha256 $actual"
-fi
-
 # --- resolver mode: which upstreams, and how the system is pointed at us -------
+# Decided before the download: a setting that cannot work (a port resolv.conf
+# cannot name, no upstream) must stop the script before it fetches anything.
 RESOLVER_MODE= # resolved | resolv.conf
 if [ -n "$RESOLVER" ]; then
   link=
   [ -L "$ROOT/etc/resolv.conf" ] && link=$(readlink "$ROOT/etc/resolv.conf")
   case $link in
-  *systemd/resolve/*) RESOLVER_MODE=resolved ;;
+  # A stub symlink left in an image where systemd does not run is not a resolver.
+  *systemd/resolve/*)
+    if [ -z "$LIVE" ] || [ -d /run/systemd/system ]; then
+      RESOLVER_MODE=resolved
+    else
+      RESOLVER_MODE=resolv.conf
+    fi
+    ;;
   *)
     if [ -n "$LIVE" ] && command -v systemctl >/dev/null 2>&1 &&
       systemctl is-active --quiet systemd-resolved 2>/dev/null; then
@@ -373,6 +388,23 @@ if [ -n "$RESOLVER" ]; then
   done
   : >"$WORK/upstream.conf"
   for ns in $UPSTREAM; do printf 'nameserver %s\n' "$ns" >>"$WORK/upstream.conf"; done
+fi
+
+# --- download and verify (before anything is installed) ---------------------
+if [ -n "$DRY_RUN" ]; then
+  say "would download $BASE_URL/$ASSET and $BASE_URL/SHA256SUMS and check its sha256"
+  : >"$WORK/$ASSET"
+else
+  say "downloading $ASSET from $BASE_URL"
+  fetch "$BASE_URL/SHA256SUMS" "$WORK/SHA256SUMS"
+  fetch "$BASE_URL/$ASSET" "$WORK/$ASSET"
+  expected=$(awk -v name="$ASSET" '$2 == name || $2 == "*" name { print $1; exit }' "$WORK/SHA256SUMS")
+  [ -n "$expected" ] || die "SHA256SUMS at $BASE_URL lists no $ASSET"
+  actual=$(sha256_of "$WORK/$ASSET")
+  if [ "$actual" != "$expected" ]; then
+    die "checksum mismatch for $ASSET: SHA256SUMS says $expected, the download is $actual; refusing to install"
+  fi
+  say "verified sha256 $actual"
 fi
 
 # --- Corefile -----------------------------------------------------------------
@@ -476,13 +508,40 @@ if [ -n "$LIVE" ] && [ -z "$DRY_RUN" ]; then
 fi
 
 # --- start ------------------------------------------------------------------------
-START_HINT="$BIN_PATH -conf $COREFILE"
+# systemd runs only when it is PID 1, and then /run/systemd/system exists (what
+# sd_booted() checks). In a container, WSL without systemd, or under another
+# init, systemctl may be installed and still fail ("System has not been booted
+# with systemd"), so that case installs everything, says how to start idetcd by
+# hand, and exits 0.
+SYSTEMD_RUNNING=
+if [ -n "$USE_SYSTEMD" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  SYSTEMD_RUNNING=1
+fi
+STARTED= # set when the service was (re)started here
+
+# start_by_hand WHY: how to run idetcd without systemd, exactly.
+start_by_hand() {
+  say "$1, so idetcd is installed but not started. Start it by hand, as root:"
+  say "    $BIN_PATH -conf $COREFILE"
+  say "or in the background (SIGTERM stops it and frees its name at once):"
+  say "    nohup $BIN_PATH -conf $COREFILE >>/var/log/idetcd.log 2>&1 &"
+  say "(in a container, make '$BIN_PATH -conf $COREFILE' its command)"
+}
+
 if [ -z "$LIVE" ]; then
   say "installed under $ROOT; not starting anything (--root)"
 elif [ -n "$NO_START" ]; then
-  say "not starting (--no-start); start it with: systemctl enable --now idetcd"
-elif [ -z "$USE_SYSTEMD" ] || ! command -v systemctl >/dev/null 2>&1; then
-  say "systemctl not found, so no service was started; start idetcd with: sudo $START_HINT"
+  if [ -n "$SYSTEMD_RUNNING" ]; then
+    say "not starting (--no-start); start it with: systemctl enable --now idetcd"
+  else
+    start_by_hand "--no-start given"
+  fi
+elif [ -z "$USE_SYSTEMD" ]; then
+  start_by_hand "this is not Linux (no systemd unit is written)"
+elif ! command -v systemctl >/dev/null 2>&1; then
+  start_by_hand "systemctl is not installed"
+elif [ -z "$SYSTEMD_RUNNING" ]; then
+  start_by_hand "systemd is not running here (no /run/systemd/system: a container, WSL without systemd, or another init)"
 elif [ -n "$DRY_RUN" ]; then
   say "would run: systemctl daemon-reload && systemctl enable --now idetcd"
 else
@@ -493,6 +552,7 @@ else
     say "restarted idetcd"
   fi
   systemctl enable --now idetcd || die "idetcd did not start; see: journalctl -u idetcd"
+  STARTED=1
   say "idetcd is enabled and running; see: systemctl status idetcd"
 fi
 
@@ -520,7 +580,7 @@ if [ -n "$RESOLVER" ]; then
     before=$CHANGED
     CHANGED=
     install_file "$WORK/resolved.conf" "$RESOLVED_DROPIN" 0644
-    if [ -n "$CHANGED" ] && [ -n "$LIVE" ] && [ -z "$DRY_RUN" ]; then
+    if [ -n "$CHANGED" ] && [ -n "$LIVE" ] && [ -z "$DRY_RUN" ] && [ -n "$SYSTEMD_RUNNING" ]; then
       systemctl restart systemd-resolved || die "systemd-resolved did not restart with $RESOLVED_DROPIN"
       say "restarted systemd-resolved"
     fi
@@ -551,7 +611,7 @@ if [ -n "$RESOLVER" ]; then
     [ -z "$CHANGED" ] || warn "a DHCP client may rewrite /etc/resolv.conf; configure it to keep nameserver 127.0.0.1"
     CHANGED=$before
   fi
-  if [ -n "$LIVE" ] && [ -n "$NO_START" ]; then
+  if [ -n "$LIVE" ] && [ -z "$DRY_RUN" ] && [ -z "$STARTED" ]; then
     warn "this node now resolves through idetcd, which is not started: no name resolves until it is"
   fi
 fi

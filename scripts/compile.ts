@@ -16,6 +16,14 @@
  * itself and then uses it for whatever `--target` says, so with DENORT_BIN
  * set this script builds one target per run.
  *
+ * Two checks keep a wrong build out of dist/ and SHA256SUMS:
+ * - DENORT_BIN must be a runtime base. The full `deno` CLI is the obvious
+ *   wrong guess, and `deno compile` takes it without a word: the result is
+ *   110 MB that behaves as the Deno CLI. It is refused before building.
+ * - The binary built for this machine's target must start: `-version` must
+ *   exit 0 (and print `idetcd-<version>` when the entry is main.ts) before
+ *   SHA256SUMS is written. A binary that does not is removed.
+ *
  * @module
  */
 
@@ -165,6 +173,130 @@ export function denortFailure(
     : `error: could not download Deno's runtime base denort-${target}.zip${why}; where Deno's download server is unreachable, set DENORT_BIN to an unzipped denort of Deno ${Deno.version.deno} for ${target} and build that one target`;
 }
 
+/** What {@link classifyDenortBin} learned about a DENORT_BIN. */
+export type DenortVerdict =
+  | { ok: true }
+  | { ok: false; reason: string };
+
+/** The first bytes of the executable formats deno compile can take (ELF, Mach-O, PE). */
+const EXECUTABLE_MAGIC: readonly number[][] = [
+  [0x7f, 0x45, 0x4c, 0x46], // ELF
+  [0xcf, 0xfa, 0xed, 0xfe], // Mach-O 64-bit
+  [0xce, 0xfa, 0xed, 0xfe], // Mach-O 32-bit
+  [0xca, 0xfe, 0xba, 0xbe], // Mach-O universal
+  [0x4d, 0x5a], // PE (MZ)
+];
+
+/**
+ * Text only the full Deno CLI holds: the progress line of its own `deno
+ * compile`. The runtime base has no compiler, so no such line.
+ */
+export const CLI_MARKER = "Setting up base binary.";
+
+/** Index of `needle` in `haystack`, or -1. */
+function indexOfBytes(haystack: Uint8Array, needle: Uint8Array): number {
+  const first = needle[0];
+  for (let i = haystack.indexOf(first); i !== -1; i = haystack.indexOf(first, i + 1)) {
+    if (i + needle.length > haystack.length) return -1;
+    let j = 1;
+    while (j < needle.length && haystack[i + j] === needle[j]) j++;
+    if (j === needle.length) return i;
+  }
+  return -1;
+}
+
+/**
+ * Whether a file can be deno compile's runtime base. `bytes` is the file;
+ * `versionOutput` is what `FILE --version` printed, when it ran on this
+ * machine (a base for another CPU does not run here, and need not).
+ */
+export function classifyDenortBin(
+  bytes: Uint8Array,
+  versionOutput: string | undefined,
+): DenortVerdict {
+  const isExecutable = EXECUTABLE_MAGIC.some((magic) => magic.every((b, i) => bytes[i] === b));
+  if (!isExecutable) {
+    return { ok: false, reason: "is not an executable (no ELF, Mach-O or PE header)" };
+  }
+  const cliVersion = /^deno (\d+\.\d+\.\d+\S*)/m.exec(versionOutput ?? "")?.[1];
+  if (cliVersion !== undefined || indexOfBytes(bytes, new TextEncoder().encode(CLI_MARKER)) >= 0) {
+    return {
+      ok: false,
+      reason: `is the Deno CLI${
+        cliVersion ? ` (deno ${cliVersion})` : ""
+      }, not its runtime base denort: the binary would run as \`deno\`, not as idetcd`,
+    };
+  }
+  return { ok: true };
+}
+
+/** Runs `path args` with a deadline; undefined when it cannot run here (another CPU, no exec bit). */
+async function tryRun(
+  path: string,
+  args: string[],
+  timeoutMs: number,
+): Promise<{ code: number; stdout: string; stderr: string } | undefined> {
+  try {
+    const out = await new Deno.Command(path, {
+      args,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(timeoutMs),
+    }).output();
+    const decoder = new TextDecoder();
+    return {
+      code: out.code,
+      stdout: decoder.decode(out.stdout),
+      stderr: decoder.decode(out.stderr),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Checks $DENORT_BIN before any build: one line saying why it cannot be the
+ * runtime base for `target`, or undefined when it may be.
+ */
+export async function checkDenortBin(path: string, target: string): Promise<string | undefined> {
+  const prefix = `error: DENORT_BIN=${path} could not be used as the runtime base for ${target}`;
+  const fix =
+    `point DENORT_BIN at the denort unzipped from denort-${target}.zip of Deno ${Deno.version.deno}`;
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (err) {
+    const why = err instanceof Deno.errors.NotFound ? "no such file" : (err as Error).message;
+    return `${prefix} (${why}); ${fix}`;
+  }
+  // A denort without a program in it prints an error and exits 1; the CLI prints its version.
+  const ran = await tryRun(path, ["--version"], 10_000);
+  const verdict = classifyDenortBin(bytes, ran?.stdout);
+  return verdict.ok ? undefined : `${prefix}: it ${verdict.reason}; ${fix}`;
+}
+
+/**
+ * Runs the freshly built binary with `-version`. Undefined when it started
+ * as it should (exit 0, and `idetcd-<version>` first when `expect` is given),
+ * else one line saying what it did.
+ */
+export async function checkBuiltBinary(
+  path: string,
+  expect: string | undefined,
+): Promise<string | undefined> {
+  const ran = await tryRun(path, ["-version"], 60_000);
+  const name = basename(path);
+  if (ran === undefined) return `${name} -version could not be run`;
+  const first = ran.stdout.split("\n")[0].trim();
+  if (ran.code === 0 && (expect === undefined || first === expect)) return undefined;
+  const said = (first || ran.stderr.trim().split("\n")[0]).slice(0, 200);
+  return `${name} -version exited ${ran.code} and printed ${
+    said ? JSON.stringify(said) : "nothing"
+  }${expect ? `, not ${expect}` : ""}`;
+}
+
 async function sha256Hex(path: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -205,6 +337,12 @@ async function writeChecksums(outDir: string): Promise<string> {
   return path;
 }
 
+/** deno.json's "version", which main.ts prints as `idetcd-<version>`. */
+async function projectVersion(projectRoot: string): Promise<string> {
+  const config = JSON.parse(await Deno.readTextFile(join(projectRoot, "deno.json")));
+  return String(config.version);
+}
+
 async function main(args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
     console.log(
@@ -226,6 +364,13 @@ async function main(args: string[]): Promise<number> {
     throw err;
   }
   const projectRoot = dirname(dirname(fileURLToPath(import.meta.url)));
+  if (denortBin) {
+    const problem = await checkDenortBin(denortBin, plan.jobs[0].target);
+    if (problem) {
+      console.error(problem);
+      return 1;
+    }
+  }
   await Deno.mkdir(plan.outDir, { recursive: true });
   for (const job of plan.jobs) {
     const { code, stderr } = await runCompile(job, projectRoot);
@@ -236,6 +381,29 @@ async function main(args: string[]): Promise<number> {
       );
       return 1;
     }
+  }
+  // Only this machine's binary can be started here; the release workflow runs on x86_64 Linux.
+  const hostJob = plan.jobs.find((j) => j.target === Deno.build.target);
+  if (hostJob) {
+    const isMain = hostJob.entry === join(projectRoot, "main.ts");
+    const problem = await checkBuiltBinary(
+      hostJob.output,
+      isMain ? `idetcd-${await projectVersion(projectRoot)}` : undefined,
+    );
+    if (problem) {
+      await Deno.remove(hostJob.output).catch(() => {});
+      console.error(
+        `error: the binary built for ${hostJob.target} does not start as it should (${problem}); removed it and wrote no SHA256SUMS${
+          denortBin ? `; is DENORT_BIN=${denortBin} the denort of Deno ${Deno.version.deno}?` : ""
+        }`,
+      );
+      return 1;
+    }
+    console.log(`compile: ${basename(hostJob.output)} -version starts`);
+  } else {
+    console.log(
+      `compile: not started: no binary was built for this machine (${Deno.build.target})`,
+    );
   }
   const sumsPath = await writeChecksums(plan.outDir);
   console.log(

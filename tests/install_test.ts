@@ -7,8 +7,13 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { lex } from "../lib/corefile/lexer.ts";
+import { parseCorefile } from "../lib/corefile/parser.ts";
+import { parseIdetcd } from "../lib/plugins/idetcd/setup.ts";
+import { isDirective } from "../lib/server/registry.ts";
 import {
   binaryName,
+  classifyDenortBin,
+  CLI_MARKER,
   compileArgs,
   denortFailure,
   formatChecksums,
@@ -245,6 +250,31 @@ Deno.test("install.sh refuses bad settings before downloading anything", async (
     ["limit abc", [...BASIC, "--limit", "abc"], /error: limit must be a positive integer/],
     ["port 70000", [...BASIC, "--port", "70000"], /error: port must be an integer from 1 to 65535/],
     ["an unknown option", [...BASIC, "--bogus"], /error: unknown option '--bogus'/],
+    [
+      "--resolver with a port resolv.conf cannot name",
+      [...BASIC, "--resolver", "--port", "1053"],
+      /error: --resolver without systemd-resolved needs port 53/,
+    ],
+    [
+      "--resolver with no upstream to forward to",
+      [...BASIC, "--resolver"],
+      /error: --resolver found no upstream resolver to forward to; pass --upstream/,
+    ],
+    [
+      "--resolver with a loopback upstream",
+      [...BASIC, "--resolver", "--upstream", "127.0.0.1"],
+      /error: upstream 127\.0\.0\.1 is a loopback address/,
+    ],
+    [
+      "a plain-http base URL",
+      [...BASIC, "--base-url", "http://127.0.0.1:9/rel"],
+      /error: --base-url http:\/\/127\.0\.0\.1:9\/rel is plain http: .*pass --allow-http/,
+    ],
+    [
+      "a base URL of another scheme",
+      [...BASIC, "--base-url", "ftp://127.0.0.1/rel"],
+      /error: --base-url must start with https:\/\/ or file:\/\/\/, got 'ftp:/,
+    ],
   ];
   for (const [what, args, message] of cases) {
     await t.step(what, async () => {
@@ -258,6 +288,29 @@ Deno.test("install.sh refuses bad settings before downloading anything", async (
     });
   }
   assert.deepEqual(await listFiles(f.root), []);
+});
+
+Deno.test("install.sh --allow-http takes a plain-http base URL, with a warning", async () => {
+  await using f = await fixture();
+  // A real HTTP server on loopback serving the fixture's release folder.
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      try {
+        return new Response(await Deno.readFile(`${f.rel}${new URL(req.url).pathname}`));
+      } catch {
+        return new Response("not found", { status: 404 });
+      }
+    },
+  );
+  const run = await install(
+    ["--root", f.root, ...BASIC, "--base-url", `http://127.0.0.1:${server.addr.port}`],
+    { IDETCD_ALLOW_HTTP: "1" },
+  );
+  assertOk(run);
+  assert.match(run.stderr, /warning: downloading over plain http/);
+  assert.match(run.stdout, /verified sha256/);
+  assert.equal(await Deno.readTextFile(`${f.root}/usr/local/bin/idetcd`), FAKE_BINARY);
 });
 
 Deno.test("install.sh is idempotent: a second run changes nothing", async () => {
@@ -394,44 +447,8 @@ Deno.test({
 
 // --- the generated Corefile against the project's own parser -------------------
 
-/** Imports a project module by a computed path, so a module not written yet only skips tests. */
-async function optionalImport<T>(path: string): Promise<T | undefined> {
-  try {
-    return await import(new URL(path, import.meta.url).href) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-type Block = {
-  keys: { text: string }[];
-  directives: {
-    name: { text: string };
-    args: { text: string }[];
-    block: { name: { text: string }; args: { text: string }[] }[] | null;
-  }[];
-};
-const parserModule = await optionalImport<{
-  parseCorefile(
-    text: string,
-    file: string,
-    options: { isDirective(name: string): boolean },
-  ): Block[];
-}>("../lib/corefile/parser.ts");
-const registryModule = await optionalImport<{ isDirective(name: string): boolean }>(
-  "../lib/server/registry.ts",
-);
-const setupModule = await optionalImport<{
-  parseIdetcd(directives: readonly unknown[], configDir: string): {
-    etcd: { endpoints: string[] };
-    limit: number;
-    pattern: { source: string };
-  };
-}>("../lib/plugins/idetcd/setup.ts");
-
 /** Every directive install.sh can write. */
 const INSTALLER_DIRECTIVES = ["bind", "idetcd", "forward", "cache", "errors", "log"];
-const unregistered = INSTALLER_DIRECTIVES.filter((d) => !registryModule?.isDirective(d));
 
 async function generatedCorefile(args: string[]): Promise<string> {
   await using f = await fixture();
@@ -465,50 +482,176 @@ const VARIANTS: [string, string[]][] = [
   ],
 ];
 
+Deno.test("install.sh's Corefile parses with lib/corefile/parser.ts", async (t) => {
+  assert.deepEqual(INSTALLER_DIRECTIVES.filter((d) => !isDirective(d)), [], "all registered");
+  for (const [what, args] of VARIANTS) {
+    await t.step(what, async () => {
+      const text = await generatedCorefile(args);
+      const blocks = parseCorefile(text, "Corefile", { isDirective });
+      assert.equal(blocks.length, 1);
+      assert.deepEqual(blocks[0].keys.map((k) => k.text), [".:53"]);
+      const idetcd = blocks[0].directives.find((d) => d.name.text === "idetcd");
+      assert.ok(idetcd?.block, "an idetcd block");
+      const option = (name: string) =>
+        idetcd.block!.find((l) => l.name.text === name)?.args.map((a) => a.text);
+      assert.deepEqual(option("endpoint"), ["http://192.0.2.1:2379", "http://192.0.2.2:2379"]);
+      assert.deepEqual(option("limit"), ["5"]);
+      assert.equal(option("pattern")?.length, 1);
+    });
+  }
+});
+
+Deno.test("install.sh's Corefile passes idetcd's own setup", async (t) => {
+  for (const [what, args] of VARIANTS) {
+    await t.step(what, async () => {
+      const text = await generatedCorefile(args);
+      const blocks = parseCorefile(text, "Corefile", { isDirective });
+      const idetcd = blocks[0].directives.filter((d) => d.name.text === "idetcd");
+      const config = parseIdetcd(idetcd, "/etc/idetcd");
+      assert.deepEqual(config.etcd.endpoints, ["http://192.0.2.1:2379", "http://192.0.2.2:2379"]);
+      assert.equal(config.limit, 5);
+      assert.match(config.pattern.source, /\.tf\.local\.$/);
+    });
+  }
+});
+
+// --- a live install (no --root), in a private mount namespace -------------------
+
+/**
+ * The `unshare` arguments that give a child its own mount namespace (inside a
+ * user namespace when not root), or why this machine has none. A live install
+ * writes /usr/local/bin, /etc and reads /run; in such a namespace those are
+ * temporary folders mounted over the real ones, so the host is never touched.
+ */
+function mountNamespace(): { unshare: string[] } | { reason: string } {
+  if (Deno.build.os !== "linux") return { reason: "mount namespaces are Linux only" };
+  const unshare = Deno.uid() === 0
+    ? ["--mount", "--propagation", "private"]
+    : ["--user", "--map-root-user", "--mount", "--propagation", "private"];
+  try {
+    const probe = new Deno.Command("unshare", {
+      args: [...unshare, "sh", "-c", "mount -t tmpfs tmpfs /run"],
+      stdout: "null",
+      stderr: "piped",
+    }).outputSync();
+    if (probe.success) return { unshare };
+    return {
+      reason: `unshare ${unshare.join(" ")} failed: ${
+        new TextDecoder().decode(probe.stderr).trim()
+      }`,
+    };
+  } catch (err) {
+    return { reason: `unshare cannot run: ${(err as Error).message}` };
+  }
+}
+
+const MOUNT_NS = mountNamespace();
+const NO_MOUNT_NS = "reason" in MOUNT_NS ? MOUNT_NS.reason : undefined;
+if (NO_MOUNT_NS) {
+  console.error(`install.sh live-install tests ignored: ${NO_MOUNT_NS}`);
+}
+
+/** systemctl as a container has it: present, but failing when systemd is not PID 1. */
+const FAKE_SYSTEMCTL = `#!/bin/sh
+echo "$*" >>"$SYSTEMCTL_LOG"
+if [ ! -d /run/systemd/system ]; then
+  echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2
+  echo "Failed to connect to bus: Host is down" >&2
+  exit 1
+fi
+case $1 in is-active) exit 3 ;; esac
+exit 0
+`;
+
+/**
+ * Runs install.sh as root without --root inside a mount namespace where
+ * /etc is a copy, /usr/local/bin an empty folder and /run an empty tmpfs
+ * (with /run/systemd/system when `systemd` is true), and a fake systemctl
+ * first on PATH. Returns the run, what systemctl was asked, and the folders.
+ */
+async function liveInstall(
+  f: { dir: string; rel: string },
+  args: string[],
+  options: { systemd: boolean },
+) {
+  const { unshare } = MOUNT_NS as { unshare: string[] };
+  const etc = `${f.dir}/etc`;
+  const bin = `${f.dir}/usr-local-bin`;
+  const fakeBin = `${f.dir}/fake-bin`;
+  const log = `${f.dir}/systemctl.log`;
+  for (const d of [etc, bin, fakeBin]) await Deno.mkdir(d);
+  await Deno.writeTextFile(`${fakeBin}/systemctl`, FAKE_SYSTEMCTL, { mode: 0o755 });
+  await Deno.writeTextFile(log, "");
+  const setup = [
+    "set -eu",
+    // A copy of /etc (unreadable files such as /etc/shadow are left out) over the real one.
+    'cp -RP /etc/. "$ETC_COPY/" 2>/dev/null || true',
+    "mount -t tmpfs tmpfs /run",
+    options.systemd ? "mkdir -p /run/systemd/system" : ":",
+    'mount --bind "$ETC_COPY" /etc',
+    'mount --bind "$BIN_DIR" /usr/local/bin',
+    'exec sh "$@"',
+  ].join("\n");
+  const out = await new Deno.Command("unshare", {
+    args: [...unshare, "sh", "-c", setup, "sh", INSTALL_SH, ...args],
+    clearEnv: true,
+    env: {
+      PATH: `${fakeBin}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`,
+      IDETCD_TARGET: TARGET,
+      IDETCD_BASE_URL: `file://${f.rel}`,
+      SYSTEMCTL_LOG: log,
+      ETC_COPY: etc,
+      BIN_DIR: bin,
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  const run: Run = {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+  const calls = (await Deno.readTextFile(log)).split("\n").filter(Boolean);
+  return { run, calls, etc, bin };
+}
+
 Deno.test({
-  name: "install.sh's Corefile parses with lib/corefile/parser.ts",
-  ignore: !parserModule,
-  fn: async (t) => {
-    for (const [what, args] of VARIANTS) {
-      await t.step(what, async () => {
-        const text = await generatedCorefile(args);
-        // Directives whose plugins are still being written count as known here;
-        // the next test holds the generated file to the registry as it is.
-        const blocks = parserModule!.parseCorefile(text, "Corefile", {
-          isDirective: (n) => registryModule?.isDirective(n) || INSTALLER_DIRECTIVES.includes(n),
-        });
-        assert.equal(blocks.length, 1);
-        assert.deepEqual(blocks[0].keys.map((k) => k.text), [".:53"]);
-        const idetcd = blocks[0].directives.find((d) => d.name.text === "idetcd");
-        assert.ok(idetcd?.block, "an idetcd block");
-        const option = (name: string) =>
-          idetcd.block!.find((l) => l.name.text === name)?.args.map((a) => a.text);
-        assert.deepEqual(option("endpoint"), ["http://192.0.2.1:2379", "http://192.0.2.2:2379"]);
-        assert.deepEqual(option("limit"), ["5"]);
-        assert.equal(option("pattern")?.length, 1);
-      });
-    }
+  name:
+    "install.sh where systemctl exists but systemd is not running: installs, says how to start by hand, exits 0",
+  ignore: NO_MOUNT_NS !== undefined,
+  fn: async () => {
+    await using f = await fixture();
+    const { run, calls, etc, bin } = await liveInstall(f, BASIC, { systemd: false });
+    assertOk(run);
+    assert.equal(await Deno.readTextFile(`${bin}/idetcd`), FAKE_BINARY);
+    assert.match(await Deno.readTextFile(`${etc}/idetcd/Corefile`), /pattern worker/);
+    await Deno.stat(`${etc}/systemd/system/idetcd.service`); // ready for when systemd runs
+    assert.deepEqual(calls, [], "systemctl is not called where it cannot work");
+    const lines = run.stdout.split("\n");
+    const at = lines.findIndex((l) => l.includes("systemd is not running here"));
+    assert.ok(at >= 0, run.stdout);
+    assert.deepEqual(lines.slice(at, at + 5), [
+      "idetcd-install: systemd is not running here (no /run/systemd/system: a container, WSL without systemd, or another init), so idetcd is installed but not started. Start it by hand, as root:",
+      "idetcd-install:     /usr/local/bin/idetcd -conf /etc/idetcd/Corefile",
+      "idetcd-install: or in the background (SIGTERM stops it and frees its name at once):",
+      "idetcd-install:     nohup /usr/local/bin/idetcd -conf /etc/idetcd/Corefile >>/var/log/idetcd.log 2>&1 &",
+      "idetcd-install: (in a container, make '/usr/local/bin/idetcd -conf /etc/idetcd/Corefile' its command)",
+    ]);
+    assert.doesNotMatch(run.stderr, /System has not been booted/);
   },
 });
 
 Deno.test({
-  name: "install.sh's Corefile passes the plugin registry and idetcd's own setup",
-  // Runs once the parser exists and every directive install.sh writes is registered.
-  ignore: !parserModule || !setupModule || unregistered.length > 0,
-  fn: async (t) => {
-    for (const [what, args] of VARIANTS) {
-      await t.step(what, async () => {
-        const text = await generatedCorefile(args);
-        const blocks = parserModule!.parseCorefile(text, "Corefile", {
-          isDirective: registryModule!.isDirective,
-        });
-        const idetcd = blocks[0].directives.filter((d) => d.name.text === "idetcd");
-        const config = setupModule!.parseIdetcd(idetcd, "/etc/idetcd");
-        assert.deepEqual(config.etcd.endpoints, ["http://192.0.2.1:2379", "http://192.0.2.2:2379"]);
-        assert.equal(config.limit, 5);
-        assert.match(config.pattern.source, /\.tf\.local\.$/);
-      });
-    }
+  name: "install.sh where systemd runs: daemon-reload, then enable --now",
+  ignore: NO_MOUNT_NS !== undefined,
+  fn: async () => {
+    await using f = await fixture();
+    const { run, calls } = await liveInstall(f, BASIC, { systemd: true });
+    assertOk(run);
+    assert.deepEqual(calls, ["daemon-reload", "is-active --quiet idetcd", "enable --now idetcd"]);
+    assert.match(run.stdout, /idetcd is enabled and running/);
   },
 });
 
@@ -641,6 +784,106 @@ Deno.test({
         lastLine,
         /^error: DENORT_BIN=\S+missing-denort could not be used as the runtime base/,
       );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** Runs scripts/compile.ts --host into `outDir` with DENORT_BIN set; `entry` defaults to main.ts. */
+async function compileHost(denort: string, outDir: string, entry?: string): Promise<Run> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      COMPILE_TS,
+      "--host",
+      "--out-dir",
+      outDir,
+      ...(entry ? ["--entry", entry] : []),
+    ],
+    env: { DENORT_BIN: denort, NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** The last line of a run's stderr: compile.ts's one-line verdict. */
+function lastLine(run: Run): string {
+  return run.stderr.trim().split("\n").at(-1)!;
+}
+
+Deno.test("classifyDenortBin: the Deno CLI, a script and a plain executable", async () => {
+  const cli = await Deno.readFile(Deno.execPath());
+  // The CLI is recognised by its bytes alone (a base for another CPU cannot be run here).
+  const byBytes = classifyDenortBin(cli, undefined);
+  assert.equal(byBytes.ok, false);
+  assert.match(!byBytes.ok ? byBytes.reason : "", /^is the Deno CLI, not its runtime base denort/);
+  const byVersion = classifyDenortBin(Uint8Array.of(0x7f, 0x45, 0x4c, 0x46), "deno 2.9.6 (x)\n");
+  assert.match(!byVersion.ok ? byVersion.reason : "", /^is the Deno CLI \(deno 2\.9\.6\)/);
+  const script = classifyDenortBin(new TextEncoder().encode("#!/bin/sh\necho hi\n"), "hi");
+  assert.match(!script.ok ? script.reason : "", /is not an executable/);
+  assert.deepEqual(classifyDenortBin(Uint8Array.of(0x7f, 0x45, 0x4c, 0x46, 0), undefined), {
+    ok: true,
+  });
+  assert.ok(!CLI_MARKER.includes("\n"));
+});
+
+Deno.test({
+  name: "compile.ts refuses the Deno CLI as DENORT_BIN before building anything",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "idetcd-compile-test-" });
+    try {
+      const run = await compileHost(Deno.execPath(), `${dir}/out`);
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(
+        lastLine(run),
+        new RegExp(
+          `^error: DENORT_BIN=\\S+ could not be used as the runtime base for ${Deno.build.target}: it is the Deno CLI \\(deno ${Deno.version.deno}\\), not its runtime base denort`,
+        ),
+      );
+      assert.match(lastLine(run), /point DENORT_BIN at the denort unzipped from denort-/);
+      await assert.rejects(Deno.stat(`${dir}/out`), Deno.errors.NotFound, "nothing written");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "compile.ts writes no SHA256SUMS when the host binary does not start (-version)",
+  // Copies of /bin/false and /bin/true stand in for a wrong runtime base.
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "idetcd-compile-test-" });
+    try {
+      await Deno.writeTextFile(`${dir}/hello.ts`, 'console.log("hello");\n');
+      await Deno.copyFile("/bin/false", `${dir}/denort-false`);
+      await Deno.copyFile("/bin/true", `${dir}/denort-true`);
+
+      // Exits 1: refused, removed, no SHA256SUMS.
+      const failing = await compileHost(`${dir}/denort-false`, `${dir}/a`, `${dir}/hello.ts`);
+      assert.equal(failing.code, 1, failing.stderr);
+      assert.match(
+        lastLine(failing),
+        /^error: the binary built for \S+ does not start as it should \(idetcd -version exited 1 and printed nothing\); removed it and wrote no SHA256SUMS/,
+      );
+      assert.deepEqual([...Deno.readDirSync(`${dir}/a`)], []);
+
+      // main.ts built on a base that runs but is no denort: exit 0 is not enough, it must
+      // print idetcd's version.
+      const silent = await compileHost(`${dir}/denort-true`, `${dir}/b`);
+      assert.equal(silent.code, 1, silent.stderr);
+      assert.match(
+        lastLine(silent),
+        /does not start as it should \(idetcd -version exited 0 and printed nothing, not idetcd-\d+\.\d+\.\d+\)/,
+        // deno compile type-checks main.ts: a build error shows above the last line.
+        silent.stderr,
+      );
+      assert.deepEqual([...Deno.readDirSync(`${dir}/b`)], []);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -345,6 +345,8 @@ class Parser {
   private readonly fileCache = new Map<string, Token[]>();
   private cwdCache: string | undefined;
   private block: ServerBlock = { keys: [], directives: [] };
+  /** The `{` of the server block being read, for errors that point back at it. */
+  private openBrace: Token | undefined;
 
   private readonly env: (name: string) => string | undefined;
   private readonly readFile: (path: string) => string;
@@ -516,33 +518,39 @@ class Parser {
 
   private snippetTokens(): Token[] {
     if (this.val() !== "{") throw this.syntaxErr("{");
-    let depth = 1;
+    // The `{` tokens still open, innermost last: an error at EOF names the innermost.
+    const open: Token[] = [this.tokens[this.cursor]];
     const body: Token[] = [];
     while (this.next()) {
       const text = this.val();
       if (text === "}") {
-        depth--;
-        if (depth === 0) break;
+        open.pop();
+        if (open.length === 0) break;
       }
-      if (text === "{") depth++;
+      if (text === "{") open.push(this.tokens[this.cursor]);
       body.push(this.tokens[this.cursor]);
     }
-    if (depth !== 0) throw this.syntaxErr("}");
+    if (open.length > 0) throw unclosedBlock(open[open.length - 1], this.tokens[this.cursor]);
     return body;
   }
 
   private blockContents(): void {
     const braced = this.val() === "{";
+    this.openBrace = braced ? this.tokens[this.cursor] : undefined;
     // Single-server configs don't need braces: re-read this token as a directive.
     if (!braced) this.cursor--;
-    this.directives();
-    if (braced && this.val() !== "}") throw this.syntaxErr("}");
+    const closed = this.directives();
+    // Caddy checks only that the last token read is a `}`, so a missing `}` either blamed
+    // the last token or, when a directive's block closed last, went unnoticed. Name the `{`.
+    if (braced && !closed) throw unclosedBlock(this.openBrace!, this.tokens[this.cursor]);
+    this.openBrace = undefined;
   }
 
-  private directives(): void {
+  /** Reads directives up to the `}` that ends the block (true) or the end of input (false). */
+  private directives(): boolean {
     while (this.next()) {
       const text = this.val();
-      if (text === "}") break;
+      if (text === "}") return true;
       if (text === "import") {
         this.doImport();
         this.cursor--; // next() lands on the first imported token
@@ -550,25 +558,27 @@ class Parser {
       }
       this.directive();
     }
+    return false;
   }
 
   private directive(): void {
     const nameToken = this.tokens[this.cursor];
     const name = this.expand(nameToken.text);
-    if (!this.options.isDirective(name)) throw this.err(`Unknown directive '${name}'`);
+    if (!this.options.isDirective(name)) throw this.unknownDirective(name);
 
     const collected: Token[] = [nameToken];
-    let nesting = 0;
+    // The `{` tokens still open, innermost last.
+    const open: Token[] = [];
     while (this.next()) {
       const text = this.val();
       if (text === "{") {
-        nesting++;
-      } else if (this.isNewLine() && nesting === 0) {
+        open.push(this.tokens[this.cursor]);
+      } else if (this.isNewLine() && open.length === 0) {
         this.cursor--; // read too far
         break;
-      } else if (text === "}" && nesting > 0) {
-        nesting--;
-      } else if (text === "}" && nesting === 0) {
+      } else if (text === "}" && open.length > 0) {
+        open.pop();
+      } else if (text === "}" && open.length === 0) {
         throw this.err("Unexpected '}' because no matching opening brace");
       } else if (text === "import" && this.isNewLine()) {
         this.doImport();
@@ -577,8 +587,25 @@ class Parser {
       }
       collected.push(this.tokens[this.cursor]);
     }
-    if (nesting > 0) throw this.err("Unexpected EOF");
+    if (open.length > 0) throw unclosedBlock(open[open.length - 1], this.tokens[this.cursor]);
     this.block.directives.push(this.buildDirective(collected));
+  }
+
+  /**
+   * CoreDNS's `Unknown directive 'x'`. When the word opens a block right after
+   * it (`example.org {`) inside a server block, it is most likely the next
+   * server block's key and the `}` before it is missing: say which block.
+   */
+  private unknownDirective(name: string): CorefileError {
+    const here = this.tokens[this.cursor];
+    const next = this.tokens[this.cursor + 1];
+    const open = this.openBrace;
+    if (open && next?.text === "{" && sameLine(here, next)) {
+      return this.err(
+        `Unknown directive '${name}'; if it starts a server block, the block opened at ${open.file}:${open.line} is missing its '}'`,
+      );
+    }
+    return this.err(`Unknown directive '${name}'`);
   }
 
   private doImport(): void {
@@ -726,6 +753,20 @@ class Parser {
       next: i,
     };
   }
+}
+
+/**
+ * A `{` whose `}` never comes, reported at the `{` (Caddy reports the last
+ * token read, often many lines later, or nothing at all).
+ */
+function unclosedBlock(open: Token, last?: Token): CorefileError {
+  let message =
+    "Syntax error: Unexpected EOF: the block opened on this line is not closed, expecting '}'";
+  // Only a quoted token spans lines; one that swallowed a `}` is the likelier culprit.
+  if (last && (last.lineBreaks ?? 0) > 0 && last.text.includes("}")) {
+    message += `; the quote opened at ${last.file}:${last.line} runs to the end of the file`;
+  }
+  return new CorefileSyntaxError(message, open);
 }
 
 function braceOnNewLine(t: Token): CorefileError {

@@ -274,18 +274,53 @@ Deno.test("parse: a stray '}' on a directive's line", () => {
   expectError(". { whoami }", "Unexpected '}' because no matching opening brace", 1);
 });
 
-Deno.test("parse: an unterminated directive block is Unexpected EOF", () => {
-  expectError("localhost\n  dir1 {\n    foo", "Unexpected EOF", 3);
+const UNCLOSED =
+  "Syntax error: Unexpected EOF: the block opened on this line is not closed, expecting '}'";
+
+Deno.test("parse: an unterminated directive block names the line of its '{'", () => {
+  expectError("localhost\n  dir1 {\n    foo", UNCLOSED, 2);
+  // The innermost block still open is the one named.
+  expectError(". {\n  dir1 {\n    sub {\n      x\n    }\n", UNCLOSED, 2);
+  expectError(". {\n  dir1 {\n    sub {\n      x\n", UNCLOSED, 3);
 });
 
-Deno.test("parse: an unterminated server block is a syntax error", () => {
-  const err = expectError(
-    "example.org {\n  whoami",
-    "Syntax error: Unexpected token 'whoami', expecting '}'",
-    2,
-  );
+Deno.test("parse: an unterminated server block names the line of its '{', not the last token", () => {
+  // Caddy says "Corefile:2 - Syntax error: Unexpected token 'whoami', expecting '}'".
+  const err = expectError("example.org {\n  whoami", UNCLOSED, 1);
   ok(err instanceof CorefileSyntaxError);
-  equal(err.describe(), "Corefile:2 - Syntax error: Unexpected token 'whoami', expecting '}'");
+  equal(err.describe(), `Corefile:1 - ${UNCLOSED}`);
+  // When a directive's block closes last, Caddy takes its '}' for the server block's and
+  // accepts the file; the server block is still open.
+  expectError(". {\n  forward . 192.0.2.1 {\n    max_fails 3\n  }\n", UNCLOSED, 1);
+  // A second block of the same file names the right '{'.
+  expectError("a.org {\n  whoami\n}\n\nb.org {\n  whoami\n", UNCLOSED, 5);
+});
+
+Deno.test("parse: the next server block's key after a missing '}' names the open block", () => {
+  const options = { isDirective: (name: string) => name === "whoami" };
+  expectError(
+    ". {\n  whoami\n\nexample.org {\n  whoami\n}\n",
+    "Unknown directive 'example.org'; if it starts a server block, the block opened at Corefile:1 is missing its '}'",
+    4,
+    options,
+  );
+  // Without a '{' right after it, an unknown word is just that.
+  expectError(
+    ". {\n  fordward . 192.0.2.1 {\n  }\n}\n",
+    "Unknown directive 'fordward'",
+    2,
+    options,
+  );
+  // Outside a braced block there is no '}' to miss.
+  expectError("example.org\nwhoami\nb.org {\n}\n", "Unknown directive 'b.org'", 3, options);
+});
+
+Deno.test("parse: a quote that swallows the closing '}' is named too", () => {
+  expectError(
+    '. {\n  log "{\n  whoami\n}\n',
+    `${UNCLOSED}; the quote opened at Corefile:2 runs to the end of the file`,
+    1,
+  );
 });
 
 Deno.test("parse: a '}' at the start of a line ends a brace-less block", () => {
@@ -448,7 +483,8 @@ Deno.test("snippets: redeclaration is an error", () => {
 
 Deno.test("snippets: braces are mandatory", () => {
   expectError("(s)\nwhoami", "Syntax error: Unexpected token 'whoami', expecting '{'", 2);
-  expectError("(s) {\n  whoami", "Syntax error: Unexpected token 'whoami', expecting '}'", 2);
+  expectError("(s) {\n  whoami", UNCLOSED, 1);
+  expectError("(s) {\n  dir {\n  x\n", UNCLOSED, 2);
 });
 
 Deno.test("snippets: a direct self-import is rejected", () => {
