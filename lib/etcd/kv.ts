@@ -207,6 +207,26 @@ export class Etcd3Kv implements EtcdKv {
     return res.kvs.map(fromEtcd3);
   }
 
+  /**
+   * Every key starting with `prefix` as it was at `revision` (0: now), and
+   * the revision read; rejects when that revision was compacted.
+   */
+  async rangeAt(prefix: string, revision: number): Promise<{ kvs: KeyValue[]; revision: number }> {
+    this.requests++;
+    const res = await this.#client.kv.range(
+      {
+        key: Buffer.from(prefix),
+        range_end: prefixEnd(prefix),
+        ...(revision > 0 ? { revision } : {}),
+      },
+      this.#deadline(),
+    );
+    return {
+      kvs: res.kvs.map(fromEtcd3),
+      revision: revision > 0 ? revision : Number(res.header.revision),
+    };
+  }
+
   /** See {@link EtcdKv.grant}. */
   async grant(ttlSeconds: number, timeoutMs?: number): Promise<GrantedLease> {
     this.requests++;

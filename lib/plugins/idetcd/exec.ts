@@ -18,12 +18,13 @@
 import { parseArgs } from "node:util";
 import { parseDuration } from "../../corefile/duration.ts";
 import { createClient } from "../../etcd/client.ts";
-import { Mirror } from "../../etcd/mirror.ts";
+import { Etcd3Kv } from "../../etcd/kv.ts";
+import type { Watcher } from "etcd3";
 import type { Logger } from "../../log.ts";
 import { listInterfaces } from "./addresses.ts";
 import { claimKey } from "./claim_key.ts";
 import { defaultMarginMs } from "./lease.ts";
-import { memberInfos, zonePath } from "./members.ts";
+import { zonePath } from "./members.ts";
 import {
   type Cluster,
   hostName,
@@ -32,7 +33,7 @@ import {
   type PresetName,
   PRESETS,
 } from "./presets.ts";
-import { ClusterView } from "./records.ts";
+import { decodeLock, parseSlotKey } from "./records.ts";
 import { liveHolder, readRuntimeState, runtimePath, type RuntimeState } from "./runtime.ts";
 import type { IdetcdConfig } from "./setup.ts";
 
@@ -202,7 +203,7 @@ async function serviceStarting(unit: string): Promise<boolean> {
 }
 
 /** Sleeps `ms`. */
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** The interface that carries `address`, for GLOO/NCCL_SOCKET_IFNAME. */
 function interfaceOf(addresses: readonly string[]): string | undefined {
@@ -318,8 +319,14 @@ async function waitForHeld(
 
 /**
  * The barrier: waits until every ID (or at least `waitMin` members) is
- * claimed, printing progress every few seconds; resolves with the frozen
- * membership, or the timeout's message.
+ * claimed, printing progress every few seconds; resolves with the
+ * membership of that moment, or the timeout's message.
+ *
+ * It replays etcd's history from this node's own claim on (a listing at that
+ * revision, then a watch from the next one, judged event by event): the
+ * moment all were present lies after this node's claim, so a node whose
+ * peers already finished and left still sees it, and every node freezes the
+ * same membership.
  */
 async function barrier(
   options: ExecOptions,
@@ -331,59 +338,76 @@ async function barrier(
   const want = options.waitAll ? config.limit : options.waitMin ?? 1;
   const client = createClient(config.etcd, config.configDir);
   const base = zonePath(config);
-  const mirror = new Mirror(client, base + "/", ctx.log, { trackLeases: false });
+  const locks = new Map<number, MemberInfo>();
+  const apply = (key: string, value: string | undefined) => {
+    const slot = parseSlotKey(base, config.pattern, key);
+    if (slot?.kind !== "lock") return;
+    const info = value === undefined ? undefined : decodeLock(value);
+    if (!info) {
+      locks.delete(slot.id);
+      return;
+    }
+    locks.set(slot.id, {
+      id: slot.id,
+      name: config.pattern.render(slot.id),
+      role: config.roles.roleOf(slot.id),
+      addresses: info.addresses,
+      port: info.port,
+    });
+  };
+  const frozen = (): Cluster => ({
+    members: [...locks.values()].sort((a, b) => a.id - b.id),
+    selfId: held.id,
+    fence: held.fence ?? 0,
+    roles: config.roles,
+    coordinatorRole: options.coordinatorRole,
+  });
+  const reached = () => locks.size >= want && locks.has(held.id);
+  const missingText = () => {
+    const missing: string[] = [];
+    for (let id = 1; id <= config.limit && missing.length < 10; id++) {
+      if (!locks.has(id)) missing.push(hostName(config.pattern.render(id)));
+    }
+    return `${locks.size}/${want} claimed; waiting for ${missing.join(", ")}${
+      config.limit - locks.size > 10 ? ", ..." : ""
+    }`;
+  };
+  const kv = new Etcd3Kv(client);
+  let watcher: Watcher | undefined;
   try {
-    const members = (): MemberInfo[] =>
-      memberInfos(ClusterView.fromSource(mirror, base, config.pattern), config.roles);
-    const loaded = mirror.start();
-    let lastReport = performance.now();
+    let from = held.fence ?? 0;
+    let listing;
+    try {
+      listing = await kv.rangeAt(base + "/", from);
+    } catch {
+      // The claim's revision was compacted away: start from now.
+      listing = await kv.rangeAt(base + "/", 0);
+      from = listing.revision;
+    }
+    for (const entry of listing.kvs) apply(entry.key, entry.value);
+    if (reached()) return frozen();
+    const done = Promise.withResolvers<Cluster>();
+    watcher = await client.watch().prefix(base + "/").startRevision(String(from + 1)).create();
+    watcher.on("put", (e) => {
+      apply(e.key.toString(), e.value.toString());
+      if (reached()) done.resolve(frozen());
+    });
+    watcher.on("delete", (e) => {
+      apply(e.key.toString(), undefined);
+    });
+    watcher.on("error", (err) => ctx.log.debug(`barrier watch: ${(err as Error).message}`));
     while (true) {
-      if (mirror.isReady()) {
-        const now = members();
-        if (now.length >= want && now.some((m) => m.id === held.id)) {
-          return {
-            members: now,
-            selfId: held.id,
-            fence: held.fence ?? 0,
-            roles: config.roles,
-            coordinatorRole: options.coordinatorRole,
-          };
-        }
-      }
-      const missingText = () => {
-        const have = new Set(members().map((m) => m.id));
-        const missing: string[] = [];
-        for (let id = 1; id <= config.limit && missing.length < 10; id++) {
-          if (!have.has(id)) missing.push(hostName(config.pattern.render(id)));
-        }
-        return `${have.size}/${want} claimed; waiting for ${missing.join(", ")}${
-          config.limit - have.size > 10 ? ", ..." : ""
-        }`;
-      };
-      if (performance.now() >= deadline) {
-        return `idetcd exec: the barrier timed out: ${missingText()}`;
-      }
-      if (performance.now() - lastReport >= 3_000) {
-        ctx.say(`idetcd exec: ${missingText()}`);
-        lastReport = performance.now();
-      }
-      // A change of the copy wakes the wait early.
-      await Promise.race([
-        loaded.then(() => sleep(50)),
-        new Promise<void>((resolve) => {
-          const stop = mirror.onChange(() => {
-            stop();
-            resolve();
-          });
-          setTimeout(() => {
-            stop();
-            resolve();
-          }, 500);
-        }),
+      const left = deadline - performance.now();
+      if (left <= 0) return `idetcd exec: the barrier timed out: ${missingText()}`;
+      const result = await Promise.race([
+        done.promise,
+        sleep(Math.min(left, 3_000)).then(() => undefined),
       ]);
+      if (result) return result;
+      if (deadline - performance.now() > 0) ctx.say(`idetcd exec: ${missingText()}`);
     }
   } finally {
-    await mirror.close();
+    await watcher?.cancel().catch(() => {});
     client.close();
   }
 }

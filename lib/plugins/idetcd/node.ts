@@ -15,6 +15,7 @@ import type { Logger } from "../../log.ts";
 import { resolveAddresses } from "./addresses.ts";
 import { type Claimed, Claimer, ClaimError, type ClaimState } from "./claim.ts";
 import { previousId, writeClaimFile } from "./claim_file.ts";
+import { HostIdentity } from "./host_identity.ts";
 import { identityOf } from "./identity.ts";
 import { defaultMarginMs } from "./lease.ts";
 import { claimKey } from "./claim_key.ts";
@@ -67,6 +68,8 @@ export class IdetcdNode {
   #closed = false;
   /** The runtime state file (runtime.ts); undefined when it cannot be written. */
   #runtimeFile?: string;
+  /** The `hostname` option: the system hostname and /etc/hosts follow the held name. */
+  readonly #host?: HostIdentity;
 
   /** A node on a shared client and zone copy (both owned by the resource pool). */
   constructor(config: IdetcdConfig, client: Etcd3, zone: ZoneCopy, log: Logger) {
@@ -74,6 +77,7 @@ export class IdetcdNode {
     this.#client = client;
     this.#zone = zone;
     this.#log = log;
+    if (config.hostname) this.#host = new HostIdentity(log);
   }
 
   /** The addresses this node advertises (empty before start). */
@@ -119,6 +123,7 @@ export class IdetcdNode {
     await this.#waitForOtherHolder();
     if (this.#closed) throw new ClaimError("idetcd: released before a name was claimed");
     this.#writeRuntime({ state: "starting", held: false });
+    this.#host?.update({ kind: "starting" }); // undoes what a killed earlier run left
     const identity = identityOf(config, this.#addresses);
     const claimer = new Claimer(
       this.#client,
@@ -134,6 +139,8 @@ export class IdetcdNode {
         wait: config.wait,
         preferredId: config.file ? previousId(config.file, config.pattern.source) : undefined,
         endpoints: describeEndpoints(config.etcd),
+        roles: config.roles,
+        role: claimRoleOf(config),
       },
       this.#log,
       { zone: this.#zone },
@@ -194,6 +201,7 @@ export class IdetcdNode {
 
   #onState(state: ClaimState, identity: string): void {
     if (state.kind === "held") this.#last = state.claimed;
+    this.#host?.update(state);
     this.#writeRuntime({
       state: state.kind,
       held: state.kind === "held",
@@ -241,6 +249,7 @@ export class IdetcdNode {
     this.#closing ??= (async () => {
       this.#closed = true;
       await this.#claimer?.release();
+      if (this.#claimer) this.#host?.withdraw("released");
       if (this.#runtimeFile) removeRuntimeState(this.#runtimeFile);
     })();
     return this.#closing;
