@@ -42,11 +42,23 @@ export function lowerName(name: string): string {
   return name;
 }
 
-/** The labels of a name, leftmost first; the root has none. "a.b." -> ["a","b"]. */
+/**
+ * The labels of a name, leftmost first, escapes kept (miekg's
+ * SplitDomainName); the root has none. "a.b." -> ["a","b"], "a\\.b.c." ->
+ * ["a\\.b","c"].
+ */
 export function splitLabels(name: string): string[] {
   if (name === "." || name === "") return [];
-  const n = name.endsWith(".") ? name.slice(0, -1) : name;
-  return n.split(".");
+  const n = name.endsWith(".") && isSeparator(name, name.length - 1) ? name.slice(0, -1) : name;
+  if (!n.includes("\\")) return n.split(".");
+  const labels: string[] = [];
+  let start = 0;
+  for (let dot = nextDot(n); dot >= 0; dot = nextDot(n, start)) {
+    labels.push(n.slice(start, dot));
+    start = dot + 1;
+  }
+  labels.push(n.slice(start));
+  return labels;
 }
 
 /** Number of labels; the root has 0. */
@@ -70,7 +82,7 @@ export function isSubdomain(parent: string, child: string): boolean {
 /** The name with its leftmost label removed; the parent of a TLD is ".", of "." is undefined. */
 export function parentName(name: string): string | undefined {
   if (name === ".") return undefined;
-  const i = name.indexOf(".");
+  const i = nextDot(name);
   if (i < 0 || i === name.length - 1) return ".";
   return name.slice(i + 1);
 }
@@ -87,13 +99,39 @@ export function matchZone(zones: readonly string[], qname: string): string | und
   return best;
 }
 
-/** Whether a label sequence is a syntactically valid host-ish domain name (lengths only). */
+/**
+ * Whether a name is syntactically valid by its wire lengths: labels of 1 to 63
+ * bytes and at most 255 bytes in all, `\\DDD` and `\\X` escapes counting one
+ * byte and other characters their UTF-8 length.
+ */
 export function isValidName(name: string): boolean {
   const n = fqdn(name);
   if (n === ".") return true;
-  if (n.length > 254) return false;
-  const labels = splitLabels(n);
-  return labels.every((l) => l.length > 0 && l.length <= 63);
+  let total = 1;
+  for (const label of splitLabels(n)) {
+    const len = labelWireLength(label);
+    if (len < 1 || len > 63) return false;
+    total += len + 1;
+  }
+  return total <= 255;
+}
+
+/** The number of bytes a presentation-form label takes on the wire. */
+function labelWireLength(label: string): number {
+  let len = 0;
+  for (let i = 0; i < label.length; i++) {
+    const c = label.charCodeAt(i);
+    if (c === 0x5c) {
+      i += /^\d{3}$/.test(label.slice(i + 1, i + 4)) ? 3 : 1;
+      len++;
+    } else if (c < 0x80) len++;
+    else if (c < 0x800) len += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      len += 4;
+      i++;
+    } else len += 3;
+  }
+  return len;
 }
 
 /** The reverse-lookup name of an IPv4 or IPv6 address ("10.0.0.1" -> "1.0.0.10.in-addr.arpa."). */

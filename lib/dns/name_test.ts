@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { isSubdomain, matchZone, nextDot, parentName, reverseName } from "./name.ts";
+import {
+  isSubdomain,
+  isValidName,
+  matchZone,
+  nextDot,
+  parentName,
+  reverseName,
+  splitLabels,
+} from "./name.ts";
 
 Deno.test("names: escaped dots are not label boundaries", () => {
   assert.equal(nextDot("a\\.b.c."), 4);
@@ -24,4 +32,26 @@ Deno.test("names: zones, parents and reverse names", () => {
     reverseName("2001:db8::1"),
     "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
   );
+});
+
+Deno.test("names: labels split at unescaped dots only, escapes kept (miekg's SplitDomainName)", () => {
+  assert.deepEqual(splitLabels("a.b.c."), ["a", "b", "c"]);
+  assert.deepEqual(splitLabels("a\\.b.c."), ["a\\.b", "c"]);
+  assert.deepEqual(splitLabels("a\\\\.b."), ["a\\\\", "b"]);
+  assert.deepEqual(splitLabels("my\\ printer._ipp._tcp.local."), [
+    "my\\ printer",
+    "_ipp",
+    "_tcp",
+    "local",
+  ]);
+  assert.deepEqual(splitLabels("."), []);
+  assert.equal(parentName("a\\.b.c."), "c.");
+  assert.equal(isValidName("a\\.b.c."), true);
+  assert.equal(isValidName(`${"a".repeat(63)}.b.`), true);
+  assert.equal(isValidName(`${"a".repeat(64)}.b.`), false);
+  // \DDD counts one byte: 63 of them is a full label; non-ASCII counts its UTF-8 bytes.
+  assert.equal(isValidName(`${"\\065".repeat(63)}.b.`), true);
+  assert.equal(isValidName(`${"é".repeat(32)}.b.`), false);
+  assert.equal(isValidName("a..b."), false);
+  assert.equal(isValidName(Array(128).fill("a").join(".") + "."), false);
 });

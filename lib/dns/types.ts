@@ -26,6 +26,7 @@ export const Type = {
   DNSKEY: 48,
   HTTPS: 65,
   SVCB: 64,
+  TSIG: 250,
   IXFR: 251,
   AXFR: 252,
   ANY: 255,
@@ -43,7 +44,27 @@ export const Rcode = {
   NameError: 3,
   NotImplemented: 4,
   Refused: 5,
+  NotAuth: 9,
   BadVers: 16,
+} as const;
+
+/** TSIG error codes (RFC 8945 section 3): carried in the TSIG record, not the header. */
+export const TsigError = { BadSig: 16, BadKey: 17, BadTime: 18, BadTrunc: 22 } as const;
+
+/** EDNS0 option codes idetcd reads or writes. */
+export const EdnsOption = {
+  /** RFC 5001. */
+  NSID: 3,
+  /** RFC 7314. */
+  Expire: 9,
+  /** RFC 7873. */
+  Cookie: 10,
+  /** RFC 7828. */
+  TcpKeepalive: 11,
+  /** RFC 7830. */
+  Padding: 12,
+  /** RFC 8914: Extended DNS Errors. */
+  ExtendedError: 15,
 } as const;
 
 /** Opcodes. */

@@ -68,15 +68,22 @@ export const MAX_MESSAGE_SIZE = 65535;
 
 const textDecoder = new TextDecoder("latin1");
 
-/** Presentation form of one label, escaping as miekg/dns does. */
+/**
+ * miekg/dns `isDomainNameLabelSpecial`: the bytes a label presents as `\X`.
+ * Space is `\ ` (not `\032`) and `'` is `\'`, while `$` stays as it is:
+ * CoreDNS derives etcd keys from this text, so it must match byte for byte.
+ */
+function isLabelSpecial(c: number): boolean {
+  return c === 0x2e || c === 0x20 || c === 0x27 || c === 0x40 || c === 0x3b || c === 0x28 ||
+    c === 0x29 || c === 0x22 || c === 0x5c;
+}
+
+/** Presentation form of one label, as miekg/dns's UnpackDomainName writes it. */
 function labelToString(buf: Uint8Array, start: number, end: number): string {
   let plain = true;
   for (let i = start; i < end; i++) {
     const c = buf[i];
-    if (
-      c <= 0x20 || c >= 0x7f || c === 0x2e || c === 0x5c || c === 0x22 || c === 0x28 ||
-      c === 0x29 || c === 0x3b || c === 0x40 || c === 0x24
-    ) {
+    if (c < 0x20 || c > 0x7e || isLabelSpecial(c)) {
       plain = false;
       break;
     }
@@ -85,11 +92,8 @@ function labelToString(buf: Uint8Array, start: number, end: number): string {
   let s = "";
   for (let i = start; i < end; i++) {
     const c = buf[i];
-    if (c < 0x21 || c >= 0x7f) s += "\\" + String(c).padStart(3, "0");
-    else if (
-      c === 0x2e || c === 0x5c || c === 0x22 || c === 0x28 || c === 0x29 || c === 0x3b ||
-      c === 0x40 || c === 0x24
-    ) s += "\\" + String.fromCharCode(c);
+    if (isLabelSpecial(c)) s += "\\" + String.fromCharCode(c);
+    else if (c < 0x20 || c > 0x7e) s += "\\" + String(c).padStart(3, "0");
     else s += String.fromCharCode(c);
   }
   return s;
@@ -392,8 +396,13 @@ export interface ParsedQuery {
   header: Header;
   question: Question;
   edns: OPTData | null;
-  /** More than one OPT record, or OPT not owned by the root: FORMERR. */
+  /**
+   * FORMERR: more than one OPT record, OPT not owned by the root, or a TSIG
+   * record that is not the last one (RFC 8945 section 5.1).
+   */
   badOpt: boolean;
+  /** The query's TSIG record (the last additional record), or null. */
+  tsig: RR | null;
 }
 
 /** Why a packet could not be taken as a query. */
@@ -428,15 +437,19 @@ export function parseQuery(buf: Uint8Array): ParsedQuery | QueryProblem {
     for (let i = 0; i < an + ns; i++) o = readRR(buf, o)[1];
     let edns: OPTData | null = null;
     let badOpt = false;
+    let tsig: RR | null = null;
     for (let i = 0; i < ar; i++) {
       const [rr, next] = readRR(buf, o);
       o = next;
       if (rr.type === Type.OPT) {
         if (edns || rr.name !== ".") badOpt = true;
         edns = rr.data as OPTData;
+      } else if (rr.type === Type.TSIG) {
+        if (i !== ar - 1) badOpt = true;
+        tsig = rr;
       }
     }
-    return { header, question, edns, badOpt };
+    return { header, question, edns, badOpt, tsig };
   } catch {
     return { kind: "reject", rcode: Rcode.FormatError, header, question, edns: null };
   }
@@ -470,7 +483,11 @@ function nameToLabels(name: string): Uint8Array[] {
     } else if (c < 0x80) {
       bytes.push(c);
     } else {
-      bytes.push(...new TextEncoder().encode(name[i]));
+      // Non-ASCII text goes out as its UTF-8 bytes, as Go's string bytes would;
+      // a character outside the BMP is two UTF-16 units, encoded together.
+      const cp = name.codePointAt(i)!;
+      if (cp > 0xffff) i++;
+      bytes.push(...utf8.encode(String.fromCodePoint(cp)));
     }
   }
   if (bytes.length) labels.push(checkLabel(Uint8Array.from(bytes)));
@@ -541,16 +558,15 @@ class Writer {
     let total = 1;
     for (const l of labels) total += l.length + 1;
     if (total > 255) throw new WireError(`name longer than 255 bytes: ${name.slice(0, 40)}...`);
-    const suffixes = compress ? nameSuffixes(name, labels.length) : undefined;
+    const suffixes = nameSuffixes(name, labels.length);
     for (let i = 0; i < labels.length; i++) {
-      if (suffixes) {
-        const key = suffixes[i];
-        const at = this.compression.get(key);
-        if (at !== undefined) {
-          this.u16(0xc000 | at);
-          return;
-        }
+      const key = suffixes[i];
+      const at = this.compression.get(key);
+      if (at === undefined) {
         if (this.pos < 0x4000) this.compression.set(key, this.pos);
+      } else if (compress) {
+        this.u16(0xc000 | at);
+        return;
       }
       this.u8(labels[i].length);
       this.bytes(labels[i]);
@@ -581,14 +597,16 @@ class Writer {
     this.ensure(end + 2);
     const fq = end === n ? name + "." : name;
     for (let start = 0; start < end;) {
-      if (compress) {
-        const suffix = start === 0 ? fq : fq.slice(start);
-        const at = this.compression.get(suffix);
-        if (at !== undefined) {
-          this.u16(0xc000 | at);
-          return true;
-        }
+      // Every name written is a target for later pointers, even one that may
+      // not be compressed itself (an SRV target), as miekg/dns records them:
+      // otherwise fewer records fit where CoreDNS's fit.
+      const suffix = start === 0 ? fq : fq.slice(start);
+      const at = this.compression.get(suffix);
+      if (at === undefined) {
         if (this.pos < 0x4000) this.compression.set(suffix, this.pos);
+      } else if (compress) {
+        this.u16(0xc000 | at);
+        return true;
       }
       let dot = name.indexOf(".", start);
       if (dot < 0 || dot > end) dot = end;
@@ -716,7 +734,8 @@ function writeRR(w: Writer, rr: RR, extendedRcode: number) {
     }
     return;
   }
-  w.name(rr.name, true);
+  // A TSIG key name is written whole: verifiers hash it in canonical form.
+  w.name(rr.name, rr.type !== Type.TSIG);
   w.u16(rr.type);
   w.u16(rr.class);
   w.u32(rr.ttl);
@@ -748,8 +767,15 @@ export function encodeMessage(msg: Message, maxSize = MAX_MESSAGE_SIZE): Uint8Ar
 function encodeWith(w: Writer, msg: Message, maxSize: number): Uint8Array {
   w.pos = 0;
   w.compression.clear();
-  const opt = msg.additional.find((r) => r.type === Type.OPT);
-  const extra = opt ? msg.additional.filter((r) => r !== opt) : msg.additional;
+  let opt: RR | undefined;
+  let tsig: RR | undefined;
+  for (const r of msg.additional) {
+    if (r.type === Type.OPT) opt ??= r;
+    else if (r.type === Type.TSIG) tsig ??= r;
+  }
+  const extra = opt || tsig
+    ? msg.additional.filter((r) => r !== opt && r !== tsig)
+    : msg.additional;
   const extendedRcode = msg.rcode >> 4;
   if (extendedRcode && !opt) throw new WireError("extended rcode needs an OPT record");
   let optSize = 0;
@@ -757,6 +783,7 @@ function encodeWith(w: Writer, msg: Message, maxSize: number): Uint8Array {
     optSize = 11;
     for (const o of (opt.data as OPTData).options) optSize += 4 + o.data.length;
   }
+  if (tsig) optSize += nameToWire(tsig.name).length + 10 + (tsig.data as Uint8Array).length;
   const limit = Math.max(maxSize, 12) - optSize;
 
   w.pos = 12;
@@ -787,6 +814,12 @@ function encodeWith(w: Writer, msg: Message, maxSize: number): Uint8Array {
   }
   if (opt) {
     writeRR(w, opt, extendedRcode);
+    counts[2]++;
+  }
+  // RFC 8945 section 5.1: TSIG is always the last record. Only unsigned error
+  // replies carry one (a few dozen bytes), so it is never truncated away.
+  if (tsig) {
+    writeRR(w, tsig, 0);
     counts[2]++;
   }
   const flags = (msg.response ? 0x8000 : 0) | ((msg.opcode & 0xf) << 11) |

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import dnsPacket from "dns-packet";
 import { Buffer } from "node:buffer";
 import { decodeMessage, encodeMessage, encodeQuery, type Message, parseQuery } from "./wire.ts";
-import { Rcode, type RR, Type } from "./types.ts";
+import { Rcode, type RR, type SRVData, Type } from "./types.ts";
 
 function reply(records: Partial<Message> = {}): Message {
   return {
@@ -239,4 +239,95 @@ Deno.test("wire: compressed names inside AFSDB and NAPTR rdata are expanded", ()
     m.answer[1].data,
     Uint8Array.from([0, 10, 0, 20, 1, 0x75, 0, 0, 1, 0x61, 1, 0x62, 0]),
   );
+});
+
+Deno.test("wire: names present as miekg/dns's UnpackDomainName writes them", () => {
+  // Each label's bytes on the wire -> the text CoreDNS keys its lookups on.
+  const cases: [number[], string][] = [
+    [[...new TextEncoder().encode("my printer")], "my\\ printer"],
+    [[...new TextEncoder().encode("it's")], "it\\'s"],
+    [[...new TextEncoder().encode("a$b")], "a$b"],
+    [[...new TextEncoder().encode('@;()"\\')], '\\@\\;\\(\\)\\"\\\\'],
+    [[0x61, 0x2e, 0x62], "a\\.b"],
+    [[0x09, 0x7f, 0x7e, 0xc3, 0xa9], "\\009\\127~\\195\\169"],
+    [[...new TextEncoder().encode("_srv-1*")], "_srv-1*"],
+  ];
+  for (const [label, text] of cases) {
+    const name = [label.length, ...label, 7, ...new TextEncoder().encode("example"), 0];
+    const packet = Uint8Array.from([0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, ...name, 0, 1, 0, 1]);
+    const parsed = parseQuery(packet);
+    assert.ok(!("kind" in parsed));
+    assert.equal(parsed.question.name, `${text}.example.`, JSON.stringify(label));
+    // And back: the text encodes to the same bytes.
+    const again = encodeQuery(1, parsed.question.name, Type.A);
+    assert.deepEqual([...again.subarray(12, 12 + name.length)], name);
+  }
+});
+
+Deno.test("wire: characters outside the BMP in an escaped name are encoded whole", () => {
+  const bytes = encodeQuery(1, "a\\.\u{1f600}.example.", Type.A);
+  const back = parseQuery(bytes);
+  assert.ok(!("kind" in back));
+  assert.equal(back.question.name, "a\\.\\240\\159\\152\\128.example.");
+});
+
+Deno.test("wire: names written uncompressed (SRV targets) are targets for later pointers", () => {
+  // An SRV answer whose additional A records follow the targets: miekg/dns
+  // points the A owners at the SRV targets (2 bytes each, not 14), so all 6
+  // fit in 512 bytes (467) where recording only compressed names would not (539).
+  const zone = "_app._tcp.example.local.";
+  const answer: RR[] = Array.from({ length: 6 }, (_, i) => ({
+    name: zone,
+    type: Type.SRV,
+    class: 1,
+    ttl: 300,
+    data: { priority: 10, weight: 8, port: 8080, target: `app-server${i}.${zone}` },
+  }));
+  const extra: RR[] = answer.map((r, i) => ({
+    name: (r.data as SRVData).target,
+    type: Type.A,
+    class: 1,
+    ttl: 300,
+    data: `10.0.0.${i}`,
+  }));
+  const bytes = encodeMessage(
+    reply({
+      question: [{ name: zone, type: Type.SRV, class: 1 }],
+      answer,
+      additional: extra,
+    }),
+    512,
+  );
+  const m = decodeMessage(bytes);
+  assert.equal(m.truncated, false, `${bytes.length} bytes`);
+  assert.equal(m.additional.length, 6);
+  assert.equal(bytes.length, 467);
+  // Each A record: a 2-byte pointer, type, class, TTL, length, 4 bytes of address.
+  const srvEnd = bytes.length - 6 * 16;
+  for (let i = 0; i < 6; i++) assert.equal(bytes[srvEnd + i * 16] & 0xc0, 0xc0);
+  // The SRV targets themselves stay uncompressed (RFC 2782).
+  assert.deepEqual(m.answer.map((r) => (r.data as SRVData).target), extra.map((r) => r.name));
+});
+
+Deno.test("wire: a TSIG record goes last, after OPT, its owner uncompressed", () => {
+  const tsig: RR = {
+    name: "example.org.",
+    type: Type.TSIG,
+    class: 255,
+    ttl: 0,
+    data: Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 17, 0, 0]),
+  };
+  const opt: RR = {
+    name: ".",
+    type: Type.OPT,
+    class: 1232,
+    ttl: 0,
+    data: { udpSize: 1232, extendedRcode: 0, version: 0, dnssecOk: false, options: [] },
+  };
+  const bytes = encodeMessage(reply({ additional: [tsig, opt] }));
+  const m = decodeMessage(bytes);
+  assert.deepEqual(m.additional.map((r) => r.type), [Type.OPT, Type.TSIG]);
+  // The last record: a whole "example.org." (13 bytes), no pointer to the question's.
+  const tail = bytes.subarray(bytes.length - (13 + 10 + 16), bytes.length - 10 - 16);
+  assert.deepEqual([...tail], [7, ...new TextEncoder().encode("example"), 3, 111, 114, 103, 0]);
 });
