@@ -202,6 +202,22 @@ function records(walk: Walk, name: string, exact: boolean, qtype: number): Servi
   return group(services);
 }
 
+/**
+ * Whether `name` exists in the zone: the apex always does (it has the SOA),
+ * and any other name when a non-exact read finds a key for it, at it or below
+ * it (an empty non-terminal exists too, RFC 8020). CoreDNS's CNAME and PTR
+ * read only the exact key and answer NXDOMAIN for such names; idetcd answers
+ * NODATA, so a resolver does not cache "no such name" for a name that has
+ * records below it, or for the zone itself.
+ */
+function nameExists(walk: Walk, name: string): boolean {
+  if (name === walk.zone) return true;
+  const { source } = walk.env;
+  const { path } = pathWithWildcard(name, walk.prefix);
+  const dir = path.endsWith("/") ? path : path + "/";
+  return source.range(dir).length > 0 || source.get(dir.slice(0, -1)) !== undefined;
+}
+
 /** loopNodes' wildcard filter: every non-wildcard part of the name must match the key's. */
 function matchesWildcard(nameParts: readonly string[], key: string): boolean {
   const keyParts = key.split("/");
@@ -527,6 +543,12 @@ export function lookupSync(
   const walk = new Walk(env, zone);
   let result: Found | Failure;
   let soaAnswer = false;
+  // The default branch's "fake" A lookup: it tells NODATA from NXDOMAIN; its
+  // records are not used (so neither are the upstream lookups it would make).
+  const existence = (): Found | Failure => {
+    const services = servicesForAddress(walk, qname, qtype);
+    return failed(services) ? services : { records: [], extra: [], truncated: false };
+  };
   switch (qtype) {
     case Type.A:
     case Type.AAAA:
@@ -548,20 +570,30 @@ export function lookupSync(
       result = srv(walk, qname, owner);
       break;
     case Type.SOA:
-      soaAnswer = true;
-      result = { records: [soa(walk)], extra: [], truncated: false };
+      // Only the apex has the SOA. CoreDNS puts it in the answer for any name
+      // of the zone, which validating resolvers (BIND) reject as a FORMERR;
+      // below the apex this is a normal NODATA/NXDOMAIN, as Knot answers.
+      // Whether the name exists is read from the keys alone: no record can
+      // answer, so a bad value below the name is no reason for a SERVFAIL.
+      if (qname === zone) {
+        soaAnswer = true;
+        result = { records: [soa(walk)], extra: [], truncated: false };
+      } else {
+        result = nameExists(walk, qname) ? { records: [], extra: [], truncated: false } : NOT_FOUND;
+      }
       break;
     default:
       if (qtype === Type.NS && qname === zone) {
         result = ns(walk, owner);
         break;
       }
-      // A "fake" A lookup tells NODATA from NXDOMAIN; its records are not used
-      // (so neither are the upstream lookups it would make).
-      {
-        const services = servicesForAddress(walk, qname, qtype);
-        result = failed(services) ? services : { records: [], extra: [], truncated: false };
-      }
+      result = existence();
+  }
+  // A name that exists is never NXDOMAIN (RFC 8020): the apex whatever the
+  // data (apex NS without dns/ns, an empty zone), and names with keys below
+  // them for CNAME and PTR, which CoreDNS reads as one exact key.
+  if (result === NOT_FOUND && nameExists(walk, qname)) {
+    result = { records: [], extra: [], truncated: false };
   }
   const outcome: LookupOutcome = {
     rcode: Rcode.Success,

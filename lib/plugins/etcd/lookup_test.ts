@@ -631,10 +631,14 @@ Deno.test("subtree: the exact key is ignored when children exist; siblings never
     qtype: Type.CNAME,
     ns: [soa("skydns.test.")],
   });
-  // Children but no exact key: NXDOMAIN for CNAME.
+  // Children but no exact key: the name exists, so NODATA (CoreDNS: NXDOMAIN).
   source.delete(source.keyOf("svc.skydns.test."));
+  for (const qtype of [Type.CNAME, Type.PTR]) {
+    await check(source, setup, { qname: "svc.skydns.test.", qtype, ns: [soa("skydns.test.")] });
+  }
+  // A name with no key at or below it is still NXDOMAIN for them.
   await check(source, setup, {
-    qname: "svc.skydns.test.",
+    qname: "nothing.skydns.test.",
     qtype: Type.CNAME,
     rcode: Rcode.NameError,
     ns: [soa("skydns.test.")],
@@ -695,13 +699,8 @@ Deno.test("apex: dns/apex answered even when empty; NS needs dns/ns", async () =
   await check(source, setup, { qname: "example.", qtype: Type.A, ns: [soa("example.")] });
   // Other types at the apex use the same lookup to tell NODATA.
   await check(source, setup, { qname: "example.", qtype: Type.ANY, ns: [soa("example.")] });
-  // No dns/ns: NXDOMAIN at the apex.
-  await check(source, setup, {
-    qname: "example.",
-    qtype: Type.NS,
-    rcode: Rcode.NameError,
-    ns: [soa("example.")],
-  });
+  // No dns/ns: NODATA at the apex, which exists whatever the data (CoreDNS: NXDOMAIN).
+  await check(source, setup, { qname: "example.", qtype: Type.NS, ns: [soa("example.")] });
   source.set("ns1.ns.dns.example.", { host: "example.net" });
   await check(source, setup, {
     qname: "example.",
@@ -1243,13 +1242,27 @@ Deno.test("bad JSON: SERVFAIL with the key and Go's error, logged once per versi
 
 // ------------------------------------------------------------- handler extras
 
-Deno.test("handler: SOA answers for any name in the zone, serial = unix time", async () => {
+Deno.test("handler: SOA answers at the apex only, serial = unix time", async () => {
   const source = new MemorySource();
+  source.set("www.example.", { host: "10.0.0.1" });
   const before = Math.floor(Date.now() / 1000);
-  const reply = await ask(source, { zones: ["example."] }, "does.not.exist.EXAMPLE.", Type.SOA);
+  const reply = await ask(source, { zones: ["example."] }, "EXAMPLE.", Type.SOA);
   const after = Math.floor(Date.now() / 1000);
   assert.equal(reply.rcode, Rcode.Success);
   assert.deepEqual(lines(reply.answer), [soa("example.")]);
+  // Below the apex the SOA goes to the authority section of a NODATA or an
+  // NXDOMAIN, as Knot answers (CoreDNS puts the apex SOA in the answer).
+  await check(source, { zones: ["example."] }, {
+    qname: "www.example.",
+    qtype: Type.SOA,
+    ns: [soa("example.")],
+  });
+  await check(source, { zones: ["example."] }, {
+    qname: "does.not.exist.EXAMPLE.",
+    qtype: Type.SOA,
+    rcode: Rcode.NameError,
+    ns: [soa("example.")],
+  });
   const serial = (reply.answer[0].data as { serial: number }).serial;
   assert.ok(serial >= before && serial <= after);
   // Kept by the server for at most a second, the serial's own resolution.
@@ -1319,4 +1332,69 @@ Deno.test("SRV: negative weights wrap as Go's uint16(float64) does on amd64", as
   // total 50: -100 wraps to 65436, 200 stays; total 0: ±Inf becomes 0, then 1.
   assert.deepEqual(await weights("n.skydns.test."), [65436, 200]);
   assert.deepEqual(await weights("z.skydns.test."), [1, 1]);
+});
+
+// ------------------------------------------------------------- existing names
+
+Deno.test("apex: every one of the 65,536 qtypes, in an empty zone and a full one, is never NXDOMAIN", () => {
+  const full = new MemorySource();
+  full.set("www.example.", { host: "10.0.0.1" });
+  full.set("ns1.ns.dns.example.", { host: "10.0.0.53" });
+  full.set("apex.dns.example.", { host: "10.0.0.2" });
+  const empty = new MemorySource();
+  const config = { pathPrefix: "skydns", minLeaseTTL: 0, maxLeaseTTL: 0 };
+  for (const [label, source] of [["full", full], ["empty", empty]] as const) {
+    const env = { source, config };
+    const seen = new Set<number>();
+    for (let qtype = 0; qtype < 65536; qtype++) {
+      for (const owner of ["example.", "EXAMPLE."]) {
+        const outcome = lookupSync(env, "example.", "example.", owner, qtype);
+        seen.add(outcome.rcode);
+        assert.notEqual(outcome.rcode, Rcode.NameError, `${label} zone, apex qtype ${qtype}`);
+        // A NODATA names the zone in its authority section.
+        if (outcome.answer.length === 0 && outcome.rcode === Rcode.Success) {
+          assert.equal(outcome.authority[0]?.type, Type.SOA, `${label}, qtype ${qtype}: SOA`);
+        }
+      }
+    }
+    assert.ok(seen.has(Rcode.Success));
+  }
+});
+
+Deno.test("empty non-terminals: every qtype gets NODATA, never NXDOMAIN", () => {
+  const source = new MemorySource();
+  // dns.example. and b.example. exist only as the parents of keys.
+  source.set("ns1.ns.dns.example.", { host: "10.0.0.53" });
+  source.set("a.b.example.", { host: "host.elsewhere." });
+  const env = { source, config: { pathPrefix: "skydns", minLeaseTTL: 0, maxLeaseTTL: 0 } };
+  const types = [
+    Type.A,
+    Type.AAAA,
+    Type.CNAME,
+    Type.PTR,
+    Type.NS,
+    Type.SOA,
+    Type.TXT,
+    Type.MX,
+    Type.SRV,
+    Type.ANY,
+    Type.HINFO,
+    Type.CAA,
+    Type.DS,
+    Type.HTTPS,
+  ];
+  for (const name of ["dns.example.", "ns.dns.example.", "b.example."]) {
+    for (const qtype of types) {
+      const outcome = lookupSync(env, "example.", name, name, qtype);
+      assert.notEqual(outcome.rcode, Rcode.NameError, `${name} ${qtype}`);
+      if (outcome.answer.length === 0) {
+        assert.equal(outcome.authority[0]?.type, Type.SOA, `${name} ${qtype}: SOA`);
+      }
+    }
+  }
+  // A name nothing is stored at or below stays NXDOMAIN for every type.
+  for (const qtype of types) {
+    const outcome = lookupSync(env, "example.", "c.example.", "c.example.", qtype);
+    assert.equal(outcome.rcode, Rcode.NameError, `c.example. ${qtype}`);
+  }
 });
