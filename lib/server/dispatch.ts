@@ -17,12 +17,23 @@ import {
   MIN_UDP_SIZE,
   parseQuery,
 } from "../dns/wire.ts";
-import { Class, type OPTData, type Question, Rcode, type RR, Type } from "../dns/types.ts";
+import {
+  Class,
+  EdnsOption,
+  Opcode,
+  type OPTData,
+  type Question,
+  Rcode,
+  type RR,
+  TsigError,
+  Type,
+} from "../dns/types.ts";
 import { lowerName, nextDot } from "../dns/name.ts";
 import type { BlockRuntime, ListenerConfig } from "./config.ts";
 import { bareReply, type Reply, type Request } from "./plugin.ts";
 import type { Logger } from "../log.ts";
 import { AnswerCache, answerKey } from "./answer_cache.ts";
+import { DEFAULT_BUFSIZE, isBufsize } from "../plugins/bufsize/mod.ts";
 
 /** Where a packet came from. */
 export interface Peer {
@@ -70,6 +81,30 @@ export type PacketObserver = (
 
 /** Maximum depth of internal re-entry (CNAME chasing through the server). */
 const MAX_DEPTH = 8;
+
+/** Each block's EDNS0 UDP size cap: its `bufsize`, else the 1,232-byte default. */
+const udpCaps = new WeakMap<BlockRuntime, number>();
+
+function udpCap(block: BlockRuntime): number {
+  let cap = udpCaps.get(block);
+  if (cap === undefined) {
+    const plugin = block.plugins.find(isBufsize);
+    cap = plugin ? plugin.size : DEFAULT_BUFSIZE;
+    udpCaps.set(block, cap);
+  }
+  return cap;
+}
+
+/**
+ * The request's EDNS0 with its UDP size lowered to the block's cap, as
+ * CoreDNS's bufsize rewrites the request's OPT (so the reply echoes the
+ * lowered size and truncates at it). The same object when nothing changes.
+ */
+function capEdns(edns: OPTData | null, block: BlockRuntime): OPTData | null {
+  if (!edns) return edns;
+  const cap = udpCap(block);
+  return edns.udpSize > cap ? { ...edns, udpSize: cap } : edns;
+}
 
 /** Strips the ::ffff: prefix of IPv4-mapped addresses. */
 export function unmapAddress(address: string): string {
@@ -150,10 +185,11 @@ export class Dispatcher {
       edns: OPTData | null,
       zone = "",
       block?: BlockRuntime,
+      keepFlags = false,
     ) =>
       this.#finish(
         packet.length,
-        bareMessage(header, rcode, question),
+        bareMessage(header, rcode, question, keepFlags),
         edns,
         peer,
         undefined,
@@ -162,21 +198,42 @@ export class Dispatcher {
       );
     if ("kind" in parsed) {
       if (parsed.kind === "drop") return null;
-      return refuse(parsed.header, parsed.rcode, parsed.question, parsed.edns);
+      // NOTIMP clears CD, as Knot does: nothing was checked or not checked.
+      // (miekg/dns, hence CoreDNS, copies every flag of the query.)
+      const header = parsed.rcode === Rcode.NotImplemented
+        ? { ...parsed.header, checkingDisabled: false }
+        : parsed.header;
+      return refuse(header, parsed.rcode, parsed.question, parsed.edns, "", undefined, true);
     }
-    const { header, question, edns } = parsed;
-    if (parsed.badOpt) return refuse(header, Rcode.FormatError, question, null);
+    const { header, question } = parsed;
+    let edns = parsed.edns;
+    if (parsed.badOpt) {
+      return refuse(header, Rcode.FormatError, question, null, "", undefined, true);
+    }
+    // idetcd holds no TSIG keys, so a signed query names a key it does not
+    // know: RFC 8945 section 5.2.2 asks for NOTAUTH with TSIG error BADKEY,
+    // unsigned. (CoreDNS without its tsig plugin ignores the record.)
+    if (parsed.tsig) {
+      const reply = bareMessage(header, Rcode.NotAuth, question);
+      const tsig = badKeyTsig(parsed.tsig, header.id);
+      if (tsig) reply.additional.push(tsig);
+      return this.#finish(packet.length, reply, edns, peer, undefined, "", undefined);
+    }
     // CoreDNS's order: the class (other classes only where the server has a
     // forward), then the EDNS version, then routing.
     if (question.class !== Class.INET && !this.#anyClass) {
       return refuse(header, Rcode.Refused, question, edns);
     }
-    if (edns && edns.version !== 0) return refuse(header, Rcode.BadVers, question, edns);
+    if (edns && edns.version !== 0) {
+      // CoreDNS's edns.Version reply: a fresh OPT, version 0, size 0, no DO.
+      return refuse(header, Rcode.BadVers, question, { ...edns, udpSize: 0, dnssecOk: false });
+    }
     const qname = lowerName(question.name);
     const routed = this.route(qname, question.type);
     if (!routed) return refuse(header, Rcode.Refused, question, edns);
     const [zone, block] = routed;
     if (!block.chain) return refuse(header, Rcode.Refused, question, edns, zone, block);
+    edns = capEdns(edns, block);
     const req = this.#request(header, question, qname, edns, peer, zone, packet.length, 0);
     const epoch = this.#epoch;
     let reply: Reply;
@@ -249,7 +306,16 @@ export class Dispatcher {
     const routed = this.route(qname, type);
     if (!routed || !routed[1].chain) return bareReply(Rcode.Refused);
     const [zone, block] = routed;
-    const req = this.#request(header, question, qname, edns, peer, zone, 0, depth);
+    const req = this.#request(
+      header,
+      question,
+      qname,
+      capEdns(edns, block),
+      peer,
+      zone,
+      0,
+      depth,
+    );
     try {
       return await block.chain!(req);
     } catch {
@@ -278,12 +344,25 @@ export class Dispatcher {
     let bytes: Uint8Array;
     try {
       bytes = encodeMessage(message, limit);
+      if (peer.transport === "tcp" && !message.truncated && (bytes[2] & 0x02) !== 0) {
+        // More than 65,535 bytes: TC means "retry over TCP", which this is.
+        // CoreDNS sends the empty truncated reply (NOERROR, no answer) and
+        // the client has no way to tell; a SERVFAIL with an extended error
+        // (RFC 8914) says what happened. Over UDP the TC reply stands, so the
+        // client comes here.
+        throw new OversizeError();
+      }
     } catch (err) {
+      const oversize = err instanceof OversizeError;
       this.#log.error(
         `cannot encode reply to ${message.question[0]?.name ?? "?"}: ${(err as Error).message}`,
       );
       const fallback = bareMessage(message, Rcode.ServerFailure, message.question[0]);
-      if (edns) fallback.additional.push(optRecord(edns.udpSize, edns.dnssecOk));
+      if (edns) {
+        const opt = optRecord(edns.udpSize, edns.dnssecOk);
+        if (oversize) (opt.data as OPTData).options.push(extendedError(0, OVERSIZE_TEXT));
+        fallback.additional.push(opt);
+      }
       bytes = encodeMessage(fallback, limit);
       message = fallback;
     }
@@ -321,6 +400,55 @@ export class Dispatcher {
   }
 }
 
+/** Why a TCP reply became SERVFAIL, for the log and the extended error's text. */
+const OVERSIZE_TEXT = "answer larger than 65535 bytes";
+
+/** The reply did not fit in a TCP message. */
+class OversizeError extends Error {
+  constructor() {
+    super(OVERSIZE_TEXT);
+    this.name = "OversizeError";
+  }
+}
+
+/** An RFC 8914 Extended DNS Error option: INFO-CODE, then EXTRA-TEXT in UTF-8. */
+function extendedError(infoCode: number, text: string): { code: number; data: Uint8Array } {
+  const utf8 = new TextEncoder().encode(text);
+  const data = new Uint8Array(2 + utf8.length);
+  data[0] = infoCode >> 8;
+  data[1] = infoCode & 0xff;
+  data.set(utf8, 2);
+  return { code: EdnsOption.ExtendedError, data };
+}
+
+/**
+ * The TSIG record of an unsigned BADKEY reply (RFC 8945 sections 5.2.2 and
+ * 5.3.2): the query's key name, algorithm, time signed and fudge; no MAC;
+ * the original ID; error 17; no other data. Undefined when the query's TSIG
+ * rdata is too malformed to copy from.
+ */
+function badKeyTsig(query: RR, originalId: number): RR | undefined {
+  const rdata = query.data;
+  if (!(rdata instanceof Uint8Array)) return undefined;
+  // The algorithm name is never compressed (RFC 8945 section 4.2).
+  let o = 0;
+  while (o < rdata.length && rdata[o] !== 0) {
+    if (rdata[o] > 63) return undefined;
+    o += rdata[o] + 1;
+  }
+  const nameEnd = o + 1;
+  if (nameEnd + 10 > rdata.length) return undefined;
+  const out = new Uint8Array(nameEnd + 16);
+  out.set(rdata.subarray(0, nameEnd + 8)); // algorithm, time signed (48 bits), fudge
+  // MAC size 0, no MAC.
+  out[nameEnd + 10] = originalId >> 8;
+  out[nameEnd + 11] = originalId & 0xff;
+  out[nameEnd + 12] = TsigError.BadKey >> 8;
+  out[nameEnd + 13] = TsigError.BadKey & 0xff;
+  // Other length 0.
+  return { name: query.name, type: Type.TSIG, class: Class.ANY, ttl: 0, data: out };
+}
+
 function optRecord(udpSize: number, dnssecOk: boolean): RR {
   return {
     name: ".",
@@ -337,23 +465,30 @@ function anyClass(listener: ListenerConfig): boolean {
   return false;
 }
 
-/** A reply with no records: id, opcode, RD, CD and the question copied (miekg's SetRcode). */
+/**
+ * A reply with no records: id, opcode and the question copied, RD and CD
+ * too for a QUERY (miekg's SetRcode/SetReply copy them for no other opcode).
+ * `keepFlags` copies RD and CD whatever the opcode, as miekg/dns's reject
+ * path (FORMERR, NOTIMP) does.
+ */
 function bareMessage(
   header: Header,
   rcode: number,
   question: Question | undefined,
+  keepFlags = false,
 ): Message {
+  const copy = keepFlags || header.opcode === Opcode.Query;
   return {
     id: header.id,
     response: true,
     opcode: header.opcode,
     authoritative: false,
     truncated: false,
-    recursionDesired: header.recursionDesired,
+    recursionDesired: copy && header.recursionDesired,
     recursionAvailable: false,
     zero: false,
     authenticData: false,
-    checkingDisabled: header.checkingDisabled,
+    checkingDisabled: copy && header.checkingDisabled,
     rcode,
     question: question ? [question] : [],
     answer: [],
@@ -364,17 +499,18 @@ function bareMessage(
 
 function replyMessage(header: Header, question: Question, reply: Reply): Message {
   if (reply.bare) return bareMessage(header, reply.rcode, question);
+  const copy = header.opcode === Opcode.Query;
   return {
     id: header.id,
     response: true,
     opcode: header.opcode,
     authoritative: reply.authoritative,
     truncated: reply.truncated ?? false,
-    recursionDesired: header.recursionDesired,
+    recursionDesired: copy && header.recursionDesired,
     recursionAvailable: reply.recursionAvailable ?? false,
     zero: false,
     authenticData: reply.authenticData ?? false,
-    checkingDisabled: header.checkingDisabled,
+    checkingDisabled: copy && header.checkingDisabled,
     rcode: reply.rcode,
     question: [question],
     answer: reply.answer,

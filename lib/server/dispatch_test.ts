@@ -2,8 +2,19 @@ import assert from "node:assert/strict";
 import { Dispatcher, type Peer } from "./dispatch.ts";
 import type { BlockRuntime, ListenerConfig } from "./config.ts";
 import type { Plugin, Reply } from "./plugin.ts";
-import { decodeMessage, encodeQuery } from "../dns/wire.ts";
-import { Class, Rcode, type RR, Type } from "../dns/types.ts";
+import { decodeMessage, encodeMessage, encodeQuery, type Message } from "../dns/wire.ts";
+import {
+  Class,
+  EdnsOption,
+  Opcode,
+  type OPTData,
+  Rcode,
+  type RR,
+  TsigError,
+  Type,
+} from "../dns/types.ts";
+import { bufsizePlugin, parseBufsize } from "../plugins/bufsize/mod.ts";
+import type { Token } from "../corefile/types.ts";
 import { createLogger } from "../log.ts";
 import { whoamiReply } from "../plugins/whoami/mod.ts";
 
@@ -17,9 +28,10 @@ const udpPeer: Peer = {
 };
 
 function block(zones: string[], plugins: Plugin[]): BlockRuntime {
-  const chain = plugins.length
-    ? (req: Parameters<Plugin["serve"]>[0]) => plugins[0].serve(req, () => Promise.reject())
-    : null;
+  type Req = Parameters<Plugin["serve"]>[0];
+  const link = (i: number) => (req: Req): Promise<Reply> =>
+    i < plugins.length ? plugins[i].serve(req, link(i + 1)) : Promise.reject();
+  const chain = plugins.length ? link(0) : null;
   return { zones, keys: [], port: 53, bind: [], chain, plugins, anyClass: false };
 }
 
@@ -260,4 +272,211 @@ Deno.test("dispatch: DS goes to the parent zone; an escaped dot is not a label b
   assert.equal(d.route("x\\.example.org.")?.[0], ".");
   const m = await ask(d, encodeQuery(1, "x\\.example.org.", Type.A));
   assert.equal(m.additional[0].data, "127.0.0.1");
+});
+
+/** `count` A records of `name` (16 bytes each after the first, with compression). */
+function addresses(count: number): Plugin {
+  return answering("many", (n) =>
+    Array.from({ length: count }, (_, i) => ({
+      name: n,
+      type: Type.A,
+      class: 1,
+      ttl: 30,
+      data: `10.0.${i >> 8}.${i & 255}`,
+    })));
+}
+
+function tokens(...texts: string[]): Token[] {
+  return texts.map((text) => ({ text, file: "Corefile", line: 3 }));
+}
+
+async function bufsize(size?: string): Promise<Plugin> {
+  const d = { name: tokens("bufsize")[0], args: size ? tokens(size) : [], block: null };
+  const plugin = await bufsizePlugin.setup({ directives: [d] } as never);
+  assert.ok(plugin);
+  return plugin;
+}
+
+Deno.test("dispatch: UDP answers stop at 1,232 bytes by default, whatever the client offers", async () => {
+  // 100 addresses: 1,642 bytes, as in the issue's report.
+  const d = dispatcher([[".", block(["."], [addresses(100)])]]);
+  const big = await d.handle(encodeQuery(1, "big.example.", Type.A, { udpSize: 4096 }), udpPeer);
+  assert.ok(big && big.length <= 1232, `${big?.length} bytes`);
+  const m = decodeMessage(big);
+  assert.equal(m.truncated, true);
+  // The reply says what the server used, as CoreDNS with bufsize does.
+  assert.equal((m.additional.at(-1)?.data as OPTData).udpSize, 1232);
+  // Smaller offers are kept; TCP is never capped.
+  const small = decodeMessage(
+    (await d.handle(
+      encodeQuery(1, "big.example.", Type.A, { udpSize: 800 }),
+      udpPeer,
+    ))!,
+  );
+  assert.equal((small.additional.at(-1)?.data as OPTData).udpSize, 800);
+  const tcp = await ask(d, encodeQuery(1, "big.example.", Type.A, { udpSize: 4096 }), {
+    ...udpPeer,
+    transport: "tcp",
+  });
+  assert.equal(tcp.answer.length, 100);
+  assert.equal(tcp.truncated, false);
+});
+
+Deno.test("dispatch: bufsize sets the block's cap (4096 lets 1,642 bytes through; 600 truncates)", async () => {
+  const wide = dispatcher([[".", block(["."], [await bufsize("4096"), addresses(100)])]]);
+  const m = await ask(wide, encodeQuery(1, "big.example.", Type.A, { udpSize: 4096 }));
+  assert.equal(m.truncated, false);
+  assert.equal(m.answer.length, 100);
+  const narrow = dispatcher([[".", block(["."], [await bufsize("600"), addresses(100)])]]);
+  const bytes = await narrow.handle(
+    encodeQuery(1, "big.example.", Type.A, { udpSize: 4096 }),
+    udpPeer,
+  );
+  assert.ok(bytes && bytes.length <= 600);
+  assert.equal((decodeMessage(bytes).additional.at(-1)?.data as OPTData).udpSize, 600);
+  // The default of a bare `bufsize` is 1232.
+  const plain = dispatcher([[".", block(["."], [await bufsize(), addresses(100)])]]);
+  const p = await plain.handle(encodeQuery(1, "big.example.", Type.A, { udpSize: 4096 }), udpPeer);
+  assert.ok(p && p.length <= 1232 && decodeMessage(p).truncated);
+});
+
+Deno.test("bufsize: CoreDNS's syntax and limits", () => {
+  const parse = (...args: string[]) =>
+    parseBufsize({ name: tokens("bufsize")[0], args: tokens(...args), block: null });
+  assert.equal(parse(), 1232);
+  assert.equal(parse("512"), 512);
+  assert.equal(parse("4096"), 4096);
+  assert.equal(parse("+1000"), 1000);
+  for (const bad of [["511"], ["4097"], ["1e3"], ["big"], ["1232", "1232"], ["-600"]]) {
+    assert.throws(
+      () => parse(...bad),
+      (err: Error) => /Wrong argument count or unexpected line ending after/.test(err.message),
+      bad.join(" "),
+    );
+  }
+});
+
+Deno.test("dispatch: NOTIMP clears CD (as Knot) and keeps RD; NOTIFY replies copy neither", async () => {
+  const d = dispatcher([[".", block(["."], [whoami])]]);
+  const q = encodeQuery(9, "a.", Type.A);
+  const update = q.slice();
+  update[2] = (update[2] & 0x87) | (Opcode.Update << 3);
+  update[3] |= 0x10; // CD
+  const m = await ask(d, update);
+  assert.equal(m.rcode, Rcode.NotImplemented);
+  assert.equal(m.checkingDisabled, false);
+  assert.equal(m.recursionDesired, true);
+  // miekg/dns's SetReply copies RD and CD for QUERY only.
+  const notify = q.slice();
+  notify[2] = (notify[2] & 0x87) | (Opcode.Notify << 3);
+  notify[3] |= 0x10;
+  const n = await ask(d, notify);
+  assert.equal(n.opcode, Opcode.Notify);
+  assert.equal(n.recursionDesired, false);
+  assert.equal(n.checkingDisabled, false);
+  const cd = encodeQuery(9, "a.", Type.A);
+  cd[3] |= 0x10;
+  assert.equal((await ask(d, cd)).checkingDisabled, true);
+});
+
+Deno.test("dispatch: BADVERS replies carry CoreDNS's fresh OPT (size 0, no DO) and the question", async () => {
+  const d = dispatcher([[".", block(["."], [whoami])]]);
+  const q = encodeQuery(9, "a.", Type.A, { udpSize: 4096, dnssecOk: true });
+  q[q.length - 5] = 1; // EDNS version 1
+  const m = await ask(d, q);
+  assert.equal(m.rcode, Rcode.BadVers);
+  assert.equal(m.question[0].name, "a.");
+  const opt = m.additional.at(-1)?.data as OPTData;
+  assert.deepEqual([opt.udpSize, opt.version, opt.dnssecOk, opt.options], [0, 0, false, []]);
+});
+
+/** A query carrying a TSIG record for key `k.` (algorithm hmac-sha256, fudge 300, a fake MAC). */
+function signedQuery(withEdns: boolean): Uint8Array {
+  const alg = [11, ..."hmac-sha256".split("").map((c) => c.charCodeAt(0)), 0];
+  const rdata = Uint8Array.from([
+    ...alg,
+    0,
+    0,
+    0x65,
+    0,
+    0,
+    1,
+    1,
+    44,
+    0,
+    4,
+    9,
+    9,
+    9,
+    9,
+    0,
+    7,
+    0,
+    0,
+    0,
+    0,
+  ]);
+  const opt: RR = {
+    name: ".",
+    type: Type.OPT,
+    class: 1232,
+    ttl: 0,
+    data: { udpSize: 1232, extendedRcode: 0, version: 0, dnssecOk: false, options: [] },
+  };
+  const msg: Message = {
+    ...decodeMessage(encodeQuery(7, "a.", Type.A)),
+    additional: [
+      ...(withEdns ? [opt] : []),
+      { name: "k.", type: Type.TSIG, class: Class.ANY, ttl: 0, data: rdata },
+    ],
+  };
+  return encodeMessage(msg);
+}
+
+Deno.test("dispatch: a TSIG-signed query gets NOTAUTH with an unsigned BADKEY TSIG (RFC 8945)", async () => {
+  const d = dispatcher([[".", block(["."], [whoami])]]);
+  for (const withEdns of [false, true]) {
+    const m = await ask(d, signedQuery(withEdns));
+    assert.equal(m.rcode, Rcode.NotAuth);
+    assert.equal(m.answer.length, 0);
+    const tsig = m.additional.at(-1)!;
+    assert.equal(tsig.type, Type.TSIG, "TSIG is the last record, after OPT");
+    assert.equal(tsig.name, "k.");
+    assert.equal(tsig.class, Class.ANY);
+    const r = tsig.data as Uint8Array;
+    const n = 13; // the algorithm name's wire length
+    assert.deepEqual([...r.subarray(0, n)], [11, ...new TextEncoder().encode("hmac-sha256"), 0]);
+    assert.deepEqual([...r.subarray(n, n + 8)], [0, 0, 0x65, 0, 0, 1, 1, 44], "time and fudge");
+    assert.deepEqual([...r.subarray(n + 8)], [0, 0, 0, 7, 0, TsigError.BadKey, 0, 0]);
+    assert.equal(m.additional.some((x) => x.type === Type.OPT), withEdns);
+  }
+  // A TSIG that is not the last record is a FORMERR (two TSIGs: the first is not last).
+  const bad = decodeMessage(signedQuery(false));
+  bad.additional.push({ ...bad.additional[0] });
+  assert.equal((await ask(d, encodeMessage(bad))).rcode, Rcode.FormatError);
+});
+
+Deno.test("dispatch: over TCP a reply larger than 65,535 bytes is SERVFAIL with an extended error", async () => {
+  const huge = answering("huge", (n) => [{
+    name: n,
+    type: Type.TXT,
+    class: 1,
+    ttl: 30,
+    data: Array.from({ length: 280 }, () => "t".repeat(255)),
+  }]);
+  const d = dispatcher([[".", block(["."], [huge])]]);
+  const tcpPeer: Peer = { ...udpPeer, transport: "tcp" };
+  const m = await ask(d, encodeQuery(1, "big.", Type.TXT, { udpSize: 1232 }), tcpPeer);
+  assert.equal(m.rcode, Rcode.ServerFailure);
+  assert.equal(m.truncated, false);
+  const ede = (m.additional.at(-1)?.data as OPTData).options;
+  assert.equal(ede.length, 1);
+  assert.equal(ede[0].code, EdnsOption.ExtendedError);
+  assert.deepEqual([...ede[0].data.subarray(0, 2)], [0, 0]);
+  assert.match(new TextDecoder().decode(ede[0].data.subarray(2)), /65535/);
+  // Without EDNS: a plain SERVFAIL. Over UDP: TC, so the client comes over TCP.
+  assert.equal((await ask(d, encodeQuery(1, "big.", Type.TXT), tcpPeer)).rcode, 2);
+  const udp = await ask(d, encodeQuery(1, "big.", Type.TXT, { udpSize: 1232 }));
+  assert.equal(udp.rcode, Rcode.Success);
+  assert.equal(udp.truncated, true);
 });

@@ -11,6 +11,7 @@
 
 import type { PluginDefinition } from "./plugin.ts";
 import { reloadPlugin } from "../plugins/reload/mod.ts";
+import { bufsizePlugin } from "../plugins/bufsize/mod.ts";
 import { bindPlugin } from "../plugins/bind/mod.ts";
 import { debugPlugin } from "../plugins/debug/mod.ts";
 import { readyPlugin } from "../plugins/ready/mod.ts";
@@ -28,6 +29,7 @@ import { whoamiPlugin } from "../plugins/whoami/mod.ts";
 /** Every plugin, in chain order (CoreDNS's plugin.cfg order for those we have). */
 export const PLUGINS: readonly PluginDefinition[] = [
   reloadPlugin,
+  bufsizePlugin,
   bindPlugin,
   debugPlugin,
   readyPlugin,
