@@ -1,0 +1,144 @@
+/**
+ * Raw DNS exchanges for tests that compare servers: any packet (odd flags,
+ * EDNS options, TSIG), over UDP or TCP, with a deadline per exchange. A
+ * server that sends nothing is a result (`null`), not a hang.
+ *
+ * @module
+ */
+
+/** Where and how long to wait. */
+export interface ExchangeOptions {
+  /** Milliseconds to wait for each try (default 1,000). */
+  timeoutMs?: number;
+  /** UDP sends before giving up (default 3); loopback drops datagrams only under load. */
+  tries?: number;
+}
+
+/**
+ * A UDP client for one server: one socket, many outstanding queries told
+ * apart by message ID (the client rewrites the ID of every packet it sends).
+ */
+export class UdpClient {
+  #sock: Deno.DatagramConn;
+  #pending = new Map<number, (reply: Uint8Array) => void>();
+  #nextId = Math.floor(Math.random() * 65536);
+  #loop: Promise<void>;
+
+  constructor(readonly host: string, readonly port: number) {
+    this.#sock = Deno.listenDatagram({
+      transport: "udp",
+      hostname: host.includes(":") ? "::" : "127.0.0.1",
+      port: 0,
+    });
+    this.#loop = this.#receive();
+  }
+
+  async #receive(): Promise<void> {
+    try {
+      for (;;) {
+        const [bytes] = await this.#sock.receive();
+        if (bytes.length < 2) continue;
+        const deliver = this.#pending.get((bytes[0] << 8) | bytes[1]);
+        if (deliver) deliver(bytes);
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  /** Sends `packet` (under a fresh ID) and resolves with the reply, or null when none came. */
+  async exchange(packet: Uint8Array, options: ExchangeOptions = {}): Promise<Uint8Array | null> {
+    const { timeoutMs = 1000, tries = 3 } = options;
+    let id = this.#nextId;
+    while (this.#pending.has(id)) id = (id + 1) & 0xffff;
+    this.#nextId = (id + 1) & 0xffff;
+    const query = packet.slice();
+    query[0] = id >> 8;
+    query[1] = id & 0xff;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      for (let attempt = 0; attempt < tries; attempt++) {
+        const reply = new Promise<Uint8Array | null>((resolve) => {
+          this.#pending.set(id, resolve);
+          timer = setTimeout(() => resolve(null), timeoutMs);
+        });
+        await this.#sock.send(query, { transport: "udp", hostname: this.host, port: this.port });
+        const got = await reply;
+        clearTimeout(timer);
+        if (got) return got;
+      }
+      return null;
+    } finally {
+      clearTimeout(timer);
+      this.#pending.delete(id);
+    }
+  }
+
+  /** Closes the socket. */
+  async close(): Promise<void> {
+    this.#sock.close();
+    await this.#loop;
+  }
+}
+
+/**
+ * One query over a fresh TCP connection (RFC 1035 section 4.2.2 framing).
+ * Resolves with the reply, or null when the server closed the connection or
+ * sent nothing before the deadline.
+ */
+export async function exchangeTcp(
+  host: string,
+  port: number,
+  packet: Uint8Array,
+  options: ExchangeOptions = {},
+): Promise<Uint8Array | null> {
+  const { timeoutMs = 2000 } = options;
+  const conn = await Deno.connect({ hostname: host, port });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), timeoutMs);
+  });
+  const read = (async () => {
+    const framed = new Uint8Array(packet.length + 2);
+    framed[0] = packet.length >> 8;
+    framed[1] = packet.length & 0xff;
+    framed.set(packet, 2);
+    await conn.write(framed);
+    let buf = new Uint8Array(0);
+    const chunk = new Uint8Array(65537);
+    while (buf.length < 2 || buf.length < 2 + ((buf[0] << 8) | buf[1])) {
+      const n = await conn.read(chunk);
+      if (n === null) return null;
+      const next = new Uint8Array(buf.length + n);
+      next.set(buf);
+      next.set(chunk.subarray(0, n), buf.length);
+      buf = next;
+    }
+    return buf.slice(2, 2 + ((buf[0] << 8) | buf[1]));
+  })().catch(() => null);
+  try {
+    return await Promise.race([read, deadline]);
+  } finally {
+    clearTimeout(timer);
+    conn.close();
+    await read;
+  }
+}
+
+/** Runs `work` over `items` with at most `limit` in flight; results in input order. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await work(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
