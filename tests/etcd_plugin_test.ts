@@ -394,8 +394,13 @@ const lookupCases: Case[] = [
     ns: [soa("skydns.test.")],
   },
   { qname: "skydns.test.", qtype: Type.SOA, answer: [soa("skydns.test.")] },
-  // SOA for any name in the zone, even a missing one: owner = the zone.
-  { qname: "no.such.name.skydns.test.", qtype: Type.SOA, answer: [soa("skydns.test.")] },
+  // SOA below the apex: NXDOMAIN (or NODATA) with the SOA in the authority section, as Knot.
+  {
+    qname: "no.such.name.skydns.test.",
+    qtype: Type.SOA,
+    rcode: Rcode.NameError,
+    ns: [soa("skydns.test.")],
+  },
   {
     qname: "skydns.test.",
     qtype: Type.NS,
@@ -655,10 +660,11 @@ const moreCases: Case[] = [
   { qname: "svc2.more.test.", qtype: Type.A, answer: ["svc2.more.test. 300 IN A 10.0.0.2"] },
   { qname: "svc.more.test.", qtype: Type.CNAME, ns: [more] },
   { qname: "nokey.more.test.", qtype: Type.A, answer: ["nokey.more.test. 300 IN A 10.0.0.3"] },
-  { qname: "nokey.more.test.", qtype: Type.CNAME, rcode: Rcode.NameError, ns: [more] },
+  // The name has keys below it, so it exists: NODATA (RFC 8020; CoreDNS says NXDOMAIN).
+  { qname: "nokey.more.test.", qtype: Type.CNAME, ns: [more] },
   { qname: "nx.more.test.", qtype: Type.A, rcode: Rcode.NameError, ns: [more] },
   { qname: "svc.more.test.", qtype: Type.ANY, ns: [more] },
-  { qname: "nx.more.test.", qtype: Type.SOA, answer: [more] },
+  { qname: "nx.more.test.", qtype: Type.SOA, rcode: Rcode.NameError, ns: [more] },
   // Groups: the shallowest group wins.
   {
     qname: "dom.more.test.",
