@@ -64,3 +64,68 @@ async function main(): Promise<void> {
 }
 
 await main();
+
+// ---------------------------------------------------------------------------
+// PyTorch for tests/torch_e2e_test.ts: best effort, never a failure.
+
+import { which } from "../../scripts/system.ts";
+
+/** Whether `python` finds the torch package (found, not imported: importing takes seconds). */
+function findsTorch(python: string): boolean {
+  try {
+    return new Deno.Command(python, {
+      args: ["-c", "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)"],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Installs Debian's `python3-torch` (torch 1.13 for /usr/bin/python3, large:
+ * about 200 MB to download) with apt when no python3 here imports torch and
+ * this is root on Debian/Ubuntu. Whatever happens, the prerequisites step
+ * does not fail on it: without torch the torch end-to-end tests report
+ * themselves as ignored, with the reason. `IDETCD_NO_TORCH=1` skips it.
+ */
+async function installTorch(): Promise<void> {
+  const pythons = [...new Set([which("python3"), "/usr/bin/python3"].filter(Boolean))] as string[];
+  if (pythons.some(findsTorch)) return;
+  if (Deno.env.get("IDETCD_NO_TORCH") === "1") {
+    console.error("prereqs: IDETCD_NO_TORCH=1: not installing python3-torch");
+    return;
+  }
+  if (!canAptInstall()) {
+    console.error(
+      "prereqs: no python3 imports torch; the torch end-to-end tests will be ignored " +
+        "(Debian/Ubuntu: sudo apt-get install -y python3-torch)",
+    );
+    return;
+  }
+  const started = performance.now();
+  try {
+    const install = ["install", "-y", "-q", "--no-install-recommends", "python3-torch"];
+    // Stale or missing package lists: update once and try again.
+    const ok = await run("apt-get", install) ||
+      (await run("apt-get", ["update", "-q"]) && await run("apt-get", install));
+    const seconds = ((performance.now() - started) / 1000).toFixed(0);
+    if (ok && findsTorch("/usr/bin/python3")) {
+      console.error(`prereqs: python3-torch installed in ${seconds}s`);
+    } else {
+      console.error(
+        `prereqs: python3-torch could not be installed (${seconds}s); the torch end-to-end tests will be ignored`,
+      );
+    }
+  } catch (err) {
+    console.error(
+      `prereqs: python3-torch not installed (${
+        (err as Error).message
+      }); the torch end-to-end tests will be ignored`,
+    );
+  }
+}
+
+await installTorch();
