@@ -139,9 +139,15 @@ export function torchEnv(cluster: Cluster, options: PresetOptions = {}): Record<
 }
 
 /**
- * jax: what `jax.distributed.initialize()` reads when called without
- * arguments (jax/_src/distributed.py: JAX_COORDINATOR_ADDRESS,
- * JAX_NUM_PROCESSES, JAX_PROCESS_ID).
+ * jax: the coordinator, the process count and this process's ID for
+ * `jax.distributed.initialize`. JAX itself reads only
+ * JAX_COORDINATOR_ADDRESS from the environment (jax/_src/distributed.py);
+ * without arguments it takes the count and the ID from a cluster it detects
+ * (SLURM, Open MPI, Kubernetes, Cloud TPU: jax/_src/clusters/), none of
+ * which applies here, and reads no JAX_NUM_PROCESSES or JAX_PROCESS_ID. So
+ * a script passes these two:
+ * `jax.distributed.initialize(num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+ * process_id=int(os.environ["JAX_PROCESS_ID"]))`.
  */
 export function jaxEnv(cluster: Cluster, options: PresetOptions = {}): Record<string, string> {
   const me = self(cluster);
