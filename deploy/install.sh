@@ -45,9 +45,11 @@ Corefile (each also from the environment variable shown):
   --option 'LINE'           an extra line inside the idetcd block, e.g. 'tls cert.pem key.pem ca.pem'; repeatable
   --bind ADDR,...           serve only on these addresses (IDETCD_BIND)
   --log                     log every query (IDETCD_LOG=1)
-  --resolver                make this node resolve through idetcd (IDETCD_RESOLVER=1): forwards other
-                            names to the current upstream resolvers and points the system at 127.0.0.1
+  --resolver                make this node resolve the node names through idetcd (IDETCD_RESOLVER=1): under
+                            systemd-resolved a drop-in routes only the zone to it (Domains=~ZONE); otherwise
+                            resolv.conf points at 127.0.0.1 and idetcd forwards other names upstream
   --upstream IP,...         upstream resolvers for --resolver instead of the detected ones (IDETCD_UPSTREAM)
+  --ready ADDR|off          the ready endpoint, 503 while the node holds no name (IDETCD_READY; default 127.0.0.1:8181)
 
 Install:
   --version vX.Y.Z|latest   release to install (IDETCD_VERSION)
@@ -86,6 +88,7 @@ WAIT=${IDETCD_WAIT:-}
 CLAIM_FILE=${IDETCD_FILE:-}
 BIND=${IDETCD_BIND:-}
 LOG_QUERIES=${IDETCD_LOG:-}
+READY=${IDETCD_READY:-127.0.0.1:8181}
 RESOLVER=${IDETCD_RESOLVER:-}
 UPSTREAM=${IDETCD_UPSTREAM:-}
 VERSION=${IDETCD_VERSION:-$IDETCD_DEFAULT_VERSION}
@@ -126,6 +129,7 @@ while [ "$#" -gt 0 ]; do
 "; shift 2 ;;
   --bind) need_value "$@"; BIND=$2; shift 2 ;;
   --log) LOG_QUERIES=1; shift ;;
+  --ready) need_value "$@"; READY=$2; shift 2 ;;
   --resolver) RESOLVER=1; shift ;;
   --upstream) need_value "$@"; UPSTREAM=$2; shift 2 ;;
   --version) need_value "$@"; VERSION=$2; shift 2 ;;
@@ -180,6 +184,10 @@ case $LEASE in '') ;; *[!0-9]*) ;; *) LEASE=${LEASE}s ;; esac
 for duration in $TTL $LEASE; do
   case $duration in *[!0-9a-z.]*) die "'$duration' is not a duration like 30s or 5m" ;; esac
 done
+case $READY in
+off) ;;
+*[!0-9A-Za-z.:\[\]_-]* | '') die "--ready takes an address like 127.0.0.1:8181 or off, got '$READY'" ;;
+esac
 for word in $KEY_PREFIX $LEASE $ADDRESSES $BIND $UPSTREAM; do
   case $word in *[\"\#{}]*) die "'$word' holds a character a Corefile cannot take" ;; esac
 done
@@ -374,7 +382,9 @@ if [ -n "$RESOLVER" ]; then
   if [ "$RESOLVER_MODE" = resolv.conf ] && [ "$PORT" != 53 ]; then
     die "--resolver without systemd-resolved needs port 53 (resolv.conf cannot name a port)"
   fi
-  if [ -z "$UPSTREAM" ]; then
+  # Under systemd-resolved only the pattern's zone is routed to idetcd (its
+  # other queries keep going where they went), so idetcd forwards nothing.
+  if [ "$RESOLVER_MODE" = resolv.conf ] && [ -z "$UPSTREAM" ]; then
     # The first run saves the upstreams; later runs reuse them, since by then
     # the system's resolver config points at idetcd itself.
     UPSTREAM=$(words "$(nameservers_of "$ROOT$UPSTREAM_SAVE")")
@@ -428,11 +438,17 @@ fi
     [ -z "$line" ] || echo "        $line"
   done
   echo "    }"
-  if [ -n "$RESOLVER" ]; then
+  if [ "$RESOLVER_MODE" = resolv.conf ]; then
     # This node resolves through idetcd: everything that is not a node name
     # goes on to the resolvers the system had, with a cache in front.
     echo "    forward . $UPSTREAM"
     echo "    cache"
+  fi
+  if [ "$READY" != off ]; then
+    # "continuously": /ready turns 503 whenever the node stops vouching for its name.
+    echo "    ready $READY {"
+    echo "        monitor continuously"
+    echo "    }"
   fi
   echo "    errors"
   [ -z "$LOG_QUERIES" ] || echo "    log"
@@ -558,24 +574,21 @@ fi
 
 # --- resolver switch (last: only once idetcd is in place) ---------------------
 if [ -n "$RESOLVER" ]; then
-  install_file "$WORK/upstream.conf" "$UPSTREAM_SAVE" 0644
+  [ "$RESOLVER_MODE" != resolv.conf ] || install_file "$WORK/upstream.conf" "$UPSTREAM_SAVE" 0644
   if [ "$RESOLVER_MODE" = resolved ]; then
-    # Global DNS=127.0.0.1 with the routing domain "~." sends every query to
-    # idetcd; "~ZONE" also lets ".local" zones go to unicast DNS.
+    # Global DNS=127.0.0.1 with only the routing domain "~ZONE": systemd-resolved
+    # asks idetcd for the node names and nothing else (other names keep their
+    # per-link servers); "~ZONE" also lets a ".local" zone go to unicast DNS.
     # The zone: the labels after the one holding the {{...}} action.
     zone=${PATTERN##*\}\}}
     case $zone in *.*) zone=${zone#*.}; zone=${zone%.} ;; *) zone= ;; esac
     dns=127.0.0.1
     [ "$PORT" = 53 ] || dns=127.0.0.1:$PORT
     {
-      echo "# Written by idetcd's install.sh: resolve through idetcd (forwarding to $UPSTREAM)."
+      echo "# Written by idetcd's install.sh: the names of $zone resolve through idetcd."
       echo "[Resolve]"
       echo "DNS=$dns"
-      if [ -n "$zone" ]; then
-        echo "Domains=~. ~$zone"
-      else
-        echo "Domains=~."
-      fi
+      echo "Domains=~$zone"
     } >"$WORK/resolved.conf"
     before=$CHANGED
     CHANGED=

@@ -132,6 +132,8 @@ Deno.test("install.sh installs the verified binary, the Corefile and the systemd
   assert.match(corefile, /^ {8}limit 5$/m);
   assert.match(corefile, /^ {8}pattern worker\{\{\.ID\}\}\.tf\.local\.$/m);
   assert.doesNotMatch(corefile, /forward|cache/, "forwarding only with --resolver");
+  // /ready is 503 whenever the node stops vouching for its name (not only until the first claim).
+  assert.match(corefile, /^ {4}ready 127\.0\.0\.1:8181 \{\n {8}monitor continuously\n {4}\}$/m);
 
   const unit = await Deno.readTextFile(`${f.root}/etc/systemd/system/idetcd.service`);
   for (
@@ -197,6 +199,12 @@ Deno.test("install.sh's Corefile lexes into the intended tokens, quoting a patte
     "wait",
     "file",
     "/run/idetcd/claim.json",
+    "}",
+    "ready",
+    "127.0.0.1:8181",
+    "{",
+    "monitor",
+    "continuously",
     "}",
     "errors",
     "}",
@@ -375,14 +383,17 @@ Deno.test("install.sh --resolver under systemd-resolved writes a resolved drop-i
   await Deno.symlink("../run/systemd/resolve/stub-resolv.conf", `${f.root}/etc/resolv.conf`);
   assertOk(await installInto(f, [...BASIC, "--resolver"]));
 
-  assert.match(
-    await Deno.readTextFile(`${f.root}/etc/idetcd/Corefile`),
-    /forward \. 192\.0\.2\.54\n/,
-  );
+  // Only the zone is routed to idetcd: it forwards nothing.
+  assert.doesNotMatch(await Deno.readTextFile(`${f.root}/etc/idetcd/Corefile`), /forward|cache/);
   const dropIn = await Deno.readTextFile(`${f.root}/etc/systemd/resolved.conf.d/idetcd.conf`);
   assert.match(dropIn, /^\[Resolve\]$/m);
   assert.match(dropIn, /^DNS=127\.0\.0\.1$/m);
-  assert.match(dropIn, /^Domains=~\. ~tf\.local$/m, ".local must reach unicast DNS");
+  assert.match(
+    dropIn,
+    /^Domains=~tf\.local$/m,
+    "only the zone, which also lets .local reach unicast DNS",
+  );
+  assert.doesNotMatch(dropIn, /~\.(\s|$)/, "other names keep their servers");
   assert.equal(
     await Deno.readLink(`${f.root}/etc/resolv.conf`),
     "../run/systemd/resolve/stub-resolv.conf",
@@ -448,7 +459,7 @@ Deno.test({
 // --- the generated Corefile against the project's own parser -------------------
 
 /** Every directive install.sh can write. */
-const INSTALLER_DIRECTIVES = ["bind", "idetcd", "forward", "cache", "errors", "log"];
+const INSTALLER_DIRECTIVES = ["bind", "idetcd", "forward", "cache", "ready", "errors", "log"];
 
 async function generatedCorefile(args: string[]): Promise<string> {
   await using f = await fixture();
@@ -888,4 +899,14 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("install.sh --ready off leaves the ready endpoint out; a bad address is refused before any download", async () => {
+  await using f = await fixture();
+  assertOk(await installInto(f, [...BASIC, "--ready", "off"]));
+  assert.doesNotMatch(await Deno.readTextFile(`${f.root}/etc/idetcd/Corefile`), /ready/);
+  await using g = await fixture();
+  const bad = await installInto(g, [...BASIC, "--ready", "a{b"]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--ready takes an address like 127\.0\.0\.1:8181 or off/);
 });
