@@ -72,7 +72,8 @@ function idetcdDirectives(corefile: LoadedCorefile): Directive[] {
  * Runs a subcommand with its own arguments and returns the exit code:
  * - `whoami`: prints `4 worker4.tf.local.` (ID, then name);
  * - `tf-config`: prints the TF_CONFIG JSON for this node;
- * - `exec`: see exec.ts.
+ * - `exec`: see exec.ts;
+ * - `status` and `hosts`: see status.ts and hosts.ts.
  */
 export async function runSubcommand(
   name: string,
