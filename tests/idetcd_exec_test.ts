@@ -213,6 +213,15 @@ Deno.test("exec: the command's exit code and signals pass through; usage errors 
   const none = run("--preset", "torch");
   assert.equal((await none.status).code, 2);
   assert.match(none.err(), /exec needs a command/);
+  // With every name taken (and no `wait`) exec says so and exits 1, running nothing.
+  await using holder = await startServer(await nodeCorefile(etcd, port, 115, [], 1), {
+    env: { IDETCD_RUNTIME_DIR: runtime },
+  });
+  await holder.waitForOutput("claimed worker1.tf.local. (ID 1)");
+  const full = run("--", "echo", "should not run");
+  assert.equal((await full.status).code, 1, full.err());
+  assert.match(full.err(), /all 1 names of worker\{\{\.ID\}\}\.tf\.local\. are taken/);
+  assert.doesNotMatch(full.out(), /should not run/);
 });
 
 Deno.test("exec: with the node's server running, exec uses its claim instead of claiming again", async () => {

@@ -265,11 +265,9 @@ export async function runExec(options: ExecOptions, ctx: ExecContext): Promise<n
   };
   try {
     const held = await waitForHeld(statePath, deadline, ctx);
-    if (!held) {
-      ctx.say(
-        `idetcd exec: this node holds no name of ${config.pattern.source} (timed out waiting)`,
-      );
-      return EXIT_BARRIER_TIMEOUT;
+    if (typeof held === "string") {
+      ctx.say(`idetcd exec: this node holds no name of ${config.pattern.source} (${held})`);
+      return held === "timed out waiting" ? EXIT_BARRIER_TIMEOUT : 1;
     }
     const cluster = await barrier(options, ctx, held, deadline);
     if (typeof cluster === "string") {
@@ -299,12 +297,16 @@ async function waitForHeld(
   path: string,
   deadline: number,
   ctx: ExecContext,
-): Promise<RuntimeState & { id: number; name: string } | undefined> {
+): Promise<RuntimeState & { id: number; name: string } | string> {
   let told = 0;
   while (performance.now() < deadline) {
     const state = liveHolder(path);
     if (state?.held && state.id !== undefined && state.name !== undefined) {
       return state as RuntimeState & { id: number; name: string };
+    }
+    // The claim gave up for good (all names taken without `wait`, etcd away for 15 s).
+    if (state?.state === "stopped") {
+      return `the claim stopped: ${state.reason ?? "no reason given"}`;
     }
     if (performance.now() - told > 5_000) {
       if (told > 0) {
@@ -314,7 +316,7 @@ async function waitForHeld(
     }
     await sleep(POLL_MS);
   }
-  return undefined;
+  return "timed out waiting";
 }
 
 /**
