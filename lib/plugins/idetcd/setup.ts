@@ -69,6 +69,8 @@ export interface IdetcdConfig {
   roles: RoleMap;
   /** The role this node claims in (`claim-role NAME`); undefined = IDETCD_ROLE or any. */
   claimRole?: string;
+  /** `hostname`: while the name is held, the system hostname and /etc/hosts present it (host_identity.ts). */
+  hostname: boolean;
   /** Folder of the Corefile (TLS paths are relative to it). */
   configDir: string;
   /** Where the directive is, for messages. */
@@ -150,6 +152,7 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
   const roleTokens = new Map<string, Token>();
   let claimRole: string | undefined;
   let claimRoleToken: Token | undefined;
+  let hostname = false;
 
   for (const line of head.block ?? []) {
     const name = line.name.text;
@@ -262,6 +265,12 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
         claimRole = line.args[0]?.text || undefined;
         claimRoleToken = line.args[0] ?? line.name;
         break;
+      case "hostname":
+        if (line.args.length > 0) {
+          throw fail(`hostname takes no arguments, got '${line.args[0].text}'`, line.args[0]);
+        }
+        hostname = true;
+        break;
       case "fallthrough":
         fallthrough = line.args.length === 0
           ? ["."]
@@ -348,6 +357,7 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
     fallthrough,
     roles: new RoleMap(roles),
     claimRole,
+    hostname,
     configDir,
     where: { file: head.name.file, line: head.name.line },
   };
