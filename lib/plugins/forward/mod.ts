@@ -37,7 +37,10 @@ export function chainForwards(forwards: Forward[]): Plugin {
 export const forwardPlugin: PluginDefinition = {
   name: "forward",
   setup(ctx) {
-    const forwards = ctx.directives.map((d) => new Forward(parseStanza(d, ctx.configDir, ctx.log)));
+    const listen = { port: ctx.port, bind: ctx.serverOptions.bind };
+    const forwards = ctx.directives.map((d) =>
+      new Forward(parseStanza(d, ctx.configDir, ctx.log, listen))
+    );
     ctx.onShutdown(async () => {
       await Promise.allSettled(forwards.map((f) => f.stop()));
     });

@@ -165,13 +165,15 @@ export function readResolvConf(text: string): string[] {
   return servers;
 }
 
-/**
- * Resolves TO arguments: `IP`, `IP:port`, `[v6]:port`, `dns://...`, or a
- * resolv.conf path (relative to `configDir`). Rejects the transports
- * idetcd does not speak. Mirrors parse.HostPortOrFile + parse.Transport.
- */
-export function parseUpstreams(tokens: Token[], configDir: string): UpstreamAddress[] {
-  const out: UpstreamAddress[] = [];
+/** One upstream with the TO argument it came from (and the resolv.conf file, when it came from one). */
+interface ParsedUpstream {
+  address: UpstreamAddress;
+  token: Token;
+  file?: string;
+}
+
+function upstreamsOf(tokens: Token[], configDir: string): ParsedUpstream[] {
+  const out: ParsedUpstream[] = [];
   for (const tok of tokens) {
     const scheme = /^([a-z0-9]+):\/\//.exec(tok.text)?.[1];
     const rest = scheme ? tok.text.slice(scheme.length + 3) : tok.text;
@@ -191,7 +193,7 @@ export function parseUpstreams(tokens: Token[], configDir: string): UpstreamAddr
     if (!hostPort) {
       const ip = parseIP(rest);
       if (ip) {
-        out.push({ host: ip, port: 53 });
+        out.push({ address: { host: ip, port: 53 }, token: tok });
         continue;
       }
     } else {
@@ -200,7 +202,7 @@ export function parseUpstreams(tokens: Token[], configDir: string): UpstreamAddr
         if (!/^\d+$/.test(hostPort[1]) || Number(hostPort[1]) > 65535) {
           throw fail(`invalid port '${hostPort[1]}' in ${tok.text}`, tok);
         }
-        out.push({ host: ip, port: Number(hostPort[1]) });
+        out.push({ address: { host: ip, port: Number(hostPort[1]) }, token: tok });
         continue;
       }
     }
@@ -212,10 +214,107 @@ export function parseUpstreams(tokens: Token[], configDir: string): UpstreamAddr
     } catch {
       throw fail(`not an IP address or file: "${rest}"`, tok);
     }
-    for (const host of readResolvConf(text)) out.push({ host, port: 53 });
+    for (const host of readResolvConf(text)) {
+      out.push({ address: { host, port: 53 }, token: tok, file: path });
+    }
   }
   if (out.length === 0) throw fail("no nameservers found", tokens[tokens.length - 1]);
   return out;
+}
+
+/**
+ * Resolves TO arguments: `IP`, `IP:port`, `[v6]:port`, `dns://...`, or a
+ * resolv.conf path (relative to `configDir`). Rejects the transports
+ * idetcd does not speak. Mirrors parse.HostPortOrFile + parse.Transport.
+ */
+export function parseUpstreams(tokens: Token[], configDir: string): UpstreamAddress[] {
+  return upstreamsOf(tokens, configDir).map((u) => u.address);
+}
+
+/** Where the server block of a stanza listens: its port, and its `bind` addresses (empty: every address). */
+export interface ListenAddresses {
+  port: number;
+  bind: readonly string[];
+}
+
+/**
+ * An IP in one spelling for comparisons: IPv4 dotted (also for IPv4-mapped
+ * IPv6), IPv6 as eight lower-case hex groups; no zone.
+ */
+export function canonicalIP(ip: string): string {
+  const host = ip.replace(/^\[|\]$/g, "").replace(/%.*$/, "");
+  if (!host.includes(":")) return host;
+  const groups = expandIPv6(host);
+  if (!groups) return host.toLowerCase();
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return [groups[6] >> 8, groups[6] & 0xff, groups[7] >> 8, groups[7] & 0xff].join(".");
+  }
+  return groups.map((g) => g.toString(16)).join(":");
+}
+
+const V6_ANY = canonicalIP("::");
+const V6_LOOPBACK = canonicalIP("::1");
+
+/** Whether `ip` (canonical) reaches this machine whatever its interfaces: loopback or "any". */
+function alwaysLocal(ip: string): boolean {
+  return ip.startsWith("127.") || ip === "0.0.0.0" || ip === V6_ANY || ip === V6_LOOPBACK;
+}
+
+/** The addresses of this machine's interfaces, canonical (empty without --allow-sys). */
+export function interfaceAddresses(): string[] {
+  try {
+    return Deno.networkInterfaces().map((i) => canonicalIP(i.address));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Whether a query sent to `upstream` comes back to a server listening as
+ * `listen` on a machine with the interface addresses `local`: the same port,
+ * and an address it listens on. A server without `bind` listens on every
+ * address ("::" and "0.0.0.0"), so any local address is one; so is any
+ * local IPv4 address for `bind 0.0.0.0`. 0.0.0.0 and :: as destinations
+ * reach the machine itself.
+ */
+export function loopsBack(
+  upstream: UpstreamAddress,
+  listen: ListenAddresses,
+  local: readonly string[] = interfaceAddresses(),
+): boolean {
+  if (upstream.port !== listen.port) return false;
+  let to = canonicalIP(upstream.host);
+  if (to === "0.0.0.0") to = "127.0.0.1";
+  if (to === V6_ANY) to = V6_LOOPBACK;
+  const isLocal = alwaysLocal(to) || local.includes(to);
+  const v4 = !to.includes(":");
+  if (listen.bind.length === 0) return isLocal;
+  return listen.bind.some((b) => {
+    const at = canonicalIP(b);
+    if (at === V6_ANY) return isLocal; // dual-stack on Linux
+    if (at === "0.0.0.0") return isLocal && v4;
+    return at === to;
+  });
+}
+
+function hostPort(u: UpstreamAddress): string {
+  return u.host.includes(":") ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`;
+}
+
+/** The one-line refusal of a stanza whose upstream is this server itself. */
+function loopError(d: Directive, u: ParsedUpstream, listen: ListenAddresses): CorefileError {
+  const where = listen.bind.length === 0
+    ? `port ${listen.port} of every local address`
+    : listen.bind.map((b) => hostPort({ host: b, port: listen.port })).join(", ");
+  const target = u.file
+    ? `its nameserver ${u.address.host} (port 53) is this server`
+    : `${hostPort(u.address)} is this server`;
+  return fail(
+    `forward ${
+      d.args[0].text
+    } ${u.token.text} would loop: ${target}, which listens on ${where}; forward to another resolver`,
+    u.token,
+  );
 }
 
 function rcodes(line: Directive, what: "next" | "failover"): number[] {
@@ -322,8 +421,17 @@ function parseOption(cfg: ForwardConfig, line: Directive): void {
   }
 }
 
-/** Parses one `forward FROM TO... { ... }` stanza. Throws CorefileError. */
-export function parseStanza(d: Directive, configDir: string, log?: Logger): ForwardConfig {
+/**
+ * Parses one `forward FROM TO... { ... }` stanza. Throws CorefileError. With
+ * `listen` (where its server block listens), an upstream that is this server
+ * itself is refused: every query would go round until it timed out.
+ */
+export function parseStanza(
+  d: Directive,
+  configDir: string,
+  log?: Logger,
+  listen?: ListenAddresses,
+): ForwardConfig {
   const cfg = defaultConfig();
   if (d.args.length === 0) throw argError(d.name, PLUGIN);
   const fromTok = d.args[0];
@@ -337,7 +445,13 @@ export function parseStanza(d: Directive, configDir: string, log?: Logger): Forw
   }
   const to = d.args.slice(1);
   if (to.length === 0) throw argError(fromTok, PLUGIN);
-  cfg.upstreams = parseUpstreams(to, configDir);
+  const upstreams = upstreamsOf(to, configDir);
+  if (listen) {
+    const local = interfaceAddresses();
+    const loop = upstreams.find((u) => loopsBack(u.address, listen, local));
+    if (loop) throw loopError(d, loop, listen);
+  }
+  cfg.upstreams = upstreams.map((u) => u.address);
   for (const line of d.block ?? []) parseOption(cfg, line);
   if (cfg.upstreams.length > MAX_UPSTREAMS) {
     throw fail(`more than ${MAX_UPSTREAMS} TOs configured: ${cfg.upstreams.length}`, d.name);

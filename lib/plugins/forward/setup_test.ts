@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { CorefileError } from "../../corefile/types.ts";
-import { parseStanza, readResolvConf } from "./setup.ts";
+import { canonicalIP, loopsBack, parseStanza, readResolvConf } from "./setup.ts";
 import { forwardPlugin } from "./mod.ts";
 import { directivesOf, setupContext } from "./testkit.ts";
 
@@ -166,9 +166,108 @@ Deno.test("forward setup: TLS and DoH are rejected as not supported by idetcd", 
 Deno.test("forward setup: several stanzas chain in one plugin; shutdown is clean", async () => {
   const ctx = setupContext(
     directivesOf("forward", "forward a.org 127.0.0.1\nforward . 127.0.0.2"),
+    { port: 1053 }, // on port 53 these would be this server itself (see the loop tests)
   );
   const plugin = await forwardPlugin.setup(ctx);
   assert.ok(plugin);
   assert.equal(plugin.name, "forward");
   await ctx.shutdown();
+});
+
+Deno.test("forward setup: canonical IPs (IPv4-mapped IPv6 is IPv4; zones and brackets go)", () => {
+  assert.equal(canonicalIP("::ffff:127.0.0.1"), "127.0.0.1");
+  assert.equal(canonicalIP("[2001:DB8::1]"), "2001:db8:0:0:0:0:0:1");
+  assert.equal(canonicalIP("fe80::1%eth0"), "fe80:0:0:0:0:0:0:1");
+  assert.equal(canonicalIP("10.0.0.1"), "10.0.0.1");
+});
+
+Deno.test("forward setup: which upstreams are this server itself", () => {
+  const local = ["10.0.0.4", canonicalIP("2001:db8::4")];
+  const every = { port: 53, bind: [] };
+  // No bind: every local address on the server's port.
+  for (
+    const host of ["127.0.0.1", "127.0.0.53", "::1", "0.0.0.0", "::", "10.0.0.4", "2001:db8::4"]
+  ) {
+    assert.equal(loopsBack({ host, port: 53 }, every, local), true, host);
+  }
+  assert.equal(loopsBack({ host: "::ffff:10.0.0.4", port: 53 }, every, local), true);
+  assert.equal(loopsBack({ host: "127.0.0.1", port: 5353 }, every, local), false, "another port");
+  assert.equal(loopsBack({ host: "10.0.0.5", port: 53 }, every, local), false, "another machine");
+  assert.equal(loopsBack({ host: "8.8.8.8", port: 53 }, every, local), false);
+  // bind: only the addresses listened on.
+  const lo = { port: 53, bind: ["127.0.0.1"] };
+  assert.equal(loopsBack({ host: "127.0.0.1", port: 53 }, lo, local), true);
+  assert.equal(
+    loopsBack({ host: "127.0.0.53", port: 53 }, lo, local),
+    false,
+    "a stub on 127.0.0.53",
+  );
+  assert.equal(loopsBack({ host: "10.0.0.4", port: 53 }, lo, local), false);
+  const v4any = { port: 53, bind: ["0.0.0.0"] };
+  assert.equal(loopsBack({ host: "10.0.0.4", port: 53 }, v4any, local), true);
+  assert.equal(loopsBack({ host: "::1", port: 53 }, v4any, local), false);
+  const v6any = { port: 53, bind: ["::"] };
+  assert.equal(loopsBack({ host: "10.0.0.4", port: 53 }, v6any, local), true, "dual-stack");
+  const nic = { port: 53, bind: ["2001:db8::4"] };
+  assert.equal(loopsBack({ host: "2001:DB8:0::4", port: 53 }, nic, local), true);
+});
+
+function loopError(body: string, listen: { port: number; bind: string[] }, configDir = Deno.cwd()) {
+  try {
+    parseStanza(directivesOf("forward", body)[0], configDir, undefined, listen);
+  } catch (err) {
+    assert.ok(err instanceof CorefileError, `expected CorefileError, got ${err}`);
+    return err.describe();
+  }
+  assert.fail(`expected a loop error for: ${body}`);
+}
+
+Deno.test("forward setup: an upstream that is this server is refused as a loop, with file:line", () => {
+  assert.equal(
+    loopError("forward . 8.8.8.8 127.0.0.1:1053", { port: 1053, bind: [] }),
+    "plugin/forward: Corefile:2 - Error during parsing: forward . 127.0.0.1:1053 would loop: " +
+      "127.0.0.1:1053 is this server, which listens on port 1053 of every local address; forward to another resolver",
+  );
+  assert.equal(
+    loopError("forward example.org dns://[::1]:1053", { port: 1053, bind: ["::1"] }),
+    "plugin/forward: Corefile:2 - Error during parsing: forward example.org dns://[::1]:1053 would loop: " +
+      "[::1]:1053 is this server, which listens on [::1]:1053; forward to another resolver",
+  );
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.writeTextFileSync(
+      join(dir, "resolv.conf"),
+      "nameserver 192.0.2.1\nnameserver 127.0.0.53\n",
+    );
+    assert.equal(
+      loopError("forward . resolv.conf", { port: 53, bind: [] }, dir),
+      "plugin/forward: Corefile:2 - Error during parsing: forward . resolv.conf would loop: " +
+        "its nameserver 127.0.0.53 (port 53) is this server, which listens on port 53 of every local address; forward to another resolver",
+    );
+    // The same file is fine for a server on another port, or bound elsewhere.
+    const ok = parseStanza(
+      directivesOf("forward", "forward . resolv.conf")[0],
+      dir,
+      undefined,
+      { port: 53, bind: ["127.0.0.1"] },
+    );
+    assert.equal(ok.upstreams.length, 2);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+  // Without a listen spec (the parser alone) nothing is checked.
+  assert.deepEqual(parse("forward . 127.0.0.1").upstreams, [{ host: "127.0.0.1", port: 53 }]);
+});
+
+Deno.test("forward setup: the plugin refuses a loop on its block's port and bind", async () => {
+  const loop = setupContext(directivesOf("forward", "forward . 127.0.0.1"));
+  await assert.rejects(
+    async () => await forwardPlugin.setup(loop),
+    (err: Error) => err instanceof CorefileError && /would loop/.test(err.message),
+  );
+  const bound = setupContext(directivesOf("forward", "forward . 127.0.0.1"), {
+    serverOptions: { bind: ["127.0.0.2"] },
+  });
+  assert.ok(await forwardPlugin.setup(bound));
+  await bound.shutdown();
 });
