@@ -90,9 +90,6 @@ export function classifyFailure(err: unknown): EtcdFailure {
   return "other";
 }
 
-/** The default deadline of a call (CoreDNS uses 5 s per etcd read). */
-const DEFAULT_TIMEOUT_MS = 5_000;
-
 /** The smallest key greater than every key starting with `prefix`. */
 export function prefixEnd(prefix: string): Buffer {
   const bytes = Buffer.from(prefix);
@@ -175,8 +172,13 @@ export class Etcd3Kv implements EtcdKv {
     this.#client = client;
   }
 
-  #deadline(timeoutMs = DEFAULT_TIMEOUT_MS): { deadline: number } {
-    return { deadline: Date.now() + timeoutMs };
+  /**
+   * A call's options: with `timeoutMs`, one deadline for the whole call; without,
+   * the client's own per-attempt deadline (createClient gives each attempt 5 s), so
+   * that a retry on the next etcd member is not born expired.
+   */
+  #deadline(timeoutMs?: number): { deadline: number } | undefined {
+    return timeoutMs === undefined ? undefined : { deadline: Date.now() + timeoutMs };
   }
 
   /** See {@link EtcdKv.txn}. */

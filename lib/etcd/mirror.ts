@@ -20,6 +20,7 @@
 import { Buffer } from "node:buffer";
 import type { Etcd3, IKeyValue, IWatchRequest, IWatchResponse } from "etcd3";
 import type { Logger } from "../log.ts";
+import { cleanEtcdError } from "./diagnose.ts";
 import type { KeyValue, KeyValueSource } from "./types.ts";
 
 // ---------------------------------------------------------------------------
@@ -223,10 +224,9 @@ function toKeyValue(key: string, kv: IKeyValue): KeyValue {
   };
 }
 
-/** One line for an error, without stack (and without grpc-js's empty "Resolution note"). */
+/** One line for an error, without stack (and without grpc-js's empty suffixes): see cleanEtcdError. */
 export function describeError(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  return text.split("\n")[0].replace(/\.?\s*Resolution note:\s*$/, "");
+  return cleanEtcdError(err);
 }
 
 /** True for errors where etcd answered and said no (auth, permissions), as opposed to not answering. */

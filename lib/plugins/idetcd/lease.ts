@@ -16,6 +16,7 @@
  * @module
  */
 
+import { cleanEtcdError } from "../../etcd/diagnose.ts";
 import { classifyFailure, type EtcdKv } from "../../etcd/kv.ts";
 import type { Logger } from "../../log.ts";
 
@@ -331,8 +332,7 @@ export class LeaseKeeper {
   }
 }
 
-/** The first line of an error's message. */
+/** The first line of an error's message, cleaned of gRPC's empty suffixes. */
 export function oneLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  return text.split("\n")[0].replace(/\.?\s*Resolution note:\s*$/, "");
+  return cleanEtcdError(err);
 }

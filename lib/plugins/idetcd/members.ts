@@ -6,6 +6,7 @@
  */
 
 import { createClient, describeEndpoints } from "../../etcd/client.ts";
+import { cleanEtcdError } from "../../etcd/diagnose.ts";
 import { Etcd3Kv } from "../../etcd/kv.ts";
 import { resolveAddresses } from "./addresses.ts";
 import { readClaimFile } from "./claim_file.ts";
@@ -44,6 +45,16 @@ export function zonePath(config: IdetcdConfig): string {
   return namePath(config.prefix, config.pattern.zone);
 }
 
+/**
+ * One line for a failed read of the zone, naming the endpoints once (the
+ * client's diagnosis may already start with "etcd at ENDPOINT: ...").
+ */
+export function etcdReadError(config: IdetcdConfig, err: unknown): Error {
+  const text = cleanEtcdError(err);
+  if (text.startsWith("etcd at ")) return new Error(`idetcd: cannot read ${text}`);
+  return new Error(`idetcd: cannot read etcd at ${describeEndpoints(config.etcd)}: ${text}`);
+}
+
 /** Reads the zone from etcd once; throws one line naming the endpoints when it cannot. */
 export async function readMembers(
   config: IdetcdConfig,
@@ -54,11 +65,7 @@ export async function readMembers(
     const kvs = await new Etcd3Kv(client).range(zonePath(config) + "/", { prefix: true });
     return { view: ClusterView.fromKeys(kvs, zonePath(config), config.pattern), identity };
   } catch (err) {
-    throw new Error(
-      `idetcd: cannot read etcd at ${describeEndpoints(config.etcd)}: ${
-        (err as Error).message.split("\n")[0].replace(/\.?\s*Resolution note:\s*$/, "")
-      }`,
-    );
+    throw etcdReadError(config, err);
   } finally {
     client.close();
   }

@@ -41,10 +41,10 @@
  */
 
 import type { Etcd3 } from "etcd3";
-import { createClient, describeEndpoints } from "../../etcd/client.ts";
+import { createClient } from "../../etcd/client.ts";
 import { Etcd3Kv } from "../../etcd/kv.ts";
 import type { KeyValue } from "../../etcd/types.ts";
-import { zonePath } from "./members.ts";
+import { etcdReadError, zonePath } from "./members.ts";
 import { ClusterView, decodeLock, lockKey, namePath } from "./records.ts";
 import type { IdetcdConfig } from "./setup.ts";
 
@@ -203,15 +203,6 @@ export async function leaseSecondsLeft(
   return result;
 }
 
-/** One line for an etcd failure, naming the endpoints (as `whoami` words it). */
-function etcdError(config: IdetcdConfig, err: unknown): Error {
-  const text = (err instanceof Error ? err.message : String(err)).split("\n")[0]
-    .replace(/\.?\s*Resolution note:\s*$/, "");
-  // The client's diagnosis may already name the endpoint ("etcd at http://h:p: connection refused ...").
-  if (text.startsWith("etcd at ")) return new Error(`idetcd: cannot read ${text}`);
-  return new Error(`idetcd: cannot read etcd at ${describeEndpoints(config.etcd)}: ${text}`);
-}
-
 /** One read of the zone: its keys, and the store's revision they are at. */
 async function rangeZone(client: Etcd3, config: IdetcdConfig) {
   // A txn's answer carries the header's revision, which Etcd3Kv.range leaves out.
@@ -233,7 +224,7 @@ export async function readView(config: IdetcdConfig): Promise<ClusterView> {
     const { kvs } = await rangeZone(client, config);
     return ClusterView.fromKeys(kvs, zonePath(config), config.pattern);
   } catch (err) {
-    throw etcdError(config, err);
+    throw etcdReadError(config, err);
   } finally {
     client.close();
   }
@@ -249,7 +240,7 @@ export async function readStatus(config: IdetcdConfig): Promise<StatusReport> {
     const left = await leaseSecondsLeft(client, view.members.map((m) => m.lease));
     return buildStatus(config, kvs, left, { revision, at });
   } catch (err) {
-    throw etcdError(config, err);
+    throw etcdReadError(config, err);
   } finally {
     client.close();
   }
