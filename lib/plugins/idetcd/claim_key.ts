@@ -26,6 +26,7 @@ export function claimKey(config: IdetcdConfig): string {
       wait: config.wait,
       roles: config.roles.roles,
       claimRole: config.claimRole,
+      hostname: config.hostname,
       file: config.file,
     })
   }`;

@@ -5,6 +5,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { machineHostname } from "./host_identity.ts";
 import type { IdetcdConfig } from "./setup.ts";
 
 /** A short, non-reversible digest of /etc/machine-id (which must not be published as is). */
@@ -27,6 +28,12 @@ export function defaultIdentity(addresses: readonly string[]): string {
     host = Deno.hostname();
   } catch {
     // no --allow-sys: the addresses still tell nodes apart
+  }
+  try {
+    // While the `hostname` option presents the claimed name, the identity stays the machine's own.
+    host = machineHostname(host, Deno.readTextFileSync("/etc/hosts"));
+  } catch {
+    // no hosts file, or no --allow-read: the hostname as it is
   }
   return `${host || "-"}/${machineDigest() ?? "-"}/${addresses.join(",")}`;
 }
