@@ -346,20 +346,34 @@ export class Claimer {
   /** Sleeps `ms` unless a stop is requested. */
   async #pause(ms: number): Promise<void> {
     const until = this.#clock.now() + ms;
-    while (!this.#stopRequested) {
-      const left = until - this.#clock.now();
-      if (left <= 0) return;
-      const event = await this.#next(left);
-      if (!event) return;
-      if (event.kind === "stop") {
-        this.#pending.set("stop", undefined);
-        return;
+    // A "renewed" is acted on after the pause (it is what a failed check retries).
+    let renewed: { lease?: string } | undefined;
+    if (this.#pending.has("renewed")) {
+      renewed = { lease: this.#pending.get("renewed") };
+      this.#pending.delete("renewed");
+    }
+    try {
+      while (!this.#stopRequested) {
+        const left = until - this.#clock.now();
+        if (left <= 0) return;
+        const event = await this.#next(left);
+        if (!event) return;
+        if (event.kind === "stop") {
+          this.#pending.set("stop", undefined);
+          return;
+        }
+        if (event.kind === "renewed") {
+          renewed = { lease: event.lease };
+          continue;
+        }
+        // Other events are judged again in the next state; a lease's end or fence cuts the pause short.
+        if (event.kind === "gone" || event.kind === "expiring") {
+          this.#pending.set(event.kind, event.lease);
+          return;
+        }
       }
-      // Other events are judged again in the next state; keep the lease ones.
-      if (event.kind === "gone" || event.kind === "expiring" || event.kind === "renewed") {
-        this.#pending.set(event.kind, event.lease);
-        return;
-      }
+    } finally {
+      if (renewed) this.#pending.set("renewed", renewed.lease);
     }
   }
 
@@ -593,7 +607,14 @@ export class Claimer {
       case "renewed": {
         if (event.lease !== claimed.leaseId) return;
         // The lease lived through it: believe the lock again only after reading it.
-        const kvs = await this.#kv.range(claimed.key);
+        let kvs;
+        try {
+          kvs = await this.#kv.range(claimed.key);
+        } catch (err) {
+          // Read it again after the pause: the keeper does not say "renewed" twice.
+          this.#pending.set("renewed", claimed.leaseId);
+          throw err;
+        }
         const kv = kvs[0];
         if (this.#state.kind !== "fenced") return;
         if (kv && kv.lease === claimed.leaseId && kv.createRevision === claimed.createRevision) {
