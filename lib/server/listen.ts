@@ -1,11 +1,16 @@
 /**
  * Sockets: one UDP and one TCP listener per listen address, feeding a Dispatcher.
  *
+ * UDP goes through lib/server/udp/: the batched path (recvmmsg/sendmmsg via
+ * libc) on Linux when it can be had, else Deno.listenDatagram; both call
+ * the same handler here.
+ *
  * @module
  */
 
 import type { Logger } from "../log.ts";
 import { type Dispatcher, type Peer, unmapAddress } from "./dispatch.ts";
+import { openUdp, type UdpAnswer, type UdpSocket, type UdpSource } from "./udp/mod.ts";
 
 /** Limits for TCP connections. */
 export interface TcpLimits {
@@ -60,7 +65,7 @@ function isIdle(session: TcpSession): boolean {
 export class Listener {
   readonly host: string;
   readonly port: number;
-  #udp?: Deno.DatagramConn;
+  #udp?: UdpSocket;
   #tcp?: Deno.Listener;
   #sessions = new Map<Deno.Conn, TcpSession>();
   #closed = false;
@@ -85,7 +90,7 @@ export class Listener {
 
   /** The port actually bound (useful with port 0). */
   get boundPort(): number {
-    return (this.#udp?.addr as Deno.NetAddr | undefined)?.port ?? this.port;
+    return this.#udp?.localPort ?? this.port;
   }
 
   /** Binds both sockets; throws a one-line error when the address is unavailable. */
@@ -97,16 +102,16 @@ export class Listener {
     let lastError: unknown;
     for (const hostname of hosts) {
       try {
-        const udp = Deno.listenDatagram({ transport: "udp", hostname, port: this.port });
-        const port = (udp.addr as Deno.NetAddr).port;
+        const udp = openUdp(hostname, this.port, this.#log);
+        const port = udp.localPort;
         try {
           this.#tcp = Deno.listen({ transport: "tcp", hostname, port });
         } catch (err) {
-          udp.close();
+          void udp.close();
           throw err;
         }
         this.#udp = udp;
-        this.#loops.push(this.#serveUdp(udp), this.#serveTcp(this.#tcp));
+        this.#loops.push(udp.serve(this.#answerUdp), this.#serveTcp(this.#tcp));
         return;
       } catch (err) {
         lastError = err;
@@ -127,47 +132,32 @@ export class Listener {
     throw new Error(`cannot listen on ${where}: ${(lastError as Error)?.message}`);
   }
 
-  async #serveUdp(udp: Deno.DatagramConn): Promise<void> {
-    const local = udp.addr as Deno.NetAddr;
-    while (!this.#closed) {
-      let data: Uint8Array, addr: Deno.Addr;
-      try {
-        [data, addr] = await udp.receive();
-      } catch (err) {
-        if (this.#closed) return;
-        // ICMP errors from earlier sends surface here on some systems; keep serving.
-        this.#log.debug(`udp receive: ${(err as Error).message}`);
-        continue;
-      }
-      const dispatcher = this.#dispatcher;
-      const key = dispatcher.keyOf(data, "udp");
-      if (key !== undefined) {
-        const hit = dispatcher.cached(key, data);
-        if (hit) {
-          udp.send(hit, addr).catch(() => {});
-          continue;
-        }
-      }
-      const remote = addr as Deno.NetAddr;
-      const peer: Peer = {
-        transport: "udp",
-        remoteAddress: unmapAddress(remote.hostname),
-        remotePort: remote.port,
-        localAddress: unmapAddress(local.hostname),
-        localPort: local.port,
-      };
-      dispatcher.handle(data, peer, key).catch((err) => {
-        this.#log.error(`udp query from ${peer.remoteAddress}: ${err}`);
-        return null;
-      }).then((reply) => {
-        if (reply && !this.#closed) {
-          udp.send(reply, addr).catch((err) => {
-            this.#log.debug(`udp send to ${remote.hostname}: ${(err as Error).message}`);
-          });
-        }
-      });
+  /**
+   * One UDP datagram, on either path: the fast path's kept reply straight
+   * away, else the dispatcher's promise (the socket sends it when it
+   * resolves). `data` is only valid during this call, hence the copy for the
+   * dispatcher, which may hold it across awaits.
+   */
+  #answerUdp = (data: Uint8Array, source: UdpSource): UdpAnswer => {
+    const dispatcher = this.#dispatcher;
+    const key = dispatcher.keyOf(data, "udp");
+    if (key !== undefined) {
+      const hit = dispatcher.cached(key, data);
+      if (hit) return hit;
     }
-  }
+    const udp = this.#udp!;
+    const peer: Peer = {
+      transport: "udp",
+      remoteAddress: source.address,
+      remotePort: source.port,
+      localAddress: unmapAddress(udp.localAddress),
+      localPort: udp.localPort,
+    };
+    return dispatcher.handle(data.slice(), peer, key).catch((err) => {
+      this.#log.error(`udp query from ${peer.remoteAddress}: ${err}`);
+      return null;
+    });
+  };
 
   async #serveTcp(listener: Deno.Listener): Promise<void> {
     while (!this.#closed) {
@@ -308,11 +298,8 @@ export class Listener {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.#udp?.close();
-    } catch {
-      // already closed
-    }
+    // The batched socket's close waits for its poll to return (at most 100 ms).
+    const udpClosed = this.#udp?.close();
     try {
       this.#tcp?.close();
     } catch {
@@ -325,7 +312,7 @@ export class Listener {
         // already closed
       }
     }
-    await Promise.allSettled(this.#loops);
+    await Promise.allSettled([udpClosed, ...this.#loops]);
   }
 }
 
