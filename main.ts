@@ -16,6 +16,7 @@ import { Instance } from "./lib/server/instance.ts";
 import { loadCorefile } from "./lib/server/load.ts";
 import { PLUGINS } from "./lib/server/registry.ts";
 import { setCorefileReader, setReloadHandler, setStartingCorefile } from "./lib/server/reloader.ts";
+import { isUdpChoice, setUdpPath, type UdpChoice } from "./lib/server/udp/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 /** The release version. */
@@ -29,6 +30,8 @@ Flags (one or two dashes, as CoreDNS):
   -pidfile FILE     write the process ID to FILE
   -plugins          list the plugins and exit
   -quiet            do not print the startup banner
+  -udp PATH         UDP: auto (default), batched (recvmmsg, Linux) or portable
+                    (Deno.listenDatagram); the IDETCD_UDP variable when not given
   -version          print the version and exit
 
 Subcommands (read the Corefile's idetcd block and ask etcd):
@@ -57,7 +60,7 @@ function splitAtSubcommand(argv: string[]): { global: string[]; sub: string[] } 
     const a = argv[i];
     if (SUBCOMMANDS.includes(a)) return { global: argv.slice(0, i + 1), sub: argv.slice(i + 1) };
     // A flag's value is not a subcommand (`-conf exec` names a file called exec).
-    if (/^--?(conf|dns\.port|p|pidfile)$/.test(a)) i++;
+    if (/^--?(conf|dns\.port|p|pidfile|udp)$/.test(a)) i++;
   }
   return { global: argv, sub: [] };
 }
@@ -73,6 +76,7 @@ interface Flags {
   pidfile?: string;
   plugins: boolean;
   quiet: boolean;
+  udp?: UdpChoice;
   version: boolean;
   help: boolean;
   subcommand?: string;
@@ -110,6 +114,7 @@ function parseFlags(argv: string[]): Flags {
         pidfile: { type: "string" },
         plugins: { type: "boolean" },
         quiet: { type: "boolean" },
+        udp: { type: "string" },
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -123,6 +128,9 @@ function parseFlags(argv: string[]): Flags {
   if (!/^\d+$/.test(portText) || port > 65535) {
     throw new UsageError(`invalid value "${portText}" for flag -dns.port: not a port number`);
   }
+  if (v.udp !== undefined && !isUdpChoice(v.udp)) {
+    throw new UsageError(`invalid value "${v.udp}" for flag -udp: want auto, batched or portable`);
+  }
   const positionals = parsed.positionals;
   if (
     positionals.length > 1 || (positionals.length === 1 && !SUBCOMMANDS.includes(positionals[0]))
@@ -135,6 +143,7 @@ function parseFlags(argv: string[]): Flags {
     pidfile: v.pidfile,
     plugins: v.plugins ?? false,
     quiet: v.quiet ?? false,
+    udp: v.udp as UdpChoice | undefined,
     version: v.version ?? false,
     help: v.help ?? false,
     subcommand: positionals[0],
@@ -187,6 +196,7 @@ async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  setUdpPath(flags.udp);
   if (flags.version) {
     console.log(
       `idetcd-${VERSION}\n${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`,

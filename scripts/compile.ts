@@ -29,6 +29,7 @@
 
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { LIBC_PATHS } from "../lib/server/udp/ffi.ts";
 
 /** The targets a release ships (the Linux ones are what install.sh fetches on cloud nodes). */
 export const RELEASE_TARGETS = [
@@ -44,8 +45,8 @@ export const RELEASE_TARGETS = [
  * files, /sys and /etc/resolv.conf; write: -pidfile and the `file` option;
  * env: `{$VAR}` in the Corefile and @grpc/grpc-js's GRPC_* and proxy
  * variables; sys: networkInterfaces (the `address` option, `bind IFACE`) and
- * hostname. No --allow-run, --allow-ffi or --allow-import: nothing spawns,
- * loads native code or imports remote modules.
+ * hostname. No --allow-run or --allow-import: nothing spawns or imports
+ * remote modules. FFI is {@link ffiPermission}'s, per target.
  */
 export const RUNTIME_PERMISSIONS = [
   "--allow-net",
@@ -71,6 +72,21 @@ export interface CompileJob {
   entry: string;
 }
 
+/**
+ * The FFI permission of a target's binary: on Linux, `--allow-ffi` for
+ * glibc's `libc.so.6` at the paths lib/server/udp/ffi.ts looks in, and
+ * nothing else (the batched UDP path calls libc only; no other library can
+ * be opened). A bare `--allow-ffi` would allow every library, and with it
+ * anything native code can do. macOS binaries get none: the batched path is
+ * Linux-only.
+ */
+export function ffiPermission(target: string): string[] {
+  const arch = /^(x86_64|aarch64)-unknown-linux-gnu$/.exec(target)?.[1] as
+    | keyof typeof LIBC_PATHS
+    | undefined;
+  return arch ? [`--allow-ffi=${LIBC_PATHS[arch].join(",")}`] : [];
+}
+
 /** The arguments after `deno` for one job: no --include (npm packages, .proto files too, are embedded anyway). */
 export function compileArgs(job: CompileJob): string[] {
   return [
@@ -81,6 +97,7 @@ export function compileArgs(job: CompileJob): string[] {
     job.output,
     ...UNSTABLE_FLAGS,
     ...RUNTIME_PERMISSIONS,
+    ...ffiPermission(job.target),
     job.entry,
   ];
 }

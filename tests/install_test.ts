@@ -668,7 +668,7 @@ Deno.test({
 
 // --- scripts/compile.ts ----------------------------------------------------------
 
-Deno.test("compileArgs bakes in exactly the runtime permissions and --unstable-net", () => {
+Deno.test("compileArgs bakes in exactly the runtime permissions, libc-only FFI on Linux, and --unstable-net", () => {
   assert.deepEqual(
     compileArgs({
       target: "aarch64-unknown-linux-gnu",
@@ -687,14 +687,34 @@ Deno.test("compileArgs bakes in exactly the runtime permissions and --unstable-n
       "--allow-write",
       "--allow-env",
       "--allow-sys",
+      "--allow-ffi=/lib/aarch64-linux-gnu/libc.so.6,/usr/lib/aarch64-linux-gnu/libc.so.6,/lib64/libc.so.6,/usr/lib64/libc.so.6,/usr/lib/libc.so.6",
       "/p/main.ts",
     ],
   );
-  const args = compileArgs({ target: TARGET, output: "o", entry: "e" });
-  for (
-    const flag of ["--allow-run", "--allow-all", "-A", "--allow-ffi", "--allow-import", "--include"]
-  ) {
-    assert.ok(!args.includes(flag), `${flag} must not be baked in`);
+  for (const target of RELEASE_TARGETS) {
+    const args = compileArgs({ target, output: "o", entry: "e" });
+    for (
+      const flag of [
+        "--allow-run",
+        "--allow-all",
+        "-A",
+        "--allow-ffi",
+        "--allow-import",
+        "--include",
+      ]
+    ) {
+      // A bare --allow-ffi would allow every library; only libc's paths may be named.
+      assert.ok(!args.includes(flag), `${flag} must not be baked in`);
+    }
+    const ffi = args.filter((a) => a.startsWith("--allow-ffi"));
+    if (target.includes("linux")) {
+      assert.equal(ffi.length, 1);
+      for (const path of ffi[0].slice("--allow-ffi=".length).split(",")) {
+        assert.match(path, /^\/[\w/.-]+\/libc\.so\.6$/, `${target}: ${path}`);
+      }
+    } else {
+      assert.deepEqual(ffi, [], `${target} has no batched UDP path`);
+    }
   }
 });
 

@@ -70,6 +70,14 @@ export function toSockAddr(hostname: string, port: number): SockAddr | undefined
   return undefined;
 }
 
+/**
+ * Strips the ::ffff: prefix of an IPv4-mapped address given as text (what
+ * Deno.listenDatagram reports for IPv4 clients of a dual-stack socket).
+ */
+export function unmapText(address: string): string {
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}
+
 /** True for ::ffff:a.b.c.d (the first 16 bytes at `o`). */
 function isMapped(bytes: Uint8Array, o: number): boolean {
   for (let i = 0; i < 10; i++) if (bytes[o + i] !== 0) return false;

@@ -7,7 +7,7 @@
  */
 
 import type { Logger } from "../../log.ts";
-import { unmapAddress } from "../dispatch.ts";
+import { unmapText } from "./addr.ts";
 import type { UdpHandler, UdpSocket } from "./types.ts";
 
 /** A UDP socket on Deno's datagram API. */
@@ -53,7 +53,7 @@ export class PortableUdp implements UdpSocket {
       const remote = addr as Deno.NetAddr;
       let answer;
       try {
-        answer = handler(data, { address: unmapAddress(remote.hostname), port: remote.port });
+        answer = handler(data, { address: unmapText(remote.hostname), port: remote.port });
       } catch (err) {
         this.#log.error(`udp handler: ${(err as Error).message}`);
         continue;

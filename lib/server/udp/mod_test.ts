@@ -1,0 +1,233 @@
+/**
+ * Choosing the UDP path: the flag, IDETCD_UDP, auto; and, on real server
+ * processes, what each FFI permission gives: none (portable), libc's paths
+ * only (what the release binary is compiled with: batched), and `batched`
+ * asked for where it cannot be had (an error, never a silent fallback).
+ */
+
+import assert from "node:assert/strict";
+import {
+  batchedUnavailable,
+  isUdpChoice,
+  openUdp,
+  resolveUdpPath,
+  setUdpPath,
+  UDP_ENV,
+  udpChoice,
+} from "./mod.ts";
+import { LIBC_PATHS } from "./ffi.ts";
+import { createLogger } from "../../log.ts";
+import { queryUdp } from "../../../tests/helpers/process.ts";
+import { freePort, waitFor } from "../../../tests/helpers/wait.ts";
+import { Type } from "../../dns/types.ts";
+
+const quiet = createLogger("test", () => {});
+const MAIN = new URL("../../../main.ts", import.meta.url).pathname;
+const unavailable = batchedUnavailable();
+
+/** Runs `fn` with IDETCD_UDP set to `value` (or unset), restoring it after. */
+function withEnv<T>(value: string | undefined, fn: () => T): T {
+  const before = Deno.env.get(UDP_ENV);
+  if (value === undefined) Deno.env.delete(UDP_ENV);
+  else Deno.env.set(UDP_ENV, value);
+  try {
+    return fn();
+  } finally {
+    if (before === undefined) Deno.env.delete(UDP_ENV);
+    else Deno.env.set(UDP_ENV, before);
+  }
+}
+
+Deno.test("udp path: the flag beats IDETCD_UDP, which beats auto; a bad value is an error", () => {
+  try {
+    withEnv(undefined, () => assert.deepEqual(udpChoice(), { choice: "auto", from: "default" }));
+    withEnv("Portable", () => {
+      assert.deepEqual(udpChoice(), { choice: "portable", from: "env" });
+      setUdpPath("batched");
+      assert.deepEqual(udpChoice(), { choice: "batched", from: "flag" });
+      setUdpPath(undefined);
+    });
+    withEnv("fast", () => assert.throws(() => udpChoice(), /IDETCD_UDP=fast: want auto/));
+    assert.ok(isUdpChoice("auto") && isUdpChoice("batched") && isUdpChoice("portable"));
+    assert.ok(!isUdpChoice("Batched") && !isUdpChoice(""));
+  } finally {
+    setUdpPath(undefined);
+  }
+});
+
+Deno.test("udp path: portable when asked; batched by default where it can be had", async () => {
+  try {
+    setUdpPath("portable");
+    assert.deepEqual(resolveUdpPath(""), { path: "portable", reason: "-udp=portable" });
+    const portable = openUdp("127.0.0.1", 0, quiet);
+    assert.equal(portable.path, "portable");
+    await portable.close();
+    setUdpPath("auto");
+    if (unavailable) {
+      assert.equal(resolveUdpPath("").path, "portable");
+      setUdpPath("batched");
+      assert.throws(() => resolveUdpPath(""), /-udp=batched, but the batched UDP path cannot/);
+    } else {
+      assert.deepEqual(resolveUdpPath(""), { path: "batched" });
+      // Not an IP address (a zone, a name): auto leaves it to Deno, batched refuses.
+      assert.equal(resolveUdpPath("fe80::1%eth0").path, "portable");
+      setUdpPath("batched");
+      assert.throws(() => resolveUdpPath("fe80::1%eth0"), /not an IP address/);
+      const batched = openUdp("127.0.0.1", 0, quiet);
+      assert.equal(batched.path, "batched");
+      await batched.close();
+    }
+  } finally {
+    setUdpPath(undefined);
+  }
+});
+
+Deno.test({
+  name: "udp path: on Linux glibc x86_64/aarch64 with FFI granted, auto is the batched path",
+  ignore: Deno.build.os !== "linux" || !["x86_64", "aarch64"].includes(Deno.build.arch),
+  fn() {
+    // CI runs the suite once on each path; this keeps the first pass honest
+    // (a machine where the batched path silently fell back would pass both
+    // passes on the portable path).
+    assert.equal(unavailable, undefined, `the batched path is unavailable: ${unavailable}`);
+  },
+});
+
+/** A server process with exactly `permissions`, its output, and a stop. */
+async function serve(
+  permissions: string[],
+  extra: string[] = [],
+  env: Record<string, string> = {},
+) {
+  const port = await freePort();
+  const dir = await Deno.makeTempDir({ prefix: "idetcd-udp-path-" });
+  const conf = `${dir}/Corefile`;
+  await Deno.writeTextFile(conf, `.:${port} {\n    debug\n    whoami\n}\n`);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...permissions, MAIN, "-conf", conf, ...extra],
+    // auto unless the test says otherwise: the suite's own IDETCD_UDP (CI's
+    // portable pass) must not decide what these tests look at.
+    env: { NO_COLOR: "1", [UDP_ENV]: "auto", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let output = "";
+  const decoder = new TextDecoder();
+  const pumps = Promise.all([child.stdout, child.stderr].map(async (stream) => {
+    for await (const chunk of stream) output += decoder.decode(chunk, { stream: true });
+  }));
+  let code: number | undefined;
+  const exited = child.status.then(async (s) => {
+    await pumps;
+    code = s.code;
+    return s.code;
+  });
+  return {
+    port,
+    output: () => output,
+    exited,
+    /** Waits for the banner (serving) or the exit; true when serving. */
+    async started(): Promise<boolean> {
+      await waitFor(() => code !== undefined || /^idetcd-\d/m.test(output), {
+        timeoutMs: 30_000,
+        what: `the server to start; output:\n${output}`,
+      });
+      return code === undefined;
+    },
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // already gone
+      }
+      await exited;
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+const SERVER_PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+];
+const libcPaths = LIBC_PATHS[Deno.build.arch as "x86_64"] ?? [];
+const batchedHere = unavailable === undefined;
+
+Deno.test("udp path: without --allow-ffi the server serves on the portable path, and says why", async () => {
+  await using server = await serve(SERVER_PERMISSIONS);
+  assert.ok(await server.started(), server.output());
+  const reply = await queryUdp("127.0.0.1", server.port, "who.example.", Type.A);
+  assert.equal(reply.additional[0].data, "127.0.0.1");
+  assert.match(server.output(), /udp: portable path \(Deno\.listenDatagram\): no FFI permission/);
+});
+
+Deno.test({
+  name:
+    "udp path: --allow-ffi limited to libc's paths (the release binary's) is enough for batched",
+  ignore: !batchedHere,
+  async fn() {
+    await using server = await serve([...SERVER_PERMISSIONS, `--allow-ffi=${libcPaths.join(",")}`]);
+    assert.ok(await server.started(), server.output());
+    const reply = await queryUdp("127.0.0.1", server.port, "who.example.", Type.A);
+    assert.equal(reply.additional[0].data, "127.0.0.1");
+    assert.match(server.output(), /udp \[::\]:\d+: batched path/);
+  },
+});
+
+Deno.test({
+  name: "udp path: -udp portable and IDETCD_UDP=portable turn the batched path off",
+  ignore: !batchedHere,
+  async fn() {
+    for (
+      const [extra, env] of [[["-udp", "portable"], {}], [[], { [UDP_ENV]: "portable" }]] as const
+    ) {
+      await using server = await serve(["-A"], [...extra], { ...env });
+      assert.ok(await server.started(), server.output());
+      const reply = await queryUdp("127.0.0.1", server.port, "who.example.", Type.A);
+      assert.equal(reply.additional[0].data, "127.0.0.1");
+      assert.match(
+        server.output(),
+        /udp: portable path \(Deno\.listenDatagram\): (-udp|IDETCD_UDP)=portable/,
+      );
+      assert.doesNotMatch(server.output(), /batched path/);
+    }
+  },
+});
+
+Deno.test("udp path: batched asked for without the FFI permission stops the server with the reason", async () => {
+  for (const [extra, env] of [[["-udp", "batched"], {}], [[], { [UDP_ENV]: "batched" }]] as const) {
+    await using server = await serve(SERVER_PERMISSIONS, [...extra], { ...env });
+    assert.equal(await server.started(), false, server.output());
+    assert.notEqual(await server.exited, 0);
+    assert.match(
+      server.output(),
+      /=batched, but the batched UDP path cannot be used: no FFI permission/,
+    );
+  }
+});
+
+Deno.test("udp path: a -udp value that is no path is a usage error (exit 2)", async () => {
+  await using server = await serve(["-A"], ["-udp", "fast"]);
+  assert.equal(await server.started(), false);
+  assert.equal(await server.exited, 2);
+  assert.match(
+    server.output(),
+    /invalid value "fast" for flag -udp: want auto, batched or portable/,
+  );
+});
+
+Deno.test("udp path: `deno task start` grants FFI for exactly libc's paths (both architectures)", async () => {
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("../../../deno.json", import.meta.url)),
+  ) as { tasks: Record<string, string> };
+  const flag = config.tasks.start.split(" ").find((a) => a.startsWith("--allow-ffi"));
+  assert.ok(flag, "the start task has no --allow-ffi");
+  assert.deepEqual(
+    flag.slice("--allow-ffi=".length).split(",").sort(),
+    [...new Set([...LIBC_PATHS.x86_64, ...LIBC_PATHS.aarch64])].sort(),
+  );
+});
