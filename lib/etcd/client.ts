@@ -54,8 +54,16 @@ export const CALL_TIMEOUT_MS = 5_000;
 export const KEEPALIVE_TIME_MS = 6_000;
 /** How long an unanswered keep-alive ping may take before the connection counts as dead. */
 export const KEEPALIVE_TIMEOUT_MS = 3_000;
-/** A connection attempt (TCP, TLS and HTTP/2 handshakes) not done by then is started afresh. */
+/**
+ * A connection attempt (TCP, TLS and HTTP/2 handshakes) not done by then is
+ * started afresh. It doubles with each attempt to a host that timed out in a
+ * row (up to {@link MAX_CONNECT_TIMEOUT_MS}) and falls back once one connects:
+ * a busy machine (a hundred clients starting in one process) or a distant
+ * etcd still connects, and a healed partition is still seen within seconds.
+ */
 export const CONNECT_TIMEOUT_MS = 800;
+/** The longest a connection attempt is given after repeated timeouts. */
+export const MAX_CONNECT_TIMEOUT_MS = 3_200;
 /** Longest pause between reconnection attempts (gRPC's default is 2 min). */
 export const MAX_RECONNECT_BACKOFF_MS = 1_000;
 /** Longest pause before a watch is re-opened after it failed. */
@@ -241,6 +249,8 @@ const UNAVAILABLE = 14;
 
 /** grpc-js ConnectivityState.CONNECTING */
 const CONNECTING = 1;
+/** grpc-js ConnectivityState.READY */
+const READY = 2;
 
 /** The connection pool of an etcd3 client. */
 interface Etcd3Pool {
@@ -321,6 +331,10 @@ function checkMember(host: Etcd3Host): Promise<boolean> {
  */
 function superviseConnects(hosts: Etcd3Host[], health: EndpointHealth): () => void {
   const connectingSince = new WeakMap<GrpcChannel, number>();
+  /** Connection timeouts in a row, per host: each doubles the next attempt's allowance. */
+  const timeouts = new Map<string, number>();
+  const allowance = (host: string) =>
+    Math.min(MAX_CONNECT_TIMEOUT_MS, CONNECT_TIMEOUT_MS * 2 ** (timeouts.get(host) ?? 0));
   const timer = setInterval(() => {
     const now = performance.now();
     for (const host of hosts) {
@@ -336,15 +350,18 @@ function superviseConnects(hosts: Etcd3Host[], health: EndpointHealth): () => vo
         }
         if (state !== CONNECTING) {
           connectingSince.delete(channel);
+          if (state === READY) timeouts.delete(host.host);
           continue;
         }
         const since = connectingSince.get(channel);
+        const limit = allowance(host.host);
         if (since === undefined) {
           connectingSince.set(channel, now);
-        } else if (now - since >= CONNECT_TIMEOUT_MS) {
+        } else if (now - since >= limit) {
           connectingSince.delete(channel);
+          timeouts.set(host.host, (timeouts.get(host.host) ?? 0) + 1);
           if (host.cachedServices[name] === service) delete host.cachedServices[name];
-          const reason = health.noteConnectTimeout(host.host, CONNECT_TIMEOUT_MS);
+          const reason = health.noteConnectTimeout(host.host, limit);
           // Fail the calls and streams waiting for this connection with a
           // message that says why (closing alone says "Channel closed before
           // call started"); etcd3 retries unary calls on another host.
