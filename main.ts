@@ -14,8 +14,7 @@ import { CorefileError } from "./lib/corefile/types.ts";
 import { rootLog } from "./lib/log.ts";
 import { Instance } from "./lib/server/instance.ts";
 import { loadCorefile } from "./lib/server/load.ts";
-import { PLUGINS } from "./lib/server/registry.ts";
-import { setCorefileReader, setReloadHandler, setStartingCorefile } from "./lib/server/reloader.ts";
+import { PLUGINS } from "./plugins.ts";
 import { isUdpChoice, setUdpPath, type UdpChoice } from "./lib/server/udp/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -211,11 +210,17 @@ async function run(argv: string[]): Promise<number> {
 
   let corefile;
   try {
-    corefile = await loadCorefile(flags.conf, flags.port);
+    corefile = await loadCorefile(flags.conf, flags.port, PLUGINS);
   } catch (err) {
     console.error(describeError(err));
     return 1;
   }
+  // Reloads (SIGUSR1/SIGHUP, the reload plugin) read the Corefile again; stdin can only be read once.
+  const initial = corefile;
+  const readCorefile = async () =>
+    flags.conf === "stdin"
+      ? initial.blocks
+      : (await loadCorefile(flags.conf, flags.port, PLUGINS)).blocks;
 
   if (flags.subcommand) {
     if (corefile.source === "default") {
@@ -229,10 +234,12 @@ async function run(argv: string[]): Promise<number> {
         // `idetcd exec` on a node with no server running is the server for the command's lifetime.
         serve: async () => {
           const instance = new Instance({
+            plugins: PLUGINS,
             defaultPort: flags.port,
             configDir: loaded.dir,
             log: rootLog,
             onFatal: (error) => rootLog.error(describeError(error)),
+            readCorefile,
           });
           try {
             await instance.start(loaded.blocks);
@@ -251,13 +258,6 @@ async function run(argv: string[]): Promise<number> {
     }
   }
 
-  // The reload plugin and SIGUSR1 read the Corefile again; stdin can only be read once.
-  const initial = corefile;
-  const reread = () =>
-    flags.conf === "stdin" ? Promise.resolve(initial) : loadCorefile(flags.conf, flags.port);
-  setCorefileReader(async () => (await reread()).blocks);
-  setStartingCorefile(corefile.blocks);
-
   const done = Promise.withResolvers<number>();
   let stopping = false;
   // A plugin's background work gave up (the idetcd claim): log it as main would a start failure, exit 1.
@@ -270,10 +270,12 @@ async function run(argv: string[]): Promise<number> {
     done.resolve(1);
   };
   const instance: Instance = new Instance({
+    plugins: PLUGINS,
     defaultPort: flags.port,
     configDir: corefile.dir,
     log: rootLog,
     onFatal: (error) => void onFatal(error),
+    readCorefile,
   });
   try {
     await instance.start(corefile.blocks);
@@ -293,29 +295,13 @@ async function run(argv: string[]): Promise<number> {
   }
   if (!flags.quiet) console.log(banner(instance));
 
-  let reloading: Promise<boolean> = Promise.resolve(true);
-  const reload = (why: string) => {
-    reloading = reloading.then(async () => {
-      try {
-        const next = await reread();
-        setStartingCorefile(next.blocks);
-        await instance.reload(next.blocks);
-        rootLog.info(`plugin/reload: reloaded configuration (${why})`);
-        return true;
-      } catch (err) {
-        rootLog.error(`plugin/reload: keeping the running configuration: ${describeError(err)}`);
-        return false;
-      }
-    });
-    return reloading;
-  };
-  setReloadHandler(reload);
+  // Instance.reload logs the outcome; stop() waits for a reload under way.
+  const reload = (why: string) => void instance.reload(why);
 
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     rootLog.info(`${signal}: shutting down`);
-    await reloading;
     await instance.stop();
     if (flags.pidfile) await Deno.remove(flags.pidfile).catch(() => {});
     done.resolve(0);

@@ -17,7 +17,8 @@ import { lookupSync } from "../lib/plugins/etcd/lookup.ts";
 import { Class, Rcode, Type } from "../lib/dns/types.ts";
 import { parseCorefile } from "../lib/corefile/parser.ts";
 import { Resources } from "../lib/server/resources.ts";
-import type { Reply, Request } from "../lib/server/plugin.ts";
+import type { Reply, Request, StartupHook } from "../lib/server/plugin.ts";
+import { configView, NO_SERVER } from "../lib/plugins/health/testing.ts";
 import { idetcdPlugin, parseIdetcd, tfConfig, whoami } from "../lib/plugins/idetcd/mod.ts";
 import { waitFor } from "./helpers/wait.ts";
 
@@ -443,6 +444,7 @@ function query(name: string, type: number): Request {
   return {
     question: { name, type, class: Class.INET },
     qname: name.toLowerCase(),
+    observe: () => {},
   } as unknown as Request;
 }
 
@@ -470,7 +472,7 @@ Deno.test("idetcd plugin: claims at startup, answers, survives a reload, release
     ttl 7
     file state/id.json`;
   const setup = async () => {
-    const startup: (() => Promise<void> | void)[] = [];
+    const startup: StartupHook[] = [];
     const plugin = await idetcdPlugin.setup({
       directives: idetcdDirectives(body),
       zones: ["tf.local."],
@@ -479,6 +481,7 @@ Deno.test("idetcd plugin: claims at startup, answers, survives a reload, release
       serverOptions: { bind: [] },
       resources,
       log: lines.log,
+      server: NO_SERVER,
       onStartup: (fn) => startup.push(fn),
       onShutdown: () => {},
       fatal: (err) => {
@@ -493,7 +496,7 @@ Deno.test("idetcd plugin: claims at startup, answers, survives a reload, release
     const first = resources.scope();
     const one = await setup();
     assert.equal(one.plugin.ready?.(), false);
-    for (const fn of one.startup) await fn();
+    for (const fn of one.startup) await fn(configView({}));
     assert.ok(one.plugin.ready?.());
     assert.ok(
       lines.has("[INFO] plugin/idetcd: claimed worker2.tf.local. (ID 2)"),
@@ -531,7 +534,7 @@ Deno.test("idetcd plugin: claims at startup, answers, survives a reload, release
     // Reload: a new configuration takes the same claim before the old one lets go.
     const second = resources.scope();
     const two = await setup();
-    for (const fn of two.startup) await fn();
+    for (const fn of two.startup) await fn(configView({}));
     await first.release();
     assert.equal((await holders(etcd)).get(2), "plugin-node", "the reload kept ID 2");
     assert.ok(two.plugin.ready?.());
@@ -551,7 +554,7 @@ Deno.test("idetcd plugin: a failed claim is one clear line", async () => {
   await using etcd = await startEtcd();
   const resources = new Resources();
   const scope = resources.scope();
-  const startup: (() => Promise<void> | void)[] = [];
+  const startup: StartupHook[] = [];
   const others = [node(etcd, "f-1", { limit: 1 })];
   try {
     await others[0].claimer.claim();
@@ -565,6 +568,7 @@ Deno.test("idetcd plugin: a failed claim is one clear line", async () => {
       serverOptions: { bind: [] },
       resources,
       log: new Lines().log,
+      server: NO_SERVER,
       onStartup: (fn) => startup.push(fn),
       onShutdown: () => {},
       fatal: (err) => {
@@ -573,7 +577,7 @@ Deno.test("idetcd plugin: a failed claim is one clear line", async () => {
     });
     await assert.rejects(
       async () => {
-        for (const fn of startup) await fn();
+        for (const fn of startup) await fn(configView({}));
       },
       {
         message:

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { lex } from "../lib/corefile/lexer.ts";
 import { parseCorefile } from "../lib/corefile/parser.ts";
 import { parseIdetcd } from "../lib/plugins/idetcd/setup.ts";
-import { isDirective } from "../lib/server/registry.ts";
+import { isDirective } from "../plugins.ts";
 import {
   binaryName,
   classifyDenortBin,

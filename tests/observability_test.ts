@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { Rcode, Type } from "../lib/dns/types.ts";
-import { isDirective } from "../lib/server/registry.ts";
+import { isDirective } from "../plugins.ts";
 import { queryUdp, startServer, writeCorefile } from "./helpers/process.ts";
 import { freePort, waitFor } from "./helpers/wait.ts";
 

@@ -1,6 +1,7 @@
 /**
  * Turns parsed server blocks into running configuration: zones, listen
- * addresses and one plugin chain per block.
+ * addresses and one plugin chain per block, with the plugins it is given
+ * (the composition root's list; this module knows none by itself).
  *
  * @module
  */
@@ -10,15 +11,19 @@ import { parseKey, type ServerKey } from "../corefile/keys.ts";
 import type { Logger } from "../log.ts";
 import {
   bareReply,
+  type ConfigView,
   type Handler,
   type Plugin,
+  type PluginDefinition,
   type Reply,
   type Request,
   type ResourcePool,
+  type ServerControl,
   type ServerOptions,
   type SetupContext,
+  type ShutdownHook,
+  type StartupHook,
 } from "./plugin.ts";
-import { PLUGINS } from "./registry.ts";
 import { Rcode } from "../dns/types.ts";
 
 /** One server block after setup. */
@@ -27,9 +32,12 @@ export interface BlockRuntime {
   zones: string[];
   /** The keys behind the zones, for error positions. */
   keys: ServerKey[];
+  /** The listen port. */
   port: number;
   /** The addresses to listen on; empty = every address. */
   bind: string[];
+  /** The EDNS0 UDP size cap of its queries (`bufsize`); unset means DEFAULT_UDP_SIZE. */
+  udpSize?: number;
   /** The chain's entry point; null when the block has no plugins (answers REFUSED). */
   chain: Handler | null;
   /** The chain's plugins, outermost first. */
@@ -42,26 +50,43 @@ export interface BlockRuntime {
 export interface ListenerConfig {
   /** "" for every address, else an IP. */
   host: string;
+  /** The port as configured (0 asks the system for one). */
   port: number;
   /** Zone -> block, for longest-suffix routing. */
   zones: Map<string, BlockRuntime>;
 }
 
-/** A fully set-up configuration, not yet listening. */
-export interface Config {
+/**
+ * A fully set-up configuration, not yet listening. It is itself the
+ * {@link ConfigView} its startup hooks receive.
+ */
+export interface Config extends ConfigView {
+  /** Every block, one per port of each server block. */
   blocks: BlockRuntime[];
+  /** Every listen address with its zones. */
   listeners: ListenerConfig[];
-  startup: (() => Promise<void> | void)[];
-  shutdown: (() => Promise<void> | void)[];
+  /** The server blocks it was built from. */
+  corefile: ServerBlock[];
+  /** Startup hooks, in setup order. */
+  startup: StartupHook[];
+  /** Shutdown hooks, in plugin order across blocks (see {@link buildConfig}). */
+  shutdown: ShutdownHook[];
 }
 
 /** Inputs to {@link buildConfig}. */
 export interface BuildOptions {
+  /** The plugins, in chain order: the composition root's list. */
+  plugins: readonly PluginDefinition[];
   /** Port for keys that name none (-dns.port). */
   defaultPort: number;
+  /** Folder of the Corefile, for relative paths. */
   configDir: string;
+  /** Shared resources of the running server. */
   resources: ResourcePool;
+  /** The server's logger; each plugin gets a child. */
   log: Logger;
+  /** The server running the configuration (SetupContext.server). */
+  server: ServerControl;
   /** Where plugins report errors found in the background (see SetupContext.fatal). */
   fatal?: (error: Error) => void;
 }
@@ -83,12 +108,18 @@ function composeChain(plugins: Plugin[]): Handler | null {
 }
 
 /**
- * Validates keys, runs every plugin's setup in registry order for every
- * block, and groups blocks by listen address. Throws CorefileError.
+ * Validates keys, runs every plugin's setup in list order for every block,
+ * and groups blocks by listen address. Throws CorefileError.
+ *
+ * Shutdown hooks are kept in plugin order across blocks, as Caddy (hence
+ * CoreDNS) registers them directive by directive: so every block's `ready`
+ * says "Shutting down" before any `health` waits out its lameduck, and the
+ * plugins after health still serve while it waits, whatever block they are
+ * in.
  */
 export async function buildConfig(blocks: ServerBlock[], options: BuildOptions): Promise<Config> {
   const startup: Config["startup"] = [];
-  const shutdown: Config["shutdown"] = [];
+  const shutdown: { order: number; fn: ShutdownHook }[] = [];
   const runtimes: BlockRuntime[] = [];
 
   for (const block of blocks) {
@@ -117,7 +148,7 @@ export async function buildConfig(blocks: ServerBlock[], options: BuildOptions):
     const serverOptions: ServerOptions = { bind: [] };
     const plugins: Plugin[] = [];
     const zones = keys.map((k) => k.zone);
-    for (const def of PLUGINS) {
+    for (const [order, def] of options.plugins.entries()) {
       const directives = byDirective.get(def.name);
       if (!directives) continue;
       const ctx: SetupContext = {
@@ -128,8 +159,9 @@ export async function buildConfig(blocks: ServerBlock[], options: BuildOptions):
         serverOptions,
         resources: options.resources,
         log: options.log.child(`plugin/${def.name}`),
+        server: options.server,
         onStartup: (fn) => startup.push(fn),
-        onShutdown: (fn) => shutdown.push(fn),
+        onShutdown: (fn) => shutdown.push({ order, fn }),
         fatal: (error) => {
           if (options.fatal) options.fatal(error);
           else options.log.error(error.message);
@@ -146,13 +178,21 @@ export async function buildConfig(blocks: ServerBlock[], options: BuildOptions):
         keys: portKeys,
         port,
         bind: serverOptions.bind,
+        udpSize: serverOptions.udpSize,
         chain,
         plugins,
         anyClass: plugins.some((p) => p.name === "forward"),
       });
     }
   }
-  return { blocks: runtimes, listeners: groupListeners(runtimes), startup, shutdown };
+  return {
+    blocks: runtimes,
+    listeners: groupListeners(runtimes),
+    corefile: blocks,
+    startup,
+    // Array.prototype.sort is stable: within one plugin, blocks keep file order.
+    shutdown: shutdown.sort((a, b) => a.order - b.order).map((h) => h.fn),
+  };
 }
 
 function groupListeners(blocks: BlockRuntime[]): ListenerConfig[] {

@@ -30,10 +30,17 @@ import {
 } from "../dns/types.ts";
 import { lowerName, nextDot } from "../dns/name.ts";
 import type { BlockRuntime, ListenerConfig } from "./config.ts";
-import { bareReply, type Reply, type Request } from "./plugin.ts";
+import { bareReply, DEFAULT_UDP_SIZE, type Reply, type Request, type Written } from "./plugin.ts";
 import type { Logger } from "../log.ts";
 import { AnswerCache, answerKey } from "./answer_cache.ts";
-import { DEFAULT_BUFSIZE, isBufsize } from "../plugins/bufsize/mod.ts";
+import {
+  DROPPED_ZONE,
+  familyLabel,
+  type QueryMetrics,
+  queryMetrics,
+  reportQuery,
+  serverLabel,
+} from "./vars.ts";
 
 /** Where a packet came from. */
 export interface Peer {
@@ -44,56 +51,14 @@ export interface Peer {
   localPort: number;
 }
 
-/** What a written reply looked like, for log and metrics observers. */
-export interface Written {
-  rcode: number;
-  size: number;
-  truncated: boolean;
-  authoritative: boolean;
-  recursionAvailable: boolean;
-  authenticData: boolean;
-  recursionDesired: boolean;
-  checkingDisabled: boolean;
-  /** The block that served it, or undefined when none did (REFUSED, FORMERR). */
-  block?: BlockRuntime;
-  /** The matched zone ("." for the catch-all, "" when unrouted). */
-  zone: string;
-  /** The plugin that produced the reply. */
-  plugin?: string;
-  question?: Question;
-  /** The message as sent (after truncation decisions; records as produced). */
-  message: Message;
-}
-
-/** Request plus the server-internal hooks. */
+/** Request plus what only the dispatcher reads. */
 export interface ServerRequest extends Request {
-  /** Called after the reply is encoded (log, prometheus). */
+  /** What {@link Request.observe} registered: called after the reply is encoded. */
   readonly observers: ((written: Written) => void)[];
 }
 
-/** Observes every packet the dispatcher answers (even unrouted ones), for metrics. */
-export type PacketObserver = (
-  req: ServerRequest | undefined,
-  written: Written,
-  peer: Peer,
-  requestSize: number,
-) => void;
-
 /** Maximum depth of internal re-entry (CNAME chasing through the server). */
 const MAX_DEPTH = 8;
-
-/** Each block's EDNS0 UDP size cap: its `bufsize`, else the 1,232-byte default. */
-const udpCaps = new WeakMap<BlockRuntime, number>();
-
-function udpCap(block: BlockRuntime): number {
-  let cap = udpCaps.get(block);
-  if (cap === undefined) {
-    const plugin = block.plugins.find(isBufsize);
-    cap = plugin ? plugin.size : DEFAULT_BUFSIZE;
-    udpCaps.set(block, cap);
-  }
-  return cap;
-}
 
 /**
  * The request's EDNS0 with its UDP size lowered to the block's cap, as
@@ -102,7 +67,7 @@ function udpCap(block: BlockRuntime): number {
  */
 function capEdns(edns: OPTData | null, block: BlockRuntime): OPTData | null {
   if (!edns) return edns;
-  const cap = udpCap(block);
+  const cap = block.udpSize ?? DEFAULT_UDP_SIZE;
   return edns.udpSize > cap ? { ...edns, udpSize: cap } : edns;
 }
 
@@ -114,17 +79,20 @@ export function unmapAddress(address: string): string {
 /** Routes and answers queries for one listener's zones. */
 export class Dispatcher {
   #zones: Map<string, BlockRuntime>;
+  /** The listen address ("" for every address), for the `server` label of dropped queries. */
+  #host: string;
   #log: Logger;
   #answers = new AnswerCache();
   /** Whether any block on this listener may answer classes other than IN. */
   #anyClass: boolean;
   /** Bumped on reload, so a reply of the old configuration is not kept. */
   #epoch = 0;
-  /** Extra observer for every packet (the prometheus plugin's `dropped` zone). */
-  packetObserver?: PacketObserver;
+  /** The query metrics, looked up on the first dropped query (most servers never drop one). */
+  #metrics?: QueryMetrics;
 
   constructor(listener: ListenerConfig, log: Logger) {
     this.#zones = listener.zones;
+    this.#host = listener.host;
     this.#anyClass = anyClass(listener);
     this.#log = log;
   }
@@ -184,7 +152,6 @@ export class Dispatcher {
       question: Question | undefined,
       edns: OPTData | null,
       zone = "",
-      block?: BlockRuntime,
       keepFlags = false,
     ) =>
       this.#finish(
@@ -194,7 +161,6 @@ export class Dispatcher {
         peer,
         undefined,
         zone,
-        block,
       );
     if ("kind" in parsed) {
       if (parsed.kind === "drop") return null;
@@ -203,12 +169,12 @@ export class Dispatcher {
       const header = parsed.rcode === Rcode.NotImplemented
         ? { ...parsed.header, checkingDisabled: false }
         : parsed.header;
-      return refuse(header, parsed.rcode, parsed.question, parsed.edns, "", undefined, true);
+      return refuse(header, parsed.rcode, parsed.question, parsed.edns, "", true);
     }
     const { header, question } = parsed;
     let edns = parsed.edns;
     if (parsed.badOpt) {
-      return refuse(header, Rcode.FormatError, question, null, "", undefined, true);
+      return refuse(header, Rcode.FormatError, question, null, "", true);
     }
     // idetcd holds no TSIG keys, so a signed query names a key it does not
     // know: RFC 8945 section 5.2.2 asks for NOTAUTH with TSIG error BADKEY,
@@ -217,7 +183,7 @@ export class Dispatcher {
       const reply = bareMessage(header, Rcode.NotAuth, question);
       const tsig = badKeyTsig(parsed.tsig, header.id);
       if (tsig) reply.additional.push(tsig);
-      return this.#finish(packet.length, reply, edns, peer, undefined, "", undefined);
+      return this.#finish(packet.length, reply, edns, peer, undefined, "");
     }
     // CoreDNS's order: the class (other classes only where the server has a
     // forward), then the EDNS version, then routing.
@@ -232,7 +198,7 @@ export class Dispatcher {
     const routed = this.route(qname, question.type);
     if (!routed) return refuse(header, Rcode.Refused, question, edns);
     const [zone, block] = routed;
-    if (!block.chain) return refuse(header, Rcode.Refused, question, edns, zone, block);
+    if (!block.chain) return refuse(header, Rcode.Refused, question, edns, zone);
     edns = capEdns(edns, block);
     const req = this.#request(header, question, qname, edns, peer, zone, packet.length, 0);
     const epoch = this.#epoch;
@@ -248,7 +214,7 @@ export class Dispatcher {
       reply = bareReply(Rcode.ServerFailure);
     }
     const message = replyMessage(header, question, reply);
-    const bytes = this.#finish(packet.length, message, edns, peer, req, zone, block, reply.plugin);
+    const bytes = this.#finish(packet.length, message, edns, peer, req, zone, reply.plugin);
     if (
       key !== undefined && reply.cacheGeneration && req.observers.length === 0 &&
       epoch === this.#epoch &&
@@ -269,6 +235,7 @@ export class Dispatcher {
     size: number,
     depth: number,
   ): ServerRequest {
+    const observers: ((written: Written) => void)[] = [];
     return {
       id: header.id,
       opcode: header.opcode,
@@ -286,7 +253,10 @@ export class Dispatcher {
       size,
       zone,
       depth,
-      observers: [],
+      observers,
+      observe: (fn) => {
+        observers.push(fn);
+      },
       lookup: (name, type) => this.#lookup(header, edns, peer, name, type, depth + 1),
     };
   }
@@ -330,7 +300,6 @@ export class Dispatcher {
     peer: Peer,
     req: ServerRequest | undefined,
     zone: string,
-    block: BlockRuntime | undefined,
     plugin?: string,
   ): Uint8Array {
     if (edns) {
@@ -376,7 +345,6 @@ export class Dispatcher {
       authenticData: message.authenticData,
       recursionDesired: message.recursionDesired,
       checkingDisabled: message.checkingDisabled,
-      block,
       zone,
       plugin,
       question: message.question[0],
@@ -390,13 +358,44 @@ export class Dispatcher {
           this.#log.error(`observer failed: ${(err as Error).message}`);
         }
       }
-    }
-    try {
-      this.packetObserver?.(req, written, peer, requestSize);
-    } catch (err) {
-      this.#log.error(`packet observer failed: ${(err as Error).message}`);
+    } else if (written.rcode === Rcode.Refused || written.rcode === Rcode.ServerFailure) {
+      this.#reportDropped(written, peer, requestSize, edns);
     }
     return bytes;
+  }
+
+  /**
+   * Counts a query answered before any chain (no zone, an empty block)
+   * under zone "dropped", as CoreDNS's errorAndMetricsFunc does; the chain's
+   * own answers are the prometheus plugin's to count.
+   */
+  #reportDropped(
+    written: Written,
+    peer: Peer,
+    requestSize: number,
+    edns: OPTData | null,
+  ): void {
+    try {
+      // A bind address labels the server only when the packet arrived on it.
+      const host = this.#host !== "" && this.#host === peer.localAddress ? this.#host : "";
+      this.#metrics ??= queryMetrics();
+      reportQuery(this.#metrics, {
+        server: serverLabel(host, peer.localPort),
+        zone: DROPPED_ZONE,
+        view: "",
+        proto: peer.transport,
+        family: familyLabel(peer.remoteAddress),
+        qtype: written.question?.type,
+        dnssecOk: edns?.dnssecOk ?? false,
+        rcode: written.rcode,
+        plugin: "",
+        requestSize,
+        responseSize: written.size,
+        seconds: 0,
+      });
+    } catch (err) {
+      this.#log.error(`dropped-query metrics failed: ${(err as Error).message}`);
+    }
   }
 }
 

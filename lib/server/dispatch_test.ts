@@ -13,8 +13,6 @@ import {
   TsigError,
   Type,
 } from "../dns/types.ts";
-import { bufsizePlugin, parseBufsize } from "../plugins/bufsize/mod.ts";
-import type { Token } from "../corefile/types.ts";
 import { createLogger } from "../log.ts";
 import { whoamiReply } from "../plugins/whoami/mod.ts";
 
@@ -217,7 +215,7 @@ Deno.test("dispatch: replies with per-query observers are never kept", async () 
     name: "observed",
     serve: (req) => {
       calls++;
-      (req as { observers?: unknown[] }).observers?.push(() => {});
+      req.observe(() => {});
       return Promise.resolve<Reply>({
         rcode: 0,
         authoritative: true,
@@ -286,17 +284,6 @@ function addresses(count: number): Plugin {
     })));
 }
 
-function tokens(...texts: string[]): Token[] {
-  return texts.map((text) => ({ text, file: "Corefile", line: 3 }));
-}
-
-async function bufsize(size?: string): Promise<Plugin> {
-  const d = { name: tokens("bufsize")[0], args: size ? tokens(size) : [], block: null };
-  const plugin = await bufsizePlugin.setup({ directives: [d] } as never);
-  assert.ok(plugin);
-  return plugin;
-}
-
 Deno.test("dispatch: UDP answers stop at 1,232 bytes by default, whatever the client offers", async () => {
   // 100 addresses: 1,642 bytes, as in the issue's report.
   const d = dispatcher([[".", block(["."], [addresses(100)])]]);
@@ -322,38 +309,18 @@ Deno.test("dispatch: UDP answers stop at 1,232 bytes by default, whatever the cl
   assert.equal(tcp.truncated, false);
 });
 
-Deno.test("dispatch: bufsize sets the block's cap (4096 lets 1,642 bytes through; 600 truncates)", async () => {
-  const wide = dispatcher([[".", block(["."], [await bufsize("4096"), addresses(100)])]]);
+Deno.test("dispatch: a block's udpSize (bufsize) is its cap", async () => {
+  const wide = dispatcher([[".", { ...block(["."], [addresses(100)]), udpSize: 4096 }]]);
   const m = await ask(wide, encodeQuery(1, "big.example.", Type.A, { udpSize: 4096 }));
   assert.equal(m.truncated, false);
   assert.equal(m.answer.length, 100);
-  const narrow = dispatcher([[".", block(["."], [await bufsize("600"), addresses(100)])]]);
+  const narrow = dispatcher([[".", { ...block(["."], [addresses(100)]), udpSize: 600 }]]);
   const bytes = await narrow.handle(
     encodeQuery(1, "big.example.", Type.A, { udpSize: 4096 }),
     udpPeer,
   );
   assert.ok(bytes && bytes.length <= 600);
   assert.equal((decodeMessage(bytes).additional.at(-1)?.data as OPTData).udpSize, 600);
-  // The default of a bare `bufsize` is 1232.
-  const plain = dispatcher([[".", block(["."], [await bufsize(), addresses(100)])]]);
-  const p = await plain.handle(encodeQuery(1, "big.example.", Type.A, { udpSize: 4096 }), udpPeer);
-  assert.ok(p && p.length <= 1232 && decodeMessage(p).truncated);
-});
-
-Deno.test("bufsize: CoreDNS's syntax and limits", () => {
-  const parse = (...args: string[]) =>
-    parseBufsize({ name: tokens("bufsize")[0], args: tokens(...args), block: null });
-  assert.equal(parse(), 1232);
-  assert.equal(parse("512"), 512);
-  assert.equal(parse("4096"), 4096);
-  assert.equal(parse("+1000"), 1000);
-  for (const bad of [["511"], ["4097"], ["1e3"], ["big"], ["1232", "1232"], ["-600"]]) {
-    assert.throws(
-      () => parse(...bad),
-      (err: Error) => /Wrong argument count or unexpected line ending after/.test(err.message),
-      bad.join(" "),
-    );
-  }
 });
 
 Deno.test("dispatch: NOTIMP clears CD (as Knot) and keeps RD; NOTIFY replies copy neither", async () => {

@@ -6,7 +6,7 @@
 
 import { parseCorefile } from "../corefile/parser.ts";
 import type { ServerBlock } from "../corefile/types.ts";
-import { isDirective } from "./registry.ts";
+import type { PluginDefinition } from "./plugin.ts";
 
 /** A Corefile as read: its text, where it came from, and its server blocks. */
 export interface LoadedCorefile {
@@ -33,13 +33,17 @@ function dirOf(path: string): string {
 /**
  * Reads the Corefile. `conf` is a path, "stdin", or undefined for
  * `./Corefile`; when that default is missing (or yields no server block)
- * CoreDNS's default configuration applies. Throws CorefileError or a
- * one-line Error naming the file.
+ * CoreDNS's default configuration applies. A directive is known when one
+ * of `plugins` (the composition root's list) has its name. Throws
+ * CorefileError or a one-line Error naming the file.
  */
 export async function loadCorefile(
   conf: string | undefined,
   port: number,
+  plugins: readonly PluginDefinition[],
 ): Promise<LoadedCorefile> {
+  const names = new Set(plugins.map((p) => p.name));
+  const isDirective = (name: string) => names.has(name);
   let source: string;
   let text: string;
   if (conf === "stdin") {

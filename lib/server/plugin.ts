@@ -4,20 +4,53 @@
  * A plugin folder (`lib/plugins/<name>/`) exports one {@link PluginDefinition}.
  * The server calls its `setup` once per server block that names the
  * directive, with every occurrence of the directive in that block (as
- * CoreDNS/Caddy do), and chains the returned {@link Plugin}s in the fixed
- * global order of `lib/server/registry.ts`.
+ * CoreDNS/Caddy do), and chains the returned {@link Plugin}s in the order
+ * of the plugin list it was given: the composition root's (`plugins.ts`,
+ * used by main.ts), as CoreDNS's plugin.cfg. lib/server never imports a
+ * plugin; what a plugin needs from the server comes through its
+ * {@link SetupContext}, the hooks it registers there, and {@link Request}.
  *
  * @module
  */
 
-import type { Directive } from "../corefile/types.ts";
+import type { Directive, ServerBlock } from "../corefile/types.ts";
 import type { OPTData, Question, RR } from "../dns/types.ts";
+import type { Message } from "../dns/wire.ts";
 import type { Logger } from "../log.ts";
+
+/** What a written reply looked like, for log and metrics observers ({@link Request.observe}). */
+export interface Written {
+  /** The reply's rcode (SERVFAIL when the reply could not be encoded). */
+  rcode: number;
+  /** Bytes sent. */
+  size: number;
+  /** TC bit as sent (set by size truncation too). */
+  truncated: boolean;
+  /** AA bit. */
+  authoritative: boolean;
+  /** RA bit. */
+  recursionAvailable: boolean;
+  /** AD bit. */
+  authenticData: boolean;
+  /** RD bit (copied from the query). */
+  recursionDesired: boolean;
+  /** CD bit (copied from the query). */
+  checkingDisabled: boolean;
+  /** The matched zone ("." for the catch-all, "" when unrouted). */
+  zone: string;
+  /** The plugin that produced the reply. */
+  plugin?: string;
+  /** The question as sent back. */
+  question?: Question;
+  /** The message as sent (after truncation decisions; records as produced). */
+  message: Message;
+}
 
 /** A query as the chain sees it. */
 export interface Request {
   /** Message ID. */
   readonly id: number;
+  /** The query's opcode (0 for QUERY). */
   readonly opcode: number;
   /** Recursion desired. */
   readonly rd: boolean;
@@ -31,12 +64,15 @@ export interface Request {
   readonly qname: string;
   /** The client's OPT record, or null without EDNS0. */
   readonly edns: OPTData | null;
+  /** The transport the query arrived on. */
   readonly transport: "udp" | "tcp";
   /** Client address, IPv4-mapped addresses unwrapped ("127.0.0.1", "::1"). */
   readonly remoteAddress: string;
+  /** Client port. */
   readonly remotePort: number;
-  /** Local address and port the query arrived on. */
+  /** Local address the query arrived on. */
   readonly localAddress: string;
+  /** Local port the query arrived on. */
   readonly localPort: number;
   /** Size of the query in bytes. */
   readonly size: number;
@@ -49,6 +85,15 @@ export interface Request {
    * CoreDNS's upstream does for CNAME targets outside a plugin's zone.
    */
   lookup(name: string, type: number): Promise<Reply>;
+  /**
+   * Calls `fn` once this query's reply has been encoded, with what was sent
+   * (sizes are the bytes on the wire, after truncation), as CoreDNS's log
+   * and metrics plugins see it through their response recorders. A reply
+   * somebody observes is never kept for the fast path, so every query
+   * reaches the observer. Internal re-entries ({@link lookup}) send no reply
+   * of their own: their observers are never called.
+   */
+  observe(fn: (written: Written) => void): void;
 }
 
 /** What a handler produced. The server turns it into a DNS message. */
@@ -99,7 +144,16 @@ export interface Plugin {
 export interface ServerOptions {
   /** Addresses from `bind`; empty means every address. */
   bind: string[];
+  /**
+   * From `bufsize`: the largest EDNS0 UDP size a query of this block keeps
+   * (the server lowers larger offers before the chain runs); unset means
+   * {@link DEFAULT_UDP_SIZE}.
+   */
+  udpSize?: number;
 }
+
+/** The DNS Flag Day 2020 size: the UDP cap of a block without `bufsize` (CoreDNS's `bufsize` default). */
+export const DEFAULT_UDP_SIZE = 1232;
 
 /** Reference-counted objects shared by plugins across blocks and across reloads. */
 export interface ResourcePool {
@@ -108,6 +162,74 @@ export interface ResourcePool {
    * Each call takes a reference, dropped when the configuration that took it stops.
    */
   acquire<T extends { close(): Promise<void> | void }>(key: string, create: () => T): T;
+}
+
+/** A server block of a configuration, as its startup hooks see it. */
+export interface BlockView {
+  /** The block's zones (lower-cased, fully qualified; one per key on this port). */
+  readonly zones: readonly string[];
+  /** The listen port. */
+  readonly port: number;
+  /** Addresses from `bind`; empty means every address. */
+  readonly bind: readonly string[];
+  /** The chain's plugins, outermost first (shared by the blocks one block became, one per port). */
+  readonly plugins: readonly Plugin[];
+}
+
+/** A listen address of a configuration. */
+export interface ListenerView {
+  /** "" for every address, else an IP. */
+  readonly host: string;
+  /** The port as configured (0 asks the system for one). */
+  readonly port: number;
+}
+
+/**
+ * One whole configuration, as startup hooks receive it: what plugins that
+ * look across server blocks need (ready asks every chain plugin; prometheus
+ * reports coredns_plugin_enabled; reload hashes the Corefile that runs).
+ */
+export interface ConfigView {
+  /** Every server block after setup. */
+  readonly blocks: readonly BlockView[];
+  /** Every listen address. */
+  readonly listeners: readonly ListenerView[];
+  /** The parsed server blocks (imports expanded) this configuration was built from. */
+  readonly corefile: readonly ServerBlock[];
+}
+
+/** What shutdown hooks are told about the stop. */
+export interface ShutdownEvent {
+  /**
+   * True when the server stops for good (CoreDNS's OnFinalShutdown: health
+   * waits out its lameduck, ready answers "Shutting down"); false when the
+   * configuration gives way to a reloaded one or failed to start while
+   * another keeps serving (OnRestart).
+   */
+  readonly final: boolean;
+}
+
+/** Runs after every block is set up, before listeners open; may wait (the idetcd claim). */
+export type StartupHook = (config: ConfigView) => Promise<void> | void;
+
+/** Runs when a configuration stops. */
+export type ShutdownHook = (event: ShutdownEvent) => Promise<void> | void;
+
+/** What a plugin may ask of the server that runs it. */
+export interface ServerControl {
+  /**
+   * Reads and parses the Corefile again, as the server loaded it (imports
+   * expanded; a Corefile from stdin is the text read at start). Throws with
+   * the reason when it cannot be read or parsed, or when the server was
+   * given no way to read it (a test, an in-process server).
+   */
+  readCorefile(): Promise<ServerBlock[]>;
+  /**
+   * Reads the Corefile again and swaps configurations gracefully (see
+   * Instance.reload). Resolves true when the new configuration runs, false
+   * when the old one was kept (the server logs why).
+   */
+  reload(why: string): Promise<boolean>;
 }
 
 /** What a plugin's setup gets. */
@@ -124,11 +246,22 @@ export interface SetupContext {
   readonly serverOptions: ServerOptions;
   /** Shared resources (etcd clients, mirrors, the idetcd claim). */
   readonly resources: ResourcePool;
+  /** This plugin's logger ("plugin/NAME: ..."). */
   readonly log: Logger;
-  /** Runs after every block is set up, before listeners open; may wait (the idetcd claim). */
-  onStartup(fn: () => Promise<void> | void): void;
-  /** Runs when this configuration stops (shutdown or reload). */
-  onShutdown(fn: () => Promise<void> | void): void;
+  /** The server running this configuration: reading the Corefile again, reloading. */
+  readonly server: ServerControl;
+  /**
+   * Runs after every block is set up, before listeners open; may wait (the
+   * idetcd claim). It receives the whole configuration being started.
+   */
+  onStartup(fn: StartupHook): void;
+  /**
+   * Runs when this configuration stops: the server stopping (final), a
+   * reload replacing it, or its own start failing. Hooks run in plugin
+   * order across blocks, so ready says "Shutting down" before health's
+   * lameduck waits.
+   */
+  onShutdown(fn: ShutdownHook): void;
   /**
    * Reports an error the server cannot run on, found after startup by work
    * a plugin does in the background (the idetcd claim giving up): the
@@ -137,8 +270,9 @@ export interface SetupContext {
   fatal(error: Error): void;
 }
 
-/** A plugin as the registry lists it. */
+/** A plugin as the composition root lists it. */
 export interface PluginDefinition {
+  /** The directive name. */
   readonly name: string;
   /**
    * Reads the directive's tokens (throwing CorefileError with CoreDNS's texts

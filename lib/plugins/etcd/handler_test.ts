@@ -71,6 +71,8 @@ function request(name: string): Request {
     zone: ".",
     depth: 0,
     lookup: () => Promise.reject(new Error("no upstream")),
+
+    observe: () => {},
   };
 }
 

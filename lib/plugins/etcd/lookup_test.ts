@@ -67,6 +67,8 @@ function request(name: string, type: number, upstream: Upstream = noServer): Req
     zone: ".",
     depth: 0,
     lookup: upstream,
+
+    observe: () => {},
   };
 }
 

@@ -3,7 +3,8 @@ import { parseCorefile } from "../../corefile/parser.ts";
 import { CorefileError, type Directive } from "../../corefile/types.ts";
 import { Rcode, Type } from "../../dns/types.ts";
 import { createLogger } from "../../log.ts";
-import type { Request, ResourcePool, SetupContext } from "../../server/plugin.ts";
+import type { Request, ResourcePool, SetupContext, StartupHook } from "../../server/plugin.ts";
+import { configView, NO_SERVER } from "../health/testing.ts";
 import { etcdPlugin } from "./mod.ts";
 import { parseEtcdConnectionOption } from "./options.ts";
 import { type EtcdConfig, mirrorPrefix, parseEtcdConfig } from "./setup.ts";
@@ -260,7 +261,7 @@ Deno.test("etcdPlugin.setup: builds a handler over a pooled mirror and starts it
       return mirror as unknown as T;
     },
   };
-  const startup: (() => Promise<void> | void)[] = [];
+  const startup: StartupHook[] = [];
   const ctx: SetupContext = {
     directives: etcdDirectives("etcd example. {\n endpoint http://127.0.0.1:1\n}"),
     zones: ["."],
@@ -269,6 +270,7 @@ Deno.test("etcdPlugin.setup: builds a handler over a pooled mirror and starts it
     serverOptions: { bind: [] },
     resources,
     log: createLogger("plugin/etcd", () => {}),
+    server: NO_SERVER,
     onStartup: (fn) => startup.push(fn),
     onShutdown: () => {},
     fatal: (err) => {
@@ -280,13 +282,14 @@ Deno.test("etcdPlugin.setup: builds a handler over a pooled mirror and starts it
   assert.equal(plugin.name, "etcd");
   assert.ok(acquired.some((k) => k.includes('"prefix":"/skydns/example"')), acquired.join("\n"));
   assert.equal(plugin.ready?.(), false);
-  for (const fn of startup) await fn();
+  for (const fn of startup) await fn(configView({}));
   assert.equal(started, 1);
   assert.equal(plugin.ready?.(), true);
   const req = {
     question: { name: "a.example.", type: Type.A, class: 1 },
     qname: "a.example.",
     lookup: () => Promise.reject(new Error("none")),
+    observe: () => {},
   } as unknown as Request;
   const reply = await plugin.serve(req, () => Promise.reject(new Error("not reached")));
   assert.equal(reply.rcode, Rcode.Success);

@@ -12,7 +12,14 @@ import { createLogger, type Logger } from "../../log.ts";
 import { Dispatcher } from "../../server/dispatch.ts";
 import { Listener } from "../../server/listen.ts";
 import { type BlockRuntime, noNextPlugin } from "../../server/config.ts";
-import type { Handler, Plugin, Reply, Request, SetupContext } from "../../server/plugin.ts";
+import type {
+  Handler,
+  Plugin,
+  Reply,
+  Request,
+  SetupContext,
+  ShutdownHook,
+} from "../../server/plugin.ts";
 import { lowerName } from "../../dns/name.ts";
 import type { Directive } from "../../corefile/types.ts";
 import { parseCorefile } from "../../corefile/parser.ts";
@@ -336,7 +343,7 @@ export function setupContext(
   directives: Directive[],
   extra: Partial<SetupContext> = {},
 ): SetupContext & { shutdown(): Promise<void> } {
-  const hooks: (() => Promise<void> | void)[] = [];
+  const hooks: ShutdownHook[] = [];
   return {
     directives,
     zones: ["."],
@@ -345,6 +352,10 @@ export function setupContext(
     serverOptions: { bind: [] },
     resources: { acquire: (_key, create) => create() },
     log: quietLog,
+    server: {
+      readCorefile: () => Promise.reject(new Error("no Corefile reader installed")),
+      reload: () => Promise.resolve(false),
+    },
     onStartup: () => {},
     onShutdown: (fn) => hooks.push(fn),
     fatal: (err) => {
@@ -352,7 +363,7 @@ export function setupContext(
     },
     ...extra,
     async shutdown() {
-      for (const fn of hooks) await fn();
+      for (const fn of hooks) await fn({ final: true });
     },
   };
 }
@@ -399,6 +410,7 @@ export function fakeRequest(
     zone: ".",
     depth: 0,
     lookup: () => Promise.reject(new Error("no lookups in tests")),
+    observe: () => {},
   };
 }
 

@@ -10,8 +10,7 @@ import { argError, CorefileError, type Directive } from "../../corefile/types.ts
 import { parseDuration } from "../../corefile/duration.ts";
 import type { Logger } from "../../log.ts";
 import { counter, histogram, SLIM_TIME_BUCKETS } from "../../server/metrics.ts";
-import { currentConfigs } from "../../server/instance.ts";
-import type { PluginDefinition } from "../../server/plugin.ts";
+import type { PluginDefinition, ShutdownHook } from "../../server/plugin.ts";
 import {
   formatGoDuration,
   type HttpAddress,
@@ -53,11 +52,6 @@ export function parseHealth(directives: Directive[]): HealthConfig {
     }
   }
   return { address, lameduck };
-}
-
-/** True once the process is stopping: no Instance has a configuration any more. */
-export function processStopping(): boolean {
-  return currentConfigs.size === 0;
 }
 
 /**
@@ -126,10 +120,10 @@ class HealthServer {
   }
 }
 
-/** Waits out the lameduck period when the process (not a reload) stops. */
-function lameduckHook(seconds: number, log: Logger): () => Promise<void> {
-  return async () => {
-    if (seconds <= 0 || !processStopping()) return;
+/** Waits out the lameduck period when the server stops for good (not on a reload: CoreDNS's OnFinalShutdown). */
+function lameduckHook(seconds: number, log: Logger): ShutdownHook {
+  return async ({ final }) => {
+    if (seconds <= 0 || !final) return;
     log.info(`Going into lameduck mode for ${formatGoDuration(seconds)}`);
     await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   };

@@ -11,15 +11,49 @@ import assert from "node:assert/strict";
 import { CorefileError, type ServerBlock } from "../../corefile/types.ts";
 import { createLogger, type Level } from "../../log.ts";
 import type { Resources } from "../../server/resources.ts";
-import type { SetupContext } from "../../server/plugin.ts";
+import type {
+  BlockView,
+  ConfigView,
+  ListenerView,
+  ServerControl,
+  SetupContext,
+  ShutdownHook,
+  StartupHook,
+} from "../../server/plugin.ts";
 
 /** A SetupContext plus what setup registered. */
 export interface TestSetup {
+  /** The context to pass to the plugin's setup. */
   ctx: SetupContext;
-  startup: (() => Promise<void> | void)[];
-  shutdown: (() => Promise<void> | void)[];
+  /** The startup hooks setup registered: call each with a {@link configView}. */
+  startup: StartupHook[];
+  /** The shutdown hooks setup registered: call each with `{ final }`. */
+  shutdown: ShutdownHook[];
   /** Log lines written through ctx.log. */
   lines: string[];
+}
+
+/**
+ * A server that cannot read its Corefile or reload, as an Instance built
+ * without a Corefile reader answers: the default `server` of
+ * {@link setupContext}.
+ */
+export const NO_SERVER: ServerControl = {
+  readCorefile: () => Promise.reject(new Error("no Corefile reader installed")),
+  reload: () => Promise.resolve(false),
+};
+
+/** A configuration as startup hooks receive it, from the parts a test cares about. */
+export function configView(parts: {
+  blocks?: readonly BlockView[];
+  listeners?: readonly ListenerView[];
+  corefile?: readonly ServerBlock[];
+}): ConfigView {
+  return {
+    blocks: parts.blocks ?? [],
+    listeners: parts.listeners ?? [],
+    corefile: parts.corefile ?? [],
+  };
 }
 
 /** Parses `corefile` (every directive name allowed) and returns its blocks. */
@@ -35,7 +69,7 @@ export function setupContext(
   corefile: string,
   directive: string,
   resources: Resources,
-  overrides: Partial<Pick<SetupContext, "zones" | "port" | "serverOptions">> = {},
+  overrides: Partial<Pick<SetupContext, "zones" | "port" | "serverOptions" | "server">> = {},
 ): TestSetup {
   const block = parseSnippet(corefile)[0];
   const directives = block.directives.filter((d) => d.name.text === directive);
@@ -55,6 +89,7 @@ export function setupContext(
     serverOptions: { bind: [] },
     resources,
     log,
+    server: NO_SERVER,
     onStartup: (fn) => startup.push(fn),
     onShutdown: (fn) => shutdown.push(fn),
     fatal: (err) => {

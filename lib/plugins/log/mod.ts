@@ -8,8 +8,7 @@ import { CorefileError, type Directive } from "../../corefile/types.ts";
 import { normalizeZones } from "../../corefile/keys.ts";
 import { isSubdomain } from "../../dns/name.ts";
 import { classToString, Rcode, rcodeToString, Type, typeToString } from "../../dns/types.ts";
-import type { ServerRequest, Written } from "../../server/dispatch.ts";
-import type { Plugin, PluginDefinition, Request } from "../../server/plugin.ts";
+import type { Plugin, PluginDefinition, Request, Written } from "../../server/plugin.ts";
 
 /** CoreDNS's `{common}` format. */
 export const COMMON_FORMAT =
@@ -137,7 +136,7 @@ export const logPlugin: PluginDefinition = {
         const matching = rules.filter((r) => r.names.some((n) => isSubdomain(n, req.qname)));
         if (matching.length === 0) return next(req);
         const started = performance.now();
-        (req as Partial<ServerRequest>).observers?.push((w) => {
+        req.observe((w) => {
           const elapsed = performance.now() - started;
           const cls = classify(w);
           for (const rule of matching) {

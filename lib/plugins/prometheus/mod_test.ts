@@ -2,17 +2,15 @@ import assert from "node:assert/strict";
 import { Rcode, Type } from "../../dns/types.ts";
 import { decodeMessage, encodeQuery, type Message } from "../../dns/wire.ts";
 import { createLogger } from "../../log.ts";
-import type { BlockRuntime, Config, ListenerConfig } from "../../server/config.ts";
-import { Dispatcher } from "../../server/dispatch.ts";
-import { currentConfigs, Instance, packetObservers } from "../../server/instance.ts";
-import { Listener } from "../../server/listen.ts";
-import type { Handler, Plugin } from "../../server/plugin.ts";
-import { Resources } from "../../server/resources.ts";
-import { whoamiReply } from "../whoami/mod.ts";
+import { Instance } from "../../server/instance.ts";
+import type { PluginDefinition } from "../../server/plugin.ts";
+import { qtypeLabel, serverLabel } from "../../server/vars.ts";
+import { bindPlugin } from "../bind/mod.ts";
+import { whoamiPlugin } from "../whoami/mod.ts";
 import { queryTcp } from "../../../tests/helpers/process.ts";
 import { freePort } from "../../../tests/helpers/wait.ts";
-import { assertSetupError, parseSnippet, setupContext } from "../health/testing.ts";
-import { parsePrometheus, prometheusPlugin, qtypeLabel, serverLabel } from "./mod.ts";
+import { assertSetupError, parseSnippet } from "../health/testing.ts";
+import { parsePrometheus, prometheusPlugin } from "./mod.ts";
 
 const quiet = createLogger("", () => {});
 
@@ -41,75 +39,38 @@ async function ask(port: number, name: string, type: number, dnssecOk = false): 
   }
 }
 
-function compose(plugins: Plugin[]): Handler {
-  let next: Handler = () => Promise.reject(new Error("no next plugin"));
-  for (const p of [...plugins].reverse()) {
-    const after = next;
-    next = (req) => p.serve(req, after);
-  }
-  return next;
-}
+/** A chain plugin that always throws (a CoreDNS panic). */
+const erraticPlugin: PluginDefinition = {
+  name: "erratic",
+  setup: () => ({ name: "erratic", serve: () => Promise.reject(new Error("boom")) }),
+};
 
 /**
- * A real server: prometheus + whoami for example.org., prometheus + a
- * throwing plugin for boom., on a Listener bound to 127.0.0.1 (bind).
+ * A real server (an Instance, so the startup hooks get the configuration
+ * and the dispatcher reports dropped queries, as in the program):
+ * prometheus + whoami for example.org., prometheus + a throwing plugin for
+ * boom., both bound to 127.0.0.1.
  */
 async function startServer(metricsDirective: string) {
   const port = await freePort();
   const metricsPort = await freePort();
-  const resources = new Resources();
-  const scope = resources.scope();
-  const bind = ["127.0.0.1"];
-  const setup = (zone: string) =>
-    prometheusPlugin.setup(
-      setupContext(
-        `${zone} {\n ${metricsDirective.replace("PORT", String(metricsPort))}\n}`,
-        "prometheus",
-        resources,
-        { zones: [zone], port, serverOptions: { bind } },
-      ).ctx,
-    ) as Plugin;
-  const whoami: Plugin = { name: "whoami", serve: (req) => Promise.resolve(whoamiReply(req)) };
-  const thrower: Plugin = { name: "erratic", serve: () => Promise.reject(new Error("boom")) };
-  const plugins1 = [setup("example.org."), whoami];
-  const plugins2 = [setup("boom."), thrower];
-  const runtime = (zone: string, plugins: Plugin[]) =>
-    ({
-      zones: [zone],
-      keys: [],
-      port,
-      bind,
-      chain: compose(plugins),
-      plugins,
-      anyClass: false,
-    }) as BlockRuntime;
-  const blocks = [runtime("example.org.", plugins1), runtime("boom.", plugins2)];
-  const listenerConfig: ListenerConfig = {
-    host: "127.0.0.1",
-    port,
-    zones: new Map(blocks.map((b) => [b.zones[0], b])),
-  };
-  const dispatcher = new Dispatcher(listenerConfig, quiet);
-  // As Instance does: every packet also goes to the process's packet observers.
-  dispatcher.packetObserver = (...args) => {
-    for (const observe of packetObservers) observe(...args);
-  };
-  const listener = new Listener("127.0.0.1", port, dispatcher, quiet);
-  listener.open();
-  const owner = new Instance({ defaultPort: port, configDir: ".", log: quiet });
-  currentConfigs.set(owner, {
-    blocks,
-    listeners: [listenerConfig],
-    startup: [],
-    shutdown: [],
-  } as Config);
+  const metrics = metricsDirective.replace("PORT", String(metricsPort));
+  const blocks = parseSnippet(
+    `example.org.:${port} {\n bind 127.0.0.1\n ${metrics}\n whoami\n}\n` +
+      `boom.:${port} {\n bind 127.0.0.1\n ${metrics}\n erratic\n}\n`,
+  );
+  const instance = new Instance({
+    plugins: [bindPlugin, prometheusPlugin, whoamiPlugin, erraticPlugin],
+    defaultPort: port,
+    configDir: ".",
+    log: quiet,
+  });
+  await instance.start(blocks);
   return {
     port,
     metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
     async [Symbol.asyncDispose]() {
-      currentConfigs.delete(owner);
-      await listener.close();
-      await scope.release();
+      await instance.stop();
     },
   };
 }

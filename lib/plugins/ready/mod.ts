@@ -3,17 +3,17 @@
  * (Plugin.ready) says it is ready, else 503 with their sorted names, as
  * CoreDNS's ready plugin. Not in the DNS chain.
  *
- * Unlike setup, which only sees its own block, the handler reads the
- * configuration the server is starting or serving (`currentConfigs` of
- * lib/server/instance.ts), so plugins of every server block count.
+ * Unlike setup, which only sees its own block, the handler reads the whole
+ * configuration the server is starting or serving, which its startup hook
+ * receives, so plugins of every server block count. A final stop (not a
+ * reload) turns it to 503 "Shutting down".
  *
  * @module
  */
 
 import { argError, CorefileError, type Directive } from "../../corefile/types.ts";
 import type { Logger } from "../../log.ts";
-import { currentConfigs } from "../../server/instance.ts";
-import type { Plugin, PluginDefinition } from "../../server/plugin.ts";
+import type { ConfigView, Plugin, PluginDefinition } from "../../server/plugin.ts";
 import { type HttpAddress, HttpEndpoint, parseHttpAddress, textResponse } from "../health/http.ts";
 
 /** CoreDNS's default ready address. */
@@ -57,24 +57,28 @@ export function parseReady(directives: Directive[]): ReadyConfig {
   return { address, monitor };
 }
 
-/** Plugins that reported ready once; `until-ready` does not ask them again (a reload makes new ones). */
-const confirmed = new WeakSet<Plugin>();
-
-/** Every chain plugin with a ready() in the configurations being started or served. */
-export function readinessPlugins(): Plugin[] {
+/** Every chain plugin with a ready() in `config`, each once (blocks of one key list share them). */
+export function readinessPlugins(config: ConfigView): Plugin[] {
   const seen = new Set<Plugin>();
-  for (const config of currentConfigs.values()) {
-    for (const block of config.blocks) {
-      for (const p of block.plugins) if (typeof p.ready === "function") seen.add(p);
-    }
+  for (const block of config.blocks) {
+    for (const p of block.plugins) if (typeof p.ready === "function") seen.add(p);
   }
   return [...seen];
 }
 
-/** The sorted, distinct names of the plugins not ready yet. */
-export function notReadyPlugins(mode: MonitorMode): string[] {
+/**
+ * The sorted, distinct names of the plugins of `config` not ready yet.
+ * `confirmed` holds the plugins that said ready once: `until-ready` does
+ * not ask them again (a reload makes new ones); it gains the ones that say
+ * so now.
+ */
+export function notReadyPlugins(
+  config: ConfigView,
+  mode: MonitorMode,
+  confirmed: WeakSet<Plugin>,
+): string[] {
   const names = new Set<string>();
-  for (const p of readinessPlugins()) {
+  for (const p of readinessPlugins(config)) {
     if (mode === "until-ready" && confirmed.has(p)) continue;
     let ok = false;
     try {
@@ -93,9 +97,17 @@ class ReadyServer {
   #endpoint: HttpEndpoint;
   /** Set by the last block that configured this address. */
   monitor: MonitorMode = "until-ready";
-  /** True once a configuration using it has started (so "no configuration" means stopping). */
-  started = false;
+  /**
+   * The configurations started and not yet shut down, oldest first. The
+   * newest is the one asked: a reload's new configuration from its startup
+   * on; the old one again when the new one fails and is shut down.
+   */
+  #configs: ConfigView[] = [];
+  /** Set by a final stop: from then on we are going away. */
+  #stopping = false;
   #log: Logger;
+  /** Plugins that reported ready once (see {@link notReadyPlugins}). */
+  #confirmed = new WeakSet<Plugin>();
   /** The not-ready list last logged ("" once ready); undefined before the first request. */
   #lastNotReady?: string;
 
@@ -105,14 +117,25 @@ class ReadyServer {
     this.#endpoint.route("/ready", () => this.#answer());
   }
 
+  /** A configuration naming this address is starting (every block's hook brings the same one). */
+  started(config: ConfigView): void {
+    if (!this.#configs.includes(config)) this.#configs.push(config);
+  }
+
+  /** That configuration stopped; `final` when the whole server stops. */
+  stopped(config: ConfigView | undefined, final: boolean): void {
+    this.#configs = this.#configs.filter((c) => c !== config);
+    if (final) this.#stopping = true;
+  }
+
   #answer(): Response {
-    // stop() drops the configuration before anything else: from then on we are going away.
-    if (currentConfigs.size === 0) {
-      return textResponse(503, this.started ? "Shutting down" : "");
-    }
-    const waiting = notReadyPlugins(this.monitor);
+    if (this.#stopping) return textResponse(503, "Shutting down");
+    const config = this.#configs.at(-1);
+    // Before any configuration started, nothing is ready (and nothing is shutting down either).
+    if (!config) return textResponse(503, "");
+    const waiting = notReadyPlugins(config, this.monitor, this.#confirmed);
     const list = waiting.join(",");
-    this.#noteState(list);
+    this.#noteState(config, list);
     if (waiting.length === 0) return textResponse(200, "OK");
     return textResponse(503, list);
   }
@@ -122,14 +145,14 @@ class ReadyServer {
    * ready, ready), not on every request: probes poll every few seconds, and a
    * line per probe would bury the change itself.
    */
-  #noteState(notReady: string): void {
+  #noteState(config: ConfigView, notReady: string): void {
     if (notReady === this.#lastNotReady) return;
     this.#lastNotReady = notReady;
     if (notReady !== "") {
       this.#log.info(`Plugins not ready: ${JSON.stringify(notReady)}`);
       return;
     }
-    const names = [...new Set(readinessPlugins().map((p) => p.name))].sort().join(",");
+    const names = [...new Set(readinessPlugins(config).map((p) => p.name))].sort().join(",");
     this.#log.info(names === "" ? "Ready" : `Plugins ready: ${JSON.stringify(names)}`);
   }
 
@@ -148,9 +171,12 @@ export const readyPlugin: PluginDefinition = {
       () => new ReadyServer(config.address, ctx.log),
     );
     server.monitor = config.monitor;
-    ctx.onStartup(() => {
-      server.started = true;
+    let mine: ConfigView | undefined;
+    ctx.onStartup((starting) => {
+      mine = starting;
+      server.started(starting);
     });
+    ctx.onShutdown(({ final }) => server.stopped(mine, final));
     return null;
   },
 };

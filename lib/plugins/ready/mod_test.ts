@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
-import { createLogger } from "../../log.ts";
-import type { BlockRuntime, Config } from "../../server/config.ts";
-import { currentConfigs, Instance } from "../../server/instance.ts";
-import type { Plugin } from "../../server/plugin.ts";
+import type { BlockView, ConfigView, Plugin } from "../../server/plugin.ts";
 import { Resources } from "../../server/resources.ts";
 import { freePort } from "../../../tests/helpers/wait.ts";
-import { assertSetupError, parseSnippet, setupContext } from "../health/testing.ts";
+import { assertSetupError, configView, parseSnippet, setupContext } from "../health/testing.ts";
 import { parseReady, readyPlugin } from "./mod.ts";
 
 /** A chain plugin whose readiness the test controls, counting how often it is asked. */
@@ -23,23 +20,8 @@ function gated(name: string): Plugin & { open: boolean; asked: number } {
   return p;
 }
 
-function block(plugins: Plugin[]): BlockRuntime {
-  return {
-    zones: ["."],
-    keys: [],
-    port: 53,
-    bind: [],
-    chain: null,
-    plugins,
-    anyClass: false,
-  } as BlockRuntime;
-}
-
-/** Makes `blocks` the configuration of a (never started) Instance, as Instance.#apply does. */
-function makeCurrent(blocks: BlockRuntime[]): () => void {
-  const owner = new Instance({ defaultPort: 53, configDir: ".", log: createLogger("", () => {}) });
-  currentConfigs.set(owner, { blocks, listeners: [], startup: [], shutdown: [] } as Config);
-  return () => currentConfigs.delete(owner);
+function block(plugins: Plugin[]): BlockView {
+  return { zones: ["."], port: 53, bind: [], plugins };
 }
 
 async function get(url: string): Promise<[number, string]> {
@@ -57,9 +39,12 @@ Deno.test("ready: 503 names the plugins not ready (sorted, every block), then 20
   const alpha = gated("alpha");
   const plain: Plugin = { name: "whoami", serve: () => Promise.reject(new Error("not used")) };
   // Two blocks (one without `ready`) and a plugin shared by two ports of one block.
-  const forget = makeCurrent([block([zeta, plain]), block([alpha, plain]), block([alpha])]);
+  const config = configView({
+    blocks: [block([zeta, plain]), block([alpha, plain]), block([alpha])],
+  });
   try {
-    for (const fn of setup.startup) await fn();
+    // The startup hook receives the whole configuration, as Instance passes it.
+    for (const fn of setup.startup) await fn(config);
     const url = `http://127.0.0.1:${port}/ready`;
     // Each state is logged once, however often it is asked for.
     for (let i = 0; i < 3; i++) assert.deepEqual(await get(url), [503, "alpha,zeta"]);
@@ -79,7 +64,6 @@ Deno.test("ready: 503 names the plugins not ready (sorted, every block), then 20
     ]);
     assert.deepEqual(await get(`http://127.0.0.1:${port}/health`), [404, "404 page not found\n"]);
   } finally {
-    forget();
     await scope.release();
   }
 });
@@ -98,9 +82,9 @@ Deno.test("ready: monitor continuously asks every time; stopping answers 503 Shu
   // Before any configuration is current, it is not ready (and not shutting down either).
   assert.deepEqual(await get(url), [503, ""]);
   const etcd = gated("etcd");
-  const forget = makeCurrent([block([etcd])]);
+  const config = configView({ blocks: [block([etcd])] });
+  for (const fn of setup.startup) await fn(config);
   try {
-    for (const fn of setup.startup) await fn();
     etcd.open = true;
     assert.deepEqual(await get(url), [200, "OK"]);
     etcd.open = false;
@@ -115,11 +99,41 @@ Deno.test("ready: monitor continuously asks every time; stopping answers 503 Shu
       `[INFO] plugin/ready: Plugins ready: "etcd"`,
     ]);
   } finally {
-    forget();
+    // Instance.stop() runs the shutdown hooks as final: from then on we are going away.
+    for (const fn of setup.shutdown) await fn({ final: true });
   }
-  // Instance.stop() drops its configuration first: from then on we are going away.
   assert.deepEqual(await get(url), [503, "Shutting down"]);
   await scope.release();
+});
+
+Deno.test("ready: a reload asks the new configuration; a failed one puts the running one back", async () => {
+  const port = await freePort();
+  const resources = new Resources();
+  const text = `. {\n ready 127.0.0.1:${port} {\n  monitor continuously\n }\n}`;
+  const url = `http://127.0.0.1:${port}/ready`;
+  const first = resources.scope();
+  const running = setupContext(text, "ready", resources);
+  await readyPlugin.setup(running.ctx);
+  const old = gated("old");
+  const runningConfig: ConfigView = configView({ blocks: [block([old])] });
+  for (const fn of running.startup) await fn(runningConfig);
+  assert.deepEqual(await get(url), [503, "old"]);
+
+  // A reload's configuration shares the address (and so the server).
+  const second = resources.scope();
+  const next = setupContext(text, "ready", resources);
+  await readyPlugin.setup(next.ctx);
+  const fresh = gated("fresh");
+  for (const fn of next.startup) await fn(configView({ blocks: [block([fresh])] }));
+  assert.deepEqual(await get(url), [503, "fresh"]);
+
+  // It fails after its startup: its shutdown hooks (not final) put the running one back.
+  for (const fn of next.shutdown) await fn({ final: false });
+  await second.release();
+  assert.deepEqual(await get(url), [503, "old"]);
+  old.open = true;
+  assert.deepEqual(await get(url), [200, "OK"]);
+  await first.release();
 });
 
 Deno.test("ready: syntax as CoreDNS (default :8181, once per block, errors)", () => {

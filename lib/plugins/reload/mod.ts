@@ -6,25 +6,21 @@
  * configuration running (main.ts logs why) and is not retried until it
  * changes again. No DNS handler.
  *
- * One checker serves the whole process (a shared resource): every block's
+ * One checker serves the whole server (a shared resource): every block's
  * `reload` stages its interval (the last one wins, as in CoreDNS), and the
  * first startup hook of a configuration applies it and hashes the Corefile
- * that configuration was built from.
+ * that configuration was built from (which the hook receives). The
+ * checker reads the Corefile and reloads through the server's
+ * SetupContext.server (Instance.reload, which SIGHUP also calls).
  *
  * @module
  */
 
-import { argError, CorefileError, type Directive } from "../../corefile/types.ts";
+import { argError, CorefileError, type Directive, type ServerBlock } from "../../corefile/types.ts";
 import { parseDuration } from "../../corefile/duration.ts";
 import type { Logger } from "../../log.ts";
 import { counter, gauge } from "../../server/metrics.ts";
-import type { PluginDefinition } from "../../server/plugin.ts";
-import {
-  corefileDigest,
-  readCorefile,
-  requestReload,
-  startingCorefile,
-} from "../../server/reloader.ts";
+import type { PluginDefinition, ServerControl } from "../../server/plugin.ts";
 
 /** CoreDNS's defaults and limits, in seconds. */
 export const DEFAULT_INTERVAL = 30;
@@ -82,6 +78,17 @@ export function jitteredInterval(config: ReloadConfig, random: () => number = Ma
   return config.interval + random() * config.jitter - config.jitter / 2;
 }
 
+/**
+ * Hex SHA-512 of parsed server blocks. Imports are already expanded by the
+ * parser, so imported files count; as in CoreDNS (which hashes the JSON of
+ * the parsed blocks), comments and spacing that move no token do not.
+ */
+export async function corefileDigest(blocks: readonly ServerBlock[]): Promise<string> {
+  const bytes = new TextEncoder().encode(JSON.stringify(blocks));
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-512", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function reloadMetrics() {
   return {
     failed: counter({
@@ -102,9 +109,10 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** The process's Corefile watcher; closed when no configuration uses `reload` any more. */
+/** The server's Corefile watcher; closed when no configuration uses `reload` any more. */
 class ReloadChecker {
   #log: Logger;
+  #server: ServerControl;
   #periodMs = DEFAULT_INTERVAL * 1000;
   #staged?: number;
   #baseline?: string;
@@ -114,8 +122,9 @@ class ReloadChecker {
   /** The last read/parse problem reported, so a broken file is reported once, not every tick. */
   #lastProblem?: string;
 
-  constructor(log: Logger) {
+  constructor(log: Logger, server: ServerControl) {
     this.#log = log;
+    this.#server = server;
   }
 
   /** Records the period a block asked for; applied by the next {@link start}. */
@@ -123,22 +132,15 @@ class ReloadChecker {
     this.#staged = periodSeconds;
   }
 
-  /** Applies the staged period and hashes the configuration being started; once per configuration. */
-  async start(): Promise<void> {
+  /**
+   * Applies the staged period and hashes `blocks`, the Corefile of the
+   * configuration being started (exactly what runs, not a file that may
+   * have changed since); once per configuration.
+   */
+  async start(blocks: readonly ServerBlock[]): Promise<void> {
     if (this.#staged === undefined || this.#closed) return;
     this.#periodMs = this.#staged * 1000;
     this.#staged = undefined;
-    let blocks = startingCorefile();
-    if (!blocks) {
-      try {
-        blocks = await readCorefile();
-      } catch (err) {
-        // The first check that reads it sets the baseline instead.
-        this.#log.warning(`cannot read the Corefile: ${describe(err)}`);
-        if (!this.#running) this.#schedule();
-        return;
-      }
-    }
     const digest = await corefileDigest(blocks);
     const m = reloadMetrics();
     if (this.#baseline && this.#baseline !== digest) {
@@ -172,7 +174,7 @@ class ReloadChecker {
   async #check(): Promise<void> {
     let blocks;
     try {
-      blocks = await readCorefile();
+      blocks = await this.#server.readCorefile();
     } catch (err) {
       const problem = describe(err);
       if (problem !== this.#lastProblem) this.#log.warning(`Corefile parse failed: ${problem}`);
@@ -188,7 +190,7 @@ class ReloadChecker {
     if (digest === this.#baseline) return;
     // Do not try the same file again, even if it fails to start (CoreDNS).
     this.#baseline = digest;
-    const ok = await requestReload("Corefile changed");
+    const ok = await this.#server.reload("Corefile changed");
     if (!ok) reloadMetrics().failed.inc();
   }
 
@@ -203,9 +205,9 @@ export const reloadPlugin: PluginDefinition = {
   name: "reload",
   setup(ctx) {
     const config = parseReload(ctx.directives);
-    const checker = ctx.resources.acquire("reload", () => new ReloadChecker(ctx.log));
+    const checker = ctx.resources.acquire("reload", () => new ReloadChecker(ctx.log, ctx.server));
     checker.stage(jitteredInterval(config));
-    ctx.onStartup(() => checker.start());
+    ctx.onStartup((starting) => checker.start(starting.corefile));
     return null;
   },
 };

@@ -1,15 +1,10 @@
 import assert from "node:assert/strict";
 import { render } from "../../server/metrics.ts";
-import {
-  corefileDigest,
-  setCorefileReader,
-  setReloadHandler,
-  setStartingCorefile,
-} from "../../server/reloader.ts";
+import type { ServerControl } from "../../server/plugin.ts";
 import { Resources } from "../../server/resources.ts";
 import { waitFor } from "../../../tests/helpers/wait.ts";
-import { assertSetupError, parseSnippet, setupContext } from "../health/testing.ts";
-import { jitteredInterval, parseReload, reloadPlugin } from "./mod.ts";
+import { assertSetupError, configView, parseSnippet, setupContext } from "../health/testing.ts";
+import { corefileDigest, jitteredInterval, parseReload, reloadPlugin } from "./mod.ts";
 
 Deno.test("reload: syntax and limits as CoreDNS", () => {
   const parse = (text: string) => parseReload(parseSnippet(text)[0].directives);
@@ -54,24 +49,27 @@ Deno.test("reload: a changed Corefile asks for a reload; a broken one is reporte
   const write = (text: string) => Deno.writeTextFile(path, text);
   await write(". {\n reload 2s 0\n whoami\n}\n");
   let reads = 0;
-  setCorefileReader(async () => {
-    reads++;
-    return parseSnippet(await Deno.readTextFile(path));
-  });
   const initial = parseSnippet(await Deno.readTextFile(path));
-  setStartingCorefile(initial);
   const requests: string[] = [];
   let outcome = true;
-  setReloadHandler((why) => {
-    requests.push(why);
-    return Promise.resolve(outcome);
-  });
+  // The server the plugin reads the Corefile and reloads through (an Instance's SetupContext.server).
+  const server: ServerControl = {
+    readCorefile: async () => {
+      reads++;
+      return parseSnippet(await Deno.readTextFile(path));
+    },
+    reload: (why) => {
+      requests.push(why);
+      return Promise.resolve(outcome);
+    },
+  };
   const resources = new Resources();
   const scope = resources.scope();
   try {
-    const setup = setupContext(await Deno.readTextFile(path), "reload", resources);
+    const setup = setupContext(await Deno.readTextFile(path), "reload", resources, { server });
     assert.equal(await reloadPlugin.setup(setup.ctx), null);
-    for (const fn of setup.startup) await fn();
+    // The startup hook hashes the Corefile of the configuration it starts.
+    for (const fn of setup.startup) await fn(configView({ corefile: initial }));
     const digest = await corefileDigest(initial);
     assert.match(digest, /^[0-9a-f]{128}$/);
     assert.deepEqual(setup.lines, [
@@ -121,9 +119,6 @@ Deno.test("reload: a changed Corefile asks for a reload; a broken one is reporte
     assert.equal(requests.length, 2);
   } finally {
     await scope.release();
-    setReloadHandler(undefined);
-    setCorefileReader(undefined);
-    setStartingCorefile(undefined);
     await Deno.remove(dir, { recursive: true });
   }
 });
