@@ -13,8 +13,14 @@ import { Mirror, type MirrorOptions } from "../lib/etcd/mirror.ts";
 import { acquireMirror } from "../lib/etcd/pool.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { Resources } from "../lib/server/resources.ts";
-import { startEtcd, type TestEtcd } from "./helpers/etcd.ts";
+import { type EtcdAccess, sharedEtcd, startEtcd } from "./helpers/etcd.ts";
 import { freePort, waitFor } from "./helpers/wait.ts";
+
+/**
+ * The etcd of the tests that neither stop it, compact it, replace it nor turn
+ * on its authentication; each puts its keys below its own prefix (`${P}/skydns/...`).
+ */
+const shared = sharedEtcd();
 
 /** A logger that keeps its lines for assertions. */
 function captureLog(): { log: Logger; lines: string[] } {
@@ -24,7 +30,7 @@ function captureLog(): { log: Logger; lines: string[] } {
 
 /** Runs `body` with a started mirror of `prefix` and a client, closing both afterwards. */
 async function withMirror(
-  etcd: TestEtcd,
+  etcd: EtcdAccess,
   prefix: string,
   body: (mirror: Mirror, client: Etcd3, lines: string[]) => Promise<void> | void,
   options: MirrorOptions = {},
@@ -62,56 +68,64 @@ function grantedLease(output: string): string {
 const keysOf = (mirror: Mirror, prefix: string) => mirror.range(prefix).map((kv) => kv.key);
 
 Deno.test("mirror: initial list (paged) matches etcd", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
   for (let i = 0; i < 25; i++) {
-    await etcd.ctl("put", `/skydns/test/n${String(i).padStart(2, "0")}`, `{"host":"10.0.0.${i}"}`);
+    await etcd.ctl(
+      "put",
+      `${P}/skydns/test/n${String(i).padStart(2, "0")}`,
+      `{"host":"10.0.0.${i}"}`,
+    );
   }
-  await etcd.ctl("put", "/other/key", "x");
-  await withMirror(etcd, "/skydns/", (mirror) => {
+  await etcd.ctl("put", `${P}/other/key`, "x");
+  await withMirror(etcd, `${P}/skydns/`, (mirror) => {
     assert.equal(mirror.isReady(), true);
     const status = mirror.status();
     assert.equal(status.keys, 25);
     assert.equal(status.connected, true);
     assert.ok(status.revision >= 26);
-    const all = mirror.range("/skydns/");
+    const all = mirror.range(`${P}/skydns/`);
     assert.equal(all.length, 25);
     assert.deepEqual(all.map((kv) => kv.key), [...all.map((kv) => kv.key)].sort());
-    const n07 = mirror.get("/skydns/test/n07");
+    const n07 = mirror.get(`${P}/skydns/test/n07`);
     assert.equal(n07?.value, '{"host":"10.0.0.7"}');
     assert.equal(n07?.lease, "0");
     assert.ok(n07!.createRevision > 0 && n07!.modRevision === n07!.createRevision);
-    assert.equal(mirror.get("/other/key"), undefined);
+    assert.equal(mirror.get(`${P}/other/key`), undefined);
   }, { pageSize: 7 });
 });
 
 Deno.test("mirror: puts and deletes show up within milliseconds", async () => {
-  await using etcd = await startEtcd();
-  await withMirror(etcd, "/skydns/", async (mirror, client) => {
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
+  await withMirror(etcd, `${P}/skydns/`, async (mirror, client) => {
     const changes: number[] = [];
     const unsubscribe = mirror.onChange(() => changes.push(mirror.generation));
     const generation = mirror.generation;
 
     let t0 = performance.now();
-    await client.put("/skydns/test/a").value("1");
-    await waitFor(() => mirror.get("/skydns/test/a")?.value === "1", {
+    await client.put(`${P}/skydns/test/a`).value("1");
+    await waitFor(() => mirror.get(`${P}/skydns/test/a`)?.value === "1", {
       what: "put visible",
       intervalMs: 1,
     });
     const putMs = performance.now() - t0;
-    assert.deepEqual(keysOf(mirror, "/skydns/test/"), ["/skydns/test/a"]);
+    assert.deepEqual(keysOf(mirror, `${P}/skydns/test/`), [`${P}/skydns/test/a`]);
 
-    await client.put("/skydns/test/a").value("2");
-    await waitFor(() => mirror.get("/skydns/test/a")?.value === "2", { what: "update visible" });
-    assert.equal(mirror.range("/skydns/test/a")[0].value, "2");
+    await client.put(`${P}/skydns/test/a`).value("2");
+    await waitFor(() => mirror.get(`${P}/skydns/test/a`)?.value === "2", {
+      what: "update visible",
+    });
+    assert.equal(mirror.range(`${P}/skydns/test/a`)[0].value, "2");
 
     t0 = performance.now();
-    await client.delete().key("/skydns/test/a");
-    await waitFor(() => mirror.get("/skydns/test/a") === undefined, {
+    await client.delete().key(`${P}/skydns/test/a`);
+    await waitFor(() => mirror.get(`${P}/skydns/test/a`) === undefined, {
       what: "delete visible",
       intervalMs: 1,
     });
     const deleteMs = performance.now() - t0;
-    assert.deepEqual(mirror.range("/skydns/"), []);
+    assert.deepEqual(mirror.range(`${P}/skydns/`), []);
     assert.ok(mirror.generation >= generation + 3);
     assert.ok(changes.length >= 3);
     assert.ok(mirror.status().lastEventAt! > 0);
@@ -122,76 +136,82 @@ Deno.test("mirror: puts and deletes show up within milliseconds", async () => {
 });
 
 Deno.test("mirror: a txn is applied as one batch", async () => {
-  await using etcd = await startEtcd();
-  await withMirror(etcd, "/skydns/", async (mirror, client) => {
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
+  await withMirror(etcd, `${P}/skydns/`, async (mirror, client) => {
     const seen: number[] = [];
-    mirror.onChange(() => seen.push(mirror.range("/skydns/").length));
+    mirror.onChange(() => seen.push(mirror.range(`${P}/skydns/`).length));
     await client.kv.txn({
       success: Array.from({ length: 100 }, (_, i) => ({
-        request_put: { key: Buffer.from(`/skydns/batch/${i}`), value: Buffer.from("v") },
+        request_put: { key: Buffer.from(`${P}/skydns/batch/${i}`), value: Buffer.from("v") },
       })),
     });
     await waitFor(() => mirror.status().keys === 100, { what: "txn applied" });
     // Listeners never see half a transaction.
     assert.deepEqual(seen, [100]);
-    assert.equal(keysOf(mirror, "/skydns/batch/").length, 100);
+    assert.equal(keysOf(mirror, `${P}/skydns/batch/`).length, 100);
   });
 });
 
 Deno.test("mirror: range order is etcd's byte order; prefixes are isolated", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
   const keys = [
-    "/skydns/order/z",
-    "/skydns/order/\u00e9", // C3 A9
-    "/skydns/order/\ufffd", // EF BF BD: above an astral character in UTF-16, below it in UTF-8
-    "/skydns/order/\u{1F600}", // F0 9F 98 80
-    "/skydns/order/a/b",
-    "/skydns/order/a",
-    "/skydns/order/A",
-    "/skydns/order-x",
+    `${P}/skydns/order/z`,
+    `${P}/skydns/order/\u00e9`, // C3 A9
+    `${P}/skydns/order/\ufffd`, // EF BF BD: above an astral character in UTF-16, below it in UTF-8
+    `${P}/skydns/order/\u{1F600}`, // F0 9F 98 80
+    `${P}/skydns/order/a/b`,
+    `${P}/skydns/order/a`,
+    `${P}/skydns/order/A`,
+    `${P}/skydns/order-x`,
   ];
   for (const key of keys.slice(0, 4)) await etcd.ctl("put", key, "listed");
-  await etcd.ctl("put", "/skydns2/x", "other prefix");
-  await etcd.ctl("put", "/skydns", "the bare prefix without slash");
-  await withMirror(etcd, "/skydns/", async (mirror) => {
+  await etcd.ctl("put", `${P}/skydns2/x`, "other prefix");
+  await etcd.ctl("put", `${P}/skydns`, "the bare prefix without slash");
+  await withMirror(etcd, `${P}/skydns/`, async (mirror) => {
     for (const key of keys.slice(4)) await etcd.ctl("put", key, "watched");
-    await etcd.ctl("put", "/skydns2/y", "other prefix");
+    await etcd.ctl("put", `${P}/skydns2/y`, "other prefix");
     await waitFor(() => mirror.status().keys === 8, { what: "all keys" });
-    const etcdOrder = (await etcd.ctl("get", "--prefix", "--keys-only", "/skydns/"))
+    const etcdOrder = (await etcd.ctl("get", "--prefix", "--keys-only", `${P}/skydns/`))
       .split("\n")
       .filter((line) => line !== "");
-    assert.deepEqual(keysOf(mirror, "/skydns/"), etcdOrder);
-    assert.deepEqual(keysOf(mirror, "/skydns/order/").slice(-2), [
-      "/skydns/order/\ufffd",
-      "/skydns/order/\u{1F600}",
+    assert.deepEqual(keysOf(mirror, `${P}/skydns/`), etcdOrder);
+    assert.deepEqual(keysOf(mirror, `${P}/skydns/order/`).slice(-2), [
+      `${P}/skydns/order/\ufffd`,
+      `${P}/skydns/order/\u{1F600}`,
     ]);
-    assert.deepEqual(keysOf(mirror, "/skydns/order/a"), ["/skydns/order/a", "/skydns/order/a/b"]);
-    assert.deepEqual(keysOf(mirror, "/skydns/order/a/"), ["/skydns/order/a/b"]);
-    assert.deepEqual(keysOf(mirror, "/skydns/nothing"), []);
-    assert.equal(mirror.get("/skydns2/x"), undefined);
-    assert.equal(mirror.get("/skydns2/y"), undefined);
-    assert.equal(mirror.get("/skydns"), undefined);
-    assert.equal(keysOf(mirror, "").includes("/skydns2/x"), false);
+    assert.deepEqual(keysOf(mirror, `${P}/skydns/order/a`), [
+      `${P}/skydns/order/a`,
+      `${P}/skydns/order/a/b`,
+    ]);
+    assert.deepEqual(keysOf(mirror, `${P}/skydns/order/a/`), [`${P}/skydns/order/a/b`]);
+    assert.deepEqual(keysOf(mirror, `${P}/skydns/nothing`), []);
+    assert.equal(mirror.get(`${P}/skydns2/x`), undefined);
+    assert.equal(mirror.get(`${P}/skydns2/y`), undefined);
+    assert.equal(mirror.get(`${P}/skydns`), undefined);
+    assert.equal(keysOf(mirror, "").includes(`${P}/skydns2/x`), false);
   });
 });
 
 Deno.test("mirror: lease TTL is known locally and roughly right", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
   const lease = grantedLease(await etcd.ctl("lease", "grant", "30"));
   const hex = BigInt(lease).toString(16);
-  await etcd.ctl("put", "/skydns/lease/listed", "1", `--lease=${hex}`);
-  await withMirror(etcd, "/skydns/", async (mirror) => {
-    assert.equal(mirror.get("/skydns/lease/listed")?.lease, lease);
-    assert.equal(mirror.get("/skydns/lease/listed") && mirror.status().leases, 1);
+  await etcd.ctl("put", `${P}/skydns/lease/listed`, "1", `--lease=${hex}`);
+  await withMirror(etcd, `${P}/skydns/`, async (mirror) => {
+    assert.equal(mirror.get(`${P}/skydns/lease/listed`)?.lease, lease);
+    assert.equal(mirror.get(`${P}/skydns/lease/listed`) && mirror.status().leases, 1);
     const ttl = await waitFor(() => mirror.leaseRemaining(lease), { what: "lease TTL" });
     assert.ok(ttl >= 25 && ttl <= 30, `remaining ${ttl}`);
     // A second key on the same lease arriving by watch shares the entry.
-    await etcd.ctl("put", "/skydns/lease/watched", "2", `--lease=${hex}`);
-    await waitFor(() => mirror.get("/skydns/lease/watched"), { what: "watched lease key" });
+    await etcd.ctl("put", `${P}/skydns/lease/watched`, "2", `--lease=${hex}`);
+    await waitFor(() => mirror.get(`${P}/skydns/lease/watched`), { what: "watched lease key" });
     assert.equal(mirror.status().leases, 1);
     assert.equal(mirror.leaseRemaining("12345"), undefined);
     // Keys gone: the lease is forgotten.
-    await etcd.ctl("del", "--prefix", "/skydns/lease/");
+    await etcd.ctl("del", "--prefix", `${P}/skydns/lease/`);
     await waitFor(() => mirror.status().keys === 0, { what: "keys deleted" });
     assert.equal(mirror.status().leases, 0);
     assert.equal(mirror.leaseRemaining(lease), undefined);
@@ -199,19 +219,25 @@ Deno.test("mirror: lease TTL is known locally and roughly right", async () => {
 });
 
 Deno.test("mirror: lease refreshes follow keep-alives; expiry and revoke remove keys", async () => {
-  await using etcd = await startEtcd();
-  await withMirror(etcd, "/skydns/", async (mirror, client) => {
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
+  await withMirror(etcd, `${P}/skydns/`, async (mirror, client) => {
     // Kept alive by this client (as another writer would): the mirror must
     // refresh its belief instead of counting down to zero.
     const kept = client.lease(3, { autoKeepAlive: true });
     const keptId = await kept.grant();
-    await kept.put("/skydns/lease/kept").value("alive");
+    await kept.put(`${P}/skydns/lease/kept`).value("alive");
     await waitFor(() => mirror.leaseRemaining(keptId) !== undefined, { what: "kept lease TTL" });
     const short = grantedLease(await etcd.ctl("lease", "grant", "2"));
-    await etcd.ctl("put", "/skydns/lease/short", "dies", `--lease=${BigInt(short).toString(16)}`);
-    await waitFor(() => mirror.get("/skydns/lease/short"), { what: "short-lived key" });
+    await etcd.ctl(
+      "put",
+      `${P}/skydns/lease/short`,
+      "dies",
+      `--lease=${BigInt(short).toString(16)}`,
+    );
+    await waitFor(() => mirror.get(`${P}/skydns/lease/short`), { what: "short-lived key" });
     const started = performance.now();
-    await waitFor(() => mirror.get("/skydns/lease/short") === undefined, {
+    await waitFor(() => mirror.get(`${P}/skydns/lease/short`) === undefined, {
       what: "key removed by lease expiry",
       timeoutMs: 10_000,
     });
@@ -219,11 +245,13 @@ Deno.test("mirror: lease refreshes follow keep-alives; expiry and revoke remove 
     assert.ok(expiredAfter < 5_000, `expired after ${expiredAfter} ms`);
     // Wait past the kept lease's original TTL: it is still believed alive.
     await waitFor(() => performance.now() - started > 4_000, { what: "4 s", timeoutMs: 6_000 });
-    assert.ok(mirror.get("/skydns/lease/kept"));
+    assert.ok(mirror.get(`${P}/skydns/lease/kept`));
     const remaining = mirror.leaseRemaining(keptId);
     assert.ok(remaining !== undefined && remaining >= 1 && remaining <= 3, `kept ${remaining}`);
     await kept.revoke();
-    await waitFor(() => mirror.get("/skydns/lease/kept") === undefined, { what: "revoked key" });
+    await waitFor(() => mirror.get(`${P}/skydns/lease/kept`) === undefined, {
+      what: "revoked key",
+    });
     assert.equal(mirror.status().leases, 0);
   }, { leaseMinRefreshMs: 500 });
 });
@@ -349,41 +377,45 @@ Deno.test("mirror: a replaced cluster (revision went back) triggers a re-list", 
 });
 
 Deno.test("mirror: invalid UTF-8 does not crash", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
   const client = createClient({ endpoints: [etcd.endpoint] }, ".");
   try {
-    await client.put("/skydns/bin/listed").value(Buffer.from([0xff, 0x41, 0xc3]));
-    await client.put(Buffer.from([...Buffer.from("/skydns/bin/bad-"), 0xff])).value("k1");
+    await client.put(`${P}/skydns/bin/listed`).value(Buffer.from([0xff, 0x41, 0xc3]));
+    await client.put(Buffer.from([...Buffer.from(`${P}/skydns/bin/bad-`), 0xff])).value("k1");
   } finally {
     client.close();
   }
-  await withMirror(etcd, "/skydns/", async (mirror, client, lines) => {
-    assert.equal(mirror.get("/skydns/bin/listed")?.value, "\ufffdA\ufffd");
+  await withMirror(etcd, `${P}/skydns/`, async (mirror, client, lines) => {
+    assert.equal(mirror.get(`${P}/skydns/bin/listed`)?.value, "\ufffdA\ufffd");
     assert.equal(mirror.status().skippedKeys, 1);
     assert.ok(lines.some((l) => l.includes("not valid UTF-8")));
-    await client.put("/skydns/bin/watched").value(Buffer.from([0xef, 0xbb, 0xbf, 0x80]));
-    await client.put(Buffer.from([...Buffer.from("/skydns/bin/bad2-"), 0xc0, 0x80])).value("k2");
-    await client.put("/skydns/bin/ok").value("fine");
-    await waitFor(() => mirror.get("/skydns/bin/ok"), { what: "key after invalid ones" });
+    await client.put(`${P}/skydns/bin/watched`).value(Buffer.from([0xef, 0xbb, 0xbf, 0x80]));
+    await client.put(Buffer.from([...Buffer.from(`${P}/skydns/bin/bad2-`), 0xc0, 0x80])).value(
+      "k2",
+    );
+    await client.put(`${P}/skydns/bin/ok`).value("fine");
+    await waitFor(() => mirror.get(`${P}/skydns/bin/ok`), { what: "key after invalid ones" });
     // A leading BOM is kept, not swallowed.
-    assert.equal(mirror.get("/skydns/bin/watched")?.value, "\ufeff\ufffd");
-    assert.deepEqual(keysOf(mirror, "/skydns/bin/"), [
-      "/skydns/bin/listed",
-      "/skydns/bin/ok",
-      "/skydns/bin/watched",
+    assert.equal(mirror.get(`${P}/skydns/bin/watched`)?.value, "\ufeff\ufffd");
+    assert.deepEqual(keysOf(mirror, `${P}/skydns/bin/`), [
+      `${P}/skydns/bin/listed`,
+      `${P}/skydns/bin/ok`,
+      `${P}/skydns/bin/watched`,
     ]);
     assert.equal(mirror.status().connected, true);
   });
 });
 
 Deno.test("pool: blocks on the same etcd and prefix share one mirror across a reload", async () => {
-  await using etcd = await startEtcd();
-  await etcd.ctl("put", "/skydns/shared", "1");
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
+  await etcd.ctl("put", `${P}/skydns/shared`, "1");
   const { log } = captureLog();
   const resources = new Resources();
   const first = resources.scope();
   try {
-    await sharedMirrorScenario(resources, first, etcd, log);
+    await sharedMirrorScenario(resources, first, etcd, P, log);
   } finally {
     await resources.closeAll();
   }
@@ -393,13 +425,14 @@ Deno.test("pool: blocks on the same etcd and prefix share one mirror across a re
 async function sharedMirrorScenario(
   resources: Resources,
   first: { release(): Promise<void> },
-  etcd: TestEtcd,
+  etcd: EtcdAccess,
+  P: string,
   log: Logger,
 ): Promise<void> {
   const options = { endpoints: [etcd.endpoint] };
-  const a = acquireMirror(resources, options, "/skydns/", "/etc", log);
-  const b = acquireMirror(resources, { endpoints: [etcd.endpoint] }, "/skydns/", "/etc", log);
-  const other = acquireMirror(resources, options, "/other/", "/etc", log);
+  const a = acquireMirror(resources, options, `${P}/skydns/`, "/etc", log);
+  const b = acquireMirror(resources, { endpoints: [etcd.endpoint] }, `${P}/skydns/`, "/etc", log);
+  const other = acquireMirror(resources, options, `${P}/other/`, "/etc", log);
   assert.equal(a, b);
   assert.notEqual(a, other);
   assert.equal(resources.size, 3); // one client, two mirrors
@@ -407,12 +440,12 @@ async function sharedMirrorScenario(
   await ready(other);
   // Reload: the new configuration takes its references before the old one releases.
   const second = resources.scope();
-  const c = acquireMirror(resources, options, "/skydns/", "/etc", log);
+  const c = acquireMirror(resources, options, `${P}/skydns/`, "/etc", log);
   assert.equal(c, a);
   await first.release();
-  assert.equal(resources.size, 2); // "/other/" was closed, the client and "/skydns/" live on
-  await etcd.ctl("put", "/skydns/after-reload", "2");
-  await waitFor(() => c.get("/skydns/after-reload"), { what: "shared mirror still watching" });
+  assert.equal(resources.size, 2); // the other prefix's mirror was closed; the client and this one live on
+  await etcd.ctl("put", `${P}/skydns/after-reload`, "2");
+  await waitFor(() => c.get(`${P}/skydns/after-reload`), { what: "shared mirror still watching" });
   await second.release();
   assert.equal(resources.size, 0);
 }
@@ -576,7 +609,8 @@ Deno.test({
   // A few hundred MB of writes; set IDETCD_SKIP_BIG=1 to skip on slow machines.
   ignore: Deno.env.get("IDETCD_SKIP_BIG") === "1",
   async fn() {
-    await using etcd = await startEtcd();
+    const etcd = await shared.scope();
+    const P = etcd.prefix;
     const total = 100_000;
     const client = createClient({ endpoints: [etcd.endpoint] }, ".");
     try {
@@ -592,7 +626,9 @@ Deno.test({
               const n = from + i;
               return {
                 request_put: {
-                  key: Buffer.from(`/skydns/load/${n % 100}/node-${String(n).padStart(6, "0")}`),
+                  key: Buffer.from(
+                    `${P}/skydns/load/${n % 100}/node-${String(n).padStart(6, "0")}`,
+                  ),
                   value: Buffer.from(`{"host":"10.${n >> 16}.${(n >> 8) & 255}.${n & 255}"}`),
                 },
               };
@@ -609,7 +645,7 @@ Deno.test({
       gc();
       const rssBefore = Deno.memoryUsage().rss;
       const heapBefore = Deno.memoryUsage().heapUsed;
-      const mirror = new Mirror(client, "/skydns/", log);
+      const mirror = new Mirror(client, `${P}/skydns/`, log);
       try {
         const loadStart = performance.now();
         void mirror.start();
@@ -624,7 +660,7 @@ Deno.test({
         assert.equal(mirror.status().keys, total);
 
         let t0 = performance.now();
-        const all = mirror.range("/skydns/");
+        const all = mirror.range(`${P}/skydns/`);
         const rangeAllMs = performance.now() - t0;
         assert.equal(all.length, total);
         t0 = performance.now();
@@ -632,12 +668,12 @@ Deno.test({
         let found = 0;
         for (let i = 0; i < rounds; i++) {
           found +=
-            mirror.range(`/skydns/load/${i % 100}/node-${String(i).padStart(6, "0")}`).length;
+            mirror.range(`${P}/skydns/load/${i % 100}/node-${String(i).padStart(6, "0")}`).length;
         }
         const rangeOneUs = ((performance.now() - t0) * 1000) / rounds;
         assert.equal(found, rounds);
         t0 = performance.now();
-        const bucket = mirror.range("/skydns/load/42/");
+        const bucket = mirror.range(`${P}/skydns/load/42/`);
         const rangeBucketMs = performance.now() - t0;
         assert.equal(bucket.length, 1000);
 
@@ -645,12 +681,12 @@ Deno.test({
         t0 = performance.now();
         await client.kv.txn({
           success: Array.from({ length: 128 }, (_, i) => ({
-            request_put: { key: Buffer.from(`/skydns/load/new/${i}`), value: Buffer.from("v") },
+            request_put: { key: Buffer.from(`${P}/skydns/load/new/${i}`), value: Buffer.from("v") },
           })),
         });
         await waitFor(() => mirror.status().keys === total + 128, { intervalMs: 1 });
         const batchMs = performance.now() - t0;
-        assert.equal(mirror.range("/skydns/load/new/").length, 128);
+        assert.equal(mirror.range(`${P}/skydns/load/new/`).length, 128);
 
         console.log(
           [

@@ -23,7 +23,7 @@ import { createClient } from "../lib/etcd/client.ts";
 import { Rcode, type RR, type SOAData, Type, typeToString } from "../lib/dns/types.ts";
 import type { Message } from "../lib/dns/wire.ts";
 import { type ServiceFields, serviceJSON, show } from "../lib/plugins/etcd/testing.ts";
-import { startEtcd, type TestEtcd } from "./helpers/etcd.ts";
+import { type EtcdAccess, sharedEtcd, startEtcd } from "./helpers/etcd.ts";
 import {
   dig,
   queryTcp,
@@ -36,6 +36,13 @@ import { freePort, waitFor } from "./helpers/wait.ts";
 
 // ------------------------------------------------------------------ helpers
 
+/**
+ * The etcd of every test but the outage one (which stops etcd). Each test
+ * keeps to its own key prefix (the etcd plugin's `path`, idetcd's `prefix`);
+ * the seed walk-through keeps the seed's `/skydns`, which no other test uses.
+ */
+const shared = sharedEtcd();
+
 /** The fields of a SkyDNS service value (written as JSON, zero values left out). */
 type Service = ServiceFields;
 
@@ -45,9 +52,15 @@ function keyOf(name: string, prefix = "skydns"): string {
   return `/${prefix}/${labels.join("/")}`;
 }
 
-/** Writes every (name, service) pair as its key, in parallel, with the etcd3 client. */
-async function putServices(client: Etcd3, services: [string, Service][]): Promise<void> {
-  await Promise.all(services.map(([name, s]) => client.put(keyOf(name)).value(serviceJSON(s))));
+/** Writes every (name, service) pair as its key under `prefix`, in parallel, with the etcd3 client. */
+async function putServices(
+  client: Etcd3,
+  prefix: string,
+  services: [string, Service][],
+): Promise<void> {
+  await Promise.all(
+    services.map(([name, s]) => client.put(keyOf(name, prefix)).value(serviceJSON(s))),
+  );
 }
 
 /** Records in CoreDNS test notation, SOA serials masked, OPT dropped. */
@@ -68,7 +81,7 @@ function rezone<T>(value: T, zone: string): T {
 }
 
 /** Lease ID (hex, as etcdctl takes it) from `lease grant` output. */
-async function grantLease(etcd: TestEtcd, seconds: number): Promise<string> {
+async function grantLease(etcd: EtcdAccess, seconds: number): Promise<string> {
   const out = await etcd.ctl("lease", "grant", String(seconds));
   const hex = /lease ([0-9a-f]+) granted/.exec(out)?.[1];
   assert.ok(hex, `unexpected etcdctl output: ${out}`);
@@ -150,7 +163,8 @@ function shortLines(out: string): string[] {
 // ------------------------------------------------------- 1. the seed, verbatim
 
 Deno.test("etcd plugin: the seed walk-through (etcdctl put, dig +short SRV and A)", async () => {
-  await using etcd = await startEtcd();
+  // The shared etcd, under the seed's own /skydns rather than the scope's prefix.
+  const etcd = await shared.scope();
   const port = await freePort();
   // The seed's Corefile; only the ports differ (1053 and localhost:2379 in the seed).
   const conf = await writeCorefile(
@@ -785,10 +799,11 @@ const wildCases: Case[] = [
 const fallServices: [string, Service][] = [["a.fall.test.", { host: "10.0.0.1" }]];
 
 Deno.test("etcd plugin: CoreDNS's fixtures through one server and one etcd", async (t) => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
   const client = createClient({ endpoints: [etcd.endpoint] }, ".");
   try {
-    await putServices(client, [
+    await putServices(client, P.slice(1), [
       ...lookupServices,
       ...otherServices,
       ...cnameServices,
@@ -816,7 +831,7 @@ Deno.test("etcd plugin: CoreDNS's fixtures through one server and one etcd", asy
       // Several zones in one block, named on the etcd line; nonext.test is a block key only.
       `${[...skydnsZones, "nonext.test"].map((z) => z + p).join(" ")} {`,
       `    etcd ${skydnsZones.join(" ")} {`,
-      `        path /skydns`,
+      `        path ${P}`,
       `        endpoint ${E}`,
       `    }`,
       `    errors`,
@@ -824,6 +839,7 @@ Deno.test("etcd plugin: CoreDNS's fixtures through one server and one etcd", asy
       // Zones from the block keys.
       `other.test${p} chain.test${p} more.test${p} wild.test${p} {`,
       `    etcd {`,
+      `        path ${P}`,
       `        endpoint ${E}`,
       `    }`,
       `    errors`,
@@ -831,11 +847,13 @@ Deno.test("etcd plugin: CoreDNS's fixtures through one server and one etcd", asy
       // The outside zone more.test's CNAMEs point to.
       `outside.test${p} {`,
       `    etcd {`,
+      `        path ${P}`,
       `        endpoint ${E}`,
       `    }`,
       `}`,
       `fall.test${p} {`,
       `    etcd {`,
+      `        path ${P}`,
       `        endpoint ${E}`,
       `        fallthrough`,
       `    }`,
@@ -843,6 +861,7 @@ Deno.test("etcd plugin: CoreDNS's fixtures through one server and one etcd", asy
       `}`,
       `clamp.test${p} {`,
       `    etcd {`,
+      `        path ${P}`,
       `        endpoint ${E}`,
       `        min-lease-ttl 15m`,
       `        max-lease-ttl 1200`,
@@ -918,11 +937,11 @@ Deno.test("etcd plugin: CoreDNS's fixtures through one server and one etcd", asy
     const l20 = await grantLease(etcd, 20);
     const put = (key: string, value: string, lease: string) =>
       etcd.ctl("put", `--lease=${lease}`, key, value);
-    await put("/skydns/test/more/lease", '{"host":"10.1.0.1"}', l600);
-    await put("/skydns/test/more/leasettl", '{"host":"10.1.0.2","ttl":45}', l600);
-    await put("/skydns/test/more/short", '{"host":"10.1.0.3"}', l20);
-    await put("/skydns/test/clamp/a", '{"host":"10.1.0.4"}', l600);
-    await put("/skydns/test/clamp/b", '{"host":"10.1.0.5"}', l3600);
+    await put(`${P}/test/more/lease`, '{"host":"10.1.0.1"}', l600);
+    await put(`${P}/test/more/leasettl`, '{"host":"10.1.0.2","ttl":45}', l600);
+    await put(`${P}/test/more/short`, '{"host":"10.1.0.3"}', l20);
+    await put(`${P}/test/clamp/a`, '{"host":"10.1.0.4"}', l600);
+    await put(`${P}/test/clamp/b`, '{"host":"10.1.0.5"}', l3600);
     // Lease TTLs are fetched in the background: poll until the answer carries them.
     const ttlOf = async (name: string) => {
       const r = await ask(port, name);
@@ -946,7 +965,7 @@ Deno.test("etcd plugin: CoreDNS's fixtures through one server and one etcd", asy
   });
 
   await t.step("bad JSON: SERVFAIL with the SOA, logged; other names keep answering", async () => {
-    await etcd.ctl("put", "/skydns/test/more/bad", '{"host":"10.0.0.2","port":"80"}');
+    await etcd.ctl("put", `${P}/test/more/bad`, '{"host":"10.0.0.2","port":"80"}');
     await waitFor(
       async () => (await ask(port, "bad.more.test.")).rcode === Rcode.ServerFailure,
       { timeoutMs: 5_000, what: "SERVFAIL for the bad value" },
@@ -962,11 +981,14 @@ Deno.test("etcd plugin: CoreDNS's fixtures through one server and one etcd", asy
       },
     ]);
     await server.waitForOutput(
-      "/skydns/test/more/bad: json: cannot unmarshal string into Go struct field Service.port of type int",
+      `${P}/test/more/bad: json: cannot unmarshal string into Go struct field Service.port of type int`,
     );
-    assert.match(server.output(), /\[ERROR\] plugin\/errors: 2 bad\.more\.test\. A: \/skydns/);
+    assert.ok(
+      server.output().includes(`[ERROR] plugin/errors: 2 bad.more.test. A: ${P}/test/more/bad`),
+      server.output(),
+    );
     // A fixed value answers again.
-    await etcd.ctl("put", "/skydns/test/more/bad", '{"host":"10.0.0.2","port":80}');
+    await etcd.ctl("put", `${P}/test/more/bad`, '{"host":"10.0.0.2","port":80}');
     await waitFor(async () => (await ask(port, "bad.more.test.")).data[0] === "10.0.0.2", {
       timeoutMs: 5_000,
       what: "the fixed value",
@@ -983,18 +1005,24 @@ async function timeUntil(probe: () => Promise<boolean>, what: string, timeoutMs 
   return performance.now() - t0;
 }
 
-/** A server with one etcd block `zone`, on etcd. */
-async function etcdServer(etcd: TestEtcd, zone: string): Promise<[ServerProcess, number]> {
+/** A server with one etcd block `zone`, on etcd, reading keys under `path` (default /skydns). */
+async function etcdServer(
+  etcd: EtcdAccess,
+  zone: string,
+  path?: string,
+): Promise<[ServerProcess, number]> {
   const port = await freePort();
+  const pathLine = path === undefined ? "" : `        path ${path}\n`;
   const conf = await writeCorefile(
-    `${zone}:${port} {\n    etcd {\n        endpoint ${etcd.endpoint}\n    }\n    errors\n}\n`,
+    `${zone}:${port} {\n    etcd {\n${pathLine}        endpoint ${etcd.endpoint}\n    }\n    errors\n}\n`,
   );
   return [await startServer(conf), port];
 }
 
 Deno.test("etcd plugin: puts, deletes and expired leases show in answers at once", async () => {
-  await using etcd = await startEtcd();
-  const [server, port] = await etcdServer(etcd, "fresh.test");
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
+  const [server, port] = await etcdServer(etcd, "fresh.test", P);
   await using _server = server;
   const client = createClient({ endpoints: [etcd.endpoint] }, ".");
   try {
@@ -1003,19 +1031,19 @@ Deno.test("etcd plugin: puts, deletes and expired leases show in answers at once
       what: "the first load",
     });
     const t0 = performance.now();
-    await client.put("/skydns/test/fresh/a").value('{"host":"10.9.0.1"}');
+    await client.put(`${P}/test/fresh/a`).value('{"host":"10.9.0.1"}');
     const acked = performance.now();
     const putMs = await timeUntil(
       async () => (await ask(port, "a.fresh.test.")).data[0] === "10.9.0.1",
       "the put in answers",
     );
     // An update.
-    await client.put("/skydns/test/fresh/a").value('{"host":"10.9.0.2"}');
+    await client.put(`${P}/test/fresh/a`).value('{"host":"10.9.0.2"}');
     const updateMs = await timeUntil(
       async () => (await ask(port, "a.fresh.test.")).data[0] === "10.9.0.2",
       "the update in answers",
     );
-    await client.delete().key("/skydns/test/fresh/a");
+    await client.delete().key(`${P}/test/fresh/a`);
     const deleteMs = await timeUntil(
       async () => (await ask(port, "a.fresh.test.")).rcode === Rcode.NameError,
       "NXDOMAIN after the delete",
@@ -1030,7 +1058,7 @@ Deno.test("etcd plugin: puts, deletes and expired leases show in answers at once
     // An expiring lease: etcd deletes the key, the watch takes it out of answers.
     const grantedAt = performance.now();
     const lease = await grantLease(etcd, 2);
-    await etcd.ctl("put", `--lease=${lease}`, "/skydns/test/fresh/eph", '{"host":"10.9.0.3"}');
+    await etcd.ctl("put", `--lease=${lease}`, `${P}/test/fresh/eph`, '{"host":"10.9.0.3"}');
     await timeUntil(
       async () => (await ask(port, "eph.fresh.test.")).data[0] === "10.9.0.3",
       "the leased record",
@@ -1106,13 +1134,14 @@ Deno.test("etcd plugin: answers from the copy while etcd is down, catches up aft
 // ---------------------------------------------------------------- 5. interop
 
 Deno.test("etcd plugin: a name claimed by an idetcd node resolves through an etcd-only server", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const nodePort = await freePort();
   const nodeConf = await writeCorefile(
     [
       `.:${nodePort} {`,
       `    idetcd {`,
       `        endpoint ${etcd.endpoint}`,
+      `        prefix ${etcd.prefix}`,
       `        limit 10`,
       `        pattern worker{{.ID}}.tf.local.`,
       `        address 192.0.2.44 2001:db8::44`,
@@ -1129,11 +1158,13 @@ Deno.test("etcd plugin: a name claimed by an idetcd node resolves through an etc
   let nodeStopped = false;
   try {
     await node.waitForOutput(/claimed worker1\.tf\.local\./);
-    const [server, port] = await etcdServer(etcd, "tf.local");
+    const [server, port] = await etcdServer(etcd, "tf.local", etcd.prefix);
     await using _server = server;
-    await waitFor(async () => (await ask(port, "worker1.tf.local.")).data[0] === "192.0.2.44", {
-      what: "worker1 through the etcd plugin",
-    });
+    // Its lease's TTL is fetched in the background: until then the answer has the default 300.
+    await waitFor(async () => {
+      const r = await ask(port, "worker1.tf.local.");
+      return r.data[0] === "192.0.2.44" && r.ttls[0] !== 300;
+    }, { what: "worker1 through the etcd plugin, with its lease's TTL" });
     await checkCases(port, [
       {
         qname: "worker1.tf.local.",

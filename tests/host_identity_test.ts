@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startEtcd, type TestEtcd } from "./helpers/etcd.ts";
+import { type EtcdAccess, type EtcdScope, sharedEtcd, startEtcd } from "./helpers/etcd.ts";
 import { dig } from "./helpers/process.ts";
 import { freePort, waitFor } from "./helpers/wait.ts";
 
@@ -259,14 +259,22 @@ function realHost(): { hostname: string; hosts: string } {
   return { hostname: Deno.hostname(), hosts: Deno.readTextFileSync("/etc/hosts") };
 }
 
-async function corefile(dir: string, etcd: TestEtcd, port: number, extra = ""): Promise<string> {
+/** The etcd of the tests that do not stop it, each under its own key prefix. */
+const shared = sharedEtcd();
+
+async function corefile(
+  dir: string,
+  etcd: EtcdAccess & Partial<Pick<EtcdScope, "prefix">>,
+  port: number,
+  extra = "",
+): Promise<string> {
   const path = join(dir, "Corefile");
   await Deno.writeTextFile(
     path,
     `.:${port} {
   bind 127.0.0.1
   idetcd {
-    endpoint ${etcd.endpoint}
+    endpoint ${etcd.endpoint}${etcd.prefix === undefined ? "" : `\n    prefix ${etcd.prefix}`}
     pattern worker{{.ID}}.tf.local.
     limit 3
     address ${ADDRESS}
@@ -311,7 +319,7 @@ hostTest(
   "hostname: while held, hostname / getent / Python give the claimed name and address; SIGTERM gives the old ones back",
   async () => {
     const real = realHost();
-    await using etcd = await startEtcd();
+    const etcd = await shared.scope();
     await using m = await Machine.create();
     const port = await freePort();
     const conf = await corefile(m.dir, etcd, port);
@@ -387,7 +395,7 @@ hostTest(
   "hostname: a bind-mounted /etc/hosts (containers) is rewritten in place; a SIGKILLed node's changes are undone by its next run",
   async () => {
     const real = realHost();
-    await using etcd = await startEtcd();
+    const etcd = await shared.scope();
     await using m = await Machine.create({ container: true });
     const port = await freePort();
     const conf = await corefile(m.dir, etcd, port);
@@ -424,7 +432,7 @@ hostTest(
   "hostname: without permission to set the hostname one error line is logged, /etc/hosts is left alone and DNS is served",
   async () => {
     const real = realHost();
-    await using etcd = await startEtcd();
+    const etcd = await shared.scope();
     await using m = await Machine.create();
     const port = await freePort();
     const conf = await corefile(m.dir, etcd, port);

@@ -11,7 +11,7 @@ import { Claimer, ClaimError, type ClaimOptions } from "../lib/plugins/idetcd/cl
 import { parsePattern } from "../lib/plugins/idetcd/pattern.ts";
 import { ClusterView, namePath } from "../lib/plugins/idetcd/records.ts";
 import type { KeyValue } from "../lib/etcd/types.ts";
-import { startEtcd, type TestEtcd } from "./helpers/etcd.ts";
+import { type EtcdAccess, type EtcdScope, sharedEtcd, startEtcd } from "./helpers/etcd.ts";
 import { Mirror } from "../lib/etcd/mirror.ts";
 import { lookupSync } from "../lib/plugins/etcd/lookup.ts";
 import { Class, Rcode, Type } from "../lib/dns/types.ts";
@@ -23,6 +23,20 @@ import { idetcdPlugin, parseIdetcd, tfConfig, whoami } from "../lib/plugins/idet
 import { waitFor } from "./helpers/wait.ts";
 
 const PATTERN = "worker{{.ID}}.tf.local.";
+
+/**
+ * The etcd of the tests that neither stop it nor count its leases, each under
+ * its own key prefix; the others take an etcd of their own (prefix /skydns).
+ */
+const shared = sharedEtcd();
+
+/** A shared etcd's scope, or an etcd of the test's own (keys under /skydns). */
+type ClaimEtcd = EtcdAccess & Partial<Pick<EtcdScope, "prefix">>;
+
+/** The key prefix a test's claims use. */
+function prefixOf(etcd: ClaimEtcd): string {
+  return etcd.prefix ?? "/skydns";
+}
 
 /** Log lines of one test, for assertions and for the failure message. */
 class Lines {
@@ -45,7 +59,7 @@ interface Node {
 }
 
 function node(
-  etcd: TestEtcd,
+  etcd: ClaimEtcd,
   identity: string,
   overrides: Partial<ClaimOptions> = {},
   log: Logger = new Lines().log,
@@ -55,7 +69,7 @@ function node(
   const claimer = new Claimer(client, {
     pattern: parsePattern(PATTERN),
     limit: 10,
-    prefix: "/skydns",
+    prefix: prefixOf(etcd),
     addresses: [`10.0.${Math.floor(n / 250)}.${(n % 250) + 1}`],
     identity,
     leaseSeconds: 2,
@@ -77,8 +91,8 @@ function node(
 }
 
 /** The zone's keys as etcdctl sees them (without the lease-less "last holder" records). */
-async function zoneKeys(etcd: TestEtcd): Promise<KeyValue[]> {
-  const out = await etcd.ctl("get", "/skydns/local/tf/", "--prefix", "-w", "json");
+async function zoneKeys(etcd: ClaimEtcd): Promise<KeyValue[]> {
+  const out = await etcd.ctl("get", `${prefixOf(etcd)}/local/tf/`, "--prefix", "-w", "json");
   // Lease IDs are 64-bit: keep them as strings.
   const parsed = JSON.parse(out.replace(/"lease":(\d+)/g, '"lease":"$1"')) as {
     kvs?: {
@@ -101,17 +115,17 @@ async function zoneKeys(etcd: TestEtcd): Promise<KeyValue[]> {
 }
 
 /** ID -> identity of every idetcd lock in etcd. */
-async function holders(etcd: TestEtcd): Promise<Map<number, string>> {
+async function holders(etcd: ClaimEtcd): Promise<Map<number, string>> {
   const view = ClusterView.fromKeys(
     await zoneKeys(etcd),
-    namePath("/skydns", "tf.local."),
+    namePath(prefixOf(etcd), "tf.local."),
     parsePattern(PATTERN),
   );
   return new Map(view.members.map((m) => [m.id, m.identity]));
 }
 
 Deno.test("idetcd claim: 100 claimers at once get IDs 1..100, no duplicates", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const nodes = Array.from(
     { length: 100 },
     (_, i) => node(etcd, `storm-${i + 1}`, { limit: 100, leaseSeconds: 10 }),
@@ -140,7 +154,7 @@ Deno.test("idetcd claim: 100 claimers at once get IDs 1..100, no duplicates", as
 });
 
 Deno.test("idetcd claim: over the limit fails with a clear error", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const nodes = Array.from({ length: 3 }, (_, i) => node(etcd, `full-${i + 1}`, { limit: 3 }));
   const extra = node(etcd, "full-4", { limit: 3 });
   try {
@@ -164,7 +178,7 @@ Deno.test("idetcd claim: over the limit fails with a clear error", async () => {
 });
 
 Deno.test("idetcd claim: a killed claimer's name expires with its lease, then is claimed again", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const a = node(etcd, "kill-a");
   const b = node(etcd, "kill-b");
   const c = node(etcd, "kill-c");
@@ -190,7 +204,7 @@ Deno.test("idetcd claim: a killed claimer's name expires with its lease, then is
 });
 
 Deno.test("idetcd claim: release frees the name at once", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const a = node(etcd, "rel-a", { leaseSeconds: 60 });
   const b = node(etcd, "rel-b", { leaseSeconds: 60 });
   try {
@@ -260,7 +274,7 @@ Deno.test("idetcd claim: a restarted node gets its old ID back (after release an
 });
 
 Deno.test("idetcd claim: a storm below the limit fills the lowest IDs; over it, the extra ones fail", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const nodes = Array.from({ length: 12 }, (_, i) => node(etcd, `herd-${i + 1}`, { limit: 10 }));
   try {
     const results = await Promise.allSettled(nodes.map((n) => n.claimer.claim()));
@@ -286,7 +300,8 @@ Deno.test("idetcd claim: a storm below the limit fills the lowest IDs; over it, 
 });
 
 Deno.test("idetcd claim: someone deleting our lock key makes us claim the same ID again", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
   const lines = new Lines();
   const a = node(etcd, "victim", { leaseSeconds: 30 }, lines.log);
   const b = node(etcd, "bystander", { leaseSeconds: 30 });
@@ -295,7 +310,7 @@ Deno.test("idetcd claim: someone deleting our lock key makes us claim the same I
     await b.claimer.claim();
     const changes: (number | undefined)[] = [];
     a.claimer.onChange((c) => changes.push(c?.id));
-    await etcd.ctl("del", "/skydns/local/tf/worker1");
+    await etcd.ctl("del", `${P}/local/tf/worker1`);
     const again = await waitFor(() => {
       const c = a.claimer.current();
       return c && c.createRevision !== first.createRevision ? c : undefined;
@@ -307,9 +322,9 @@ Deno.test("idetcd claim: someone deleting our lock key makes us claim the same I
     const stored = await holders(etcd);
     assert.deepEqual([...stored.entries()].sort(), [[1, "victim"], [2, "bystander"]]);
     // Deleting an address record only is not a loss of the name: the record is rewritten.
-    await etcd.ctl("del", "/skydns/local/tf/worker1/ip1");
+    await etcd.ctl("del", `${P}/local/tf/worker1/ip1`);
     await waitFor(
-      async () => (await zoneKeys(etcd)).some((k) => k.key === "/skydns/local/tf/worker1/ip1"),
+      async () => (await zoneKeys(etcd)).some((k) => k.key === `${P}/local/tf/worker1/ip1`),
       {
         timeoutMs: 5_000,
         what: "the address record to be rewritten",
@@ -318,7 +333,7 @@ Deno.test("idetcd claim: someone deleting our lock key makes us claim the same I
     assert.equal(a.claimer.current()?.createRevision, again.createRevision);
     assert.ok(lines.has("the address records of worker1.tf.local. were changed; rewrote them"));
     // Overwriting the lock (another lease) is a loss: the node moves to a free ID.
-    await etcd.ctl("put", "/skydns/local/tf/worker1", '{"idetcd":{"id":1,"identity":"intruder"}}');
+    await etcd.ctl("put", `${P}/local/tf/worker1`, '{"idetcd":{"id":1,"identity":"intruder"}}');
     const moved = await waitFor(() => {
       const c = a.claimer.current();
       return c && c.id !== 1 ? c : undefined;
@@ -360,7 +375,7 @@ Deno.test("idetcd claim: etcd stopped and started under held claims; IDs survive
 });
 
 Deno.test("idetcd claim: a revoked lease is replaced and the same ID claimed again", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const lines = new Lines();
   const a = node(etcd, "revoked", { leaseSeconds: 30 }, lines.log);
   try {
@@ -378,21 +393,22 @@ Deno.test("idetcd claim: a revoked lease is replaced and the same ID claimed aga
 });
 
 Deno.test("idetcd claim: the stored keys are answered by the CoreDNS etcd plugin's lookup", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
   const a = node(etcd, "stock-1", { addresses: ["10.0.0.1", "2001:db8::1"], port: 2222 });
   const b = node(etcd, "stock-2", { addresses: ["10.0.0.2"], port: 2222 });
   const client = createClient({ endpoints: [etcd.endpoint] }, ".");
-  const mirror = new Mirror(client, "/skydns/", new Lines().log);
+  const mirror = new Mirror(client, `${P}/`, new Lines().log);
   try {
     await a.claimer.claim();
     await b.claimer.claim();
     await mirror.start();
-    await waitFor(() => mirror.range("/skydns/local/tf/worker2/").length > 0, {
+    await waitFor(() => mirror.range(`${P}/local/tf/worker2/`).length > 0, {
       what: "the mirror to see worker2",
     });
     const env = {
       source: mirror,
-      config: { pathPrefix: "skydns", minLeaseTTL: 0, maxLeaseTTL: 0 },
+      config: { pathPrefix: P.slice(1), minLeaseTTL: 0, maxLeaseTTL: 0 },
     };
     const ask = (name: string, type: number) => lookupSync(env, "tf.local.", name, name, type);
 
@@ -458,11 +474,13 @@ const refused = (): Promise<Reply> =>
   });
 
 Deno.test("idetcd plugin: claims at startup, answers, survives a reload, releases at shutdown", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
   const dir = await Deno.makeTempDir({ prefix: "idetcd-plugin-" });
   const resources = new Resources();
   const lines = new Lines();
   const body = `endpoint ${etcd.endpoint}
+    prefix ${P}
     pattern worker{{.ID}}.tf.local.
     limit 4
     address 127.0.0.1 ::1
@@ -551,7 +569,8 @@ Deno.test("idetcd plugin: claims at startup, answers, survives a reload, release
 });
 
 Deno.test("idetcd plugin: a failed claim is one clear line", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
   const resources = new Resources();
   const scope = resources.scope();
   const startup: StartupHook[] = [];
@@ -560,7 +579,7 @@ Deno.test("idetcd plugin: a failed claim is one clear line", async () => {
     await others[0].claimer.claim();
     await idetcdPlugin.setup({
       directives: idetcdDirectives(
-        `endpoint ${etcd.endpoint}\npattern worker{{.ID}}.tf.local.\nlimit 1\naddress 10.0.0.9`,
+        `endpoint ${etcd.endpoint}\nprefix ${P}\npattern worker{{.ID}}.tf.local.\nlimit 1\naddress 10.0.0.9`,
       ),
       zones: ["tf.local."],
       port: 53,
@@ -591,7 +610,7 @@ Deno.test("idetcd plugin: a failed claim is one clear line", async () => {
 });
 
 Deno.test("idetcd claim: wait gets the first slot that frees up, or times out", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const holder = node(etcd, "wait-holder", { limit: 1, leaseSeconds: 30 });
   const waiter = node(etcd, "wait-waiter", { limit: 1, wait: {} });
   const impatient = node(etcd, "wait-impatient", { limit: 1, wait: { timeoutSeconds: 1 } });
@@ -644,7 +663,7 @@ Deno.test("idetcd claim: etcd unreachable at start is one clear line", async () 
 });
 
 Deno.test("idetcd claim: a second live instance with the same identity takes over; the first steps back", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const firstLines = new Lines();
   const first = node(etcd, "twin", { leaseSeconds: 30 }, firstLines.log);
   const second = node(etcd, "twin", { leaseSeconds: 30 });
@@ -664,14 +683,15 @@ Deno.test("idetcd claim: a second live instance with the same identity takes ove
 });
 
 Deno.test("idetcd claim: a dead claimer stuck in the queue does not block the others for long", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
+  const P = etcd.prefix;
   // A claimer that joined the queue and died: its entry lives until its 60 s lease ends.
   const grant = await etcd.ctl("lease", "grant", "60");
   const ghostLease = /lease ([0-9a-f]+) granted/.exec(grant)![1];
   await etcd.ctl(
     "put",
     `--lease=${ghostLease}`,
-    "/skydns/local/tf/_idetcd/queue/1",
+    `${P}/local/tf/_idetcd/queue/1`,
     '{"idetcdQueue":{"identity":"ghost","prefers":[]}}',
   );
   const lines = new Lines();

@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startEtcd, type TestEtcd } from "./helpers/etcd.ts";
+import { type EtcdAccess, type EtcdScope, sharedEtcd, startEtcd } from "./helpers/etcd.ts";
 import {
   dig,
   queryTcp,
@@ -26,6 +26,16 @@ const PATTERN = "worker{{.ID}}.tf.local.";
 const CLAIMED = /^\[INFO\] plugin\/idetcd: claimed (worker(\d+)\.tf\.local\.) \(ID (\d+)\)$/gm;
 const FULL_LINE =
   "idetcd: all 10 names of worker{{.ID}}.tf.local. are taken (limit 10); raise limit or free a node";
+
+/**
+ * The etcd of the tests that do not stop it, each under its own key prefix; the
+ * outage test and the seed walk-through (verbatim, so the default prefix)
+ * take their own.
+ */
+const shared = sharedEtcd();
+
+/** An etcd the nodes use: a shared one's scope (its prefix), or one of the test's own (/skydns). */
+type ClusterEtcd = EtcdAccess & Partial<Pick<EtcdScope, "prefix">>;
 
 /** Options of one node's Corefile. */
 interface NodeOptions {
@@ -63,16 +73,16 @@ function claimedLines(text: string): { name: string; id: number }[] {
 /** The nodes of one test; disposing stops them all (before etcd, declared earlier, stops). */
 class Cluster implements AsyncDisposable {
   readonly #procs: ServerProcess[] = [];
-  readonly etcd: TestEtcd;
+  readonly etcd: ClusterEtcd;
   /** The DNS port every node listens on (each on its own address). */
   readonly port: number;
 
-  constructor(etcd: TestEtcd, port: number) {
+  constructor(etcd: ClusterEtcd, port: number) {
     this.etcd = etcd;
     this.port = port;
   }
 
-  static async create(etcd: TestEtcd): Promise<Cluster> {
+  static async create(etcd: ClusterEtcd): Promise<Cluster> {
     return new Cluster(etcd, await freePort());
   }
 
@@ -86,6 +96,7 @@ class Cluster implements AsyncDisposable {
         `    bind ${host}`,
         `    idetcd {`,
         `        endpoint ${this.etcd.endpoint}`,
+        ...(this.etcd.prefix === undefined ? [] : [`        prefix ${this.etcd.prefix}`]),
         `        limit ${options.limit ?? 10}`,
         `        pattern ${PATTERN}`,
         `        address ${options.address ?? host}`,
@@ -251,12 +262,15 @@ async function whoami(node: Node): Promise<string> {
 }
 
 /** ID -> identity of every lock in etcd (read with etcdctl, independently of the product). */
-async function holders(etcd: TestEtcd): Promise<Map<number, string>> {
-  const out = await etcd.ctl("get", "/skydns/local/tf/", "--prefix");
+async function holders(etcd: ClusterEtcd): Promise<Map<number, string>> {
+  const prefix = etcd.prefix ?? "/skydns";
+  const out = await etcd.ctl("get", `${prefix}/local/tf/`, "--prefix");
   const lines = out.split("\n");
   const result = new Map<number, string>();
   for (let i = 0; i + 1 < lines.length; i += 2) {
-    const m = /^\/skydns\/local\/tf\/worker(\d+)$/.exec(lines[i]);
+    const m = lines[i].startsWith(`${prefix}/`)
+      ? /^\/local\/tf\/worker(\d+)$/.exec(lines[i].slice(prefix.length))
+      : null;
     if (!m) continue;
     const id = Number(m[1]);
     assert.ok(!result.has(id), `one lock for ID ${id}`);
@@ -271,7 +285,7 @@ const range = (from: number, to: number) =>
 // ---------------------------------------------------------------------------
 
 Deno.test("idetcd cluster: 10 nodes at once get IDs 1..10 once each, resolve each other; an 11th fails", async (t) => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   await using cluster = await Cluster.create(etcd);
   const nodes = await cluster.startAll(range(11, 20));
 
@@ -341,7 +355,7 @@ Deno.test("idetcd cluster: 10 nodes at once get IDs 1..10 once each, resolve eac
 });
 
 Deno.test("idetcd cluster: a SIGKILLed node loses its name when its lease ends; a new node takes the slot", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   await using cluster = await Cluster.create(etcd);
   const nodes = await cluster.startAll([31, 32, 33]);
   await waitForAgreement(cluster, nodes, nodes);
@@ -364,7 +378,7 @@ Deno.test("idetcd cluster: a SIGKILLed node loses its name when its lease ends; 
 });
 
 Deno.test("idetcd cluster: a SIGTERMed node frees its name within a second", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   await using cluster = await Cluster.create(etcd);
   // A long lease: only the revoke at shutdown can free the name this fast.
   const nodes = await cluster.startAll([41, 42, 43], { lease: "60s" });
@@ -388,7 +402,7 @@ Deno.test("idetcd cluster: a SIGTERMed node frees its name within a second", asy
 });
 
 Deno.test("idetcd cluster: a restarted node (same identity) gets its old ID back, after SIGTERM and after SIGKILL", async (t) => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   await using cluster = await Cluster.create(etcd);
   // A lease long enough that the SIGKILLed node's lease is surely alive when it comes back.
   const nodes = await cluster.startAll([51, 52, 53], { lease: "30s" });
@@ -456,7 +470,7 @@ Deno.test("idetcd cluster: a restarted node (same identity) gets its old ID back
 });
 
 Deno.test("idetcd cluster: a whole cluster restarted at once gets the same IDs; a SIGKILLed node back after expiry too", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   await using cluster = await Cluster.create(etcd);
   const first = await cluster.startAll(range(101, 106));
   await waitForAgreement(cluster, first, first);
@@ -553,7 +567,7 @@ Deno.test("idetcd cluster: etcd stopped under running nodes; names resolve from 
 });
 
 Deno.test("idetcd cluster: `whoami` and `tf-config` print this node's ID, name and TF_CONFIG", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   await using cluster = await Cluster.create(etcd);
   const nodes = await cluster.startAll([71, 72, 73], { lease: "60s" });
   await waitForAgreement(cluster, nodes, nodes);
@@ -730,7 +744,7 @@ async function seedWalkthrough(): Promise<void> {
 }
 
 Deno.test("idetcd cluster: from its first answer on, a node resolves its own name", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   await using cluster = await Cluster.create(etcd);
   // Started together, each node is asked for its own name the moment it prints its banner.
   const nodes = await cluster.startAll([51, 52, 53, 54, 55, 56]);

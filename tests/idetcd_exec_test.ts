@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createClient } from "../lib/etcd/client.ts";
 import { EXIT_BARRIER_TIMEOUT, EXIT_NAME_LOST } from "../lib/plugins/idetcd/exec.ts";
-import { startEtcd, type TestEtcd } from "./helpers/etcd.ts";
+import { type EtcdScope, sharedEtcd } from "./helpers/etcd.ts";
 import { createTestNetwork, needsNetns, startEtcdOn } from "./helpers/netns.ts";
 import { startServer, writeCorefile } from "./helpers/process.ts";
 import { freePort, waitFor } from "./helpers/wait.ts";
@@ -48,9 +48,12 @@ function spawn(cmd: string, args: string[], env: Record<string, string> = {}): P
   return { child, out: () => out, err: () => err, status };
 }
 
-/** One node's Corefile on 127.0.0.N. */
+/** The etcd of the tests that need none of their own, each under its own prefix. */
+const shared = sharedEtcd();
+
+/** One node's Corefile on 127.0.0.N, under the test's key prefix. */
 function nodeCorefile(
-  etcd: TestEtcd,
+  etcd: EtcdScope,
   port: number,
   n: number,
   extra: string[] = [],
@@ -63,6 +66,7 @@ function nodeCorefile(
       `    bind ${host}`,
       `    idetcd {`,
       `        endpoint ${etcd.endpoint}`,
+      `        prefix ${etcd.prefix}`,
       `        limit ${limit}`,
       `        pattern worker{{.ID}}.${ZONE}`,
       `        address ${host}`,
@@ -77,10 +81,10 @@ function nodeCorefile(
 }
 
 /** The time (Date.now()) each lock of the zone first appeared, from a watch of the test's own. */
-async function watchClaims(etcd: TestEtcd) {
+async function watchClaims(etcd: EtcdScope) {
   const client = createClient({ endpoints: [etcd.endpoint] }, ".");
   const seen = new Map<string, number>();
-  const watcher = await client.watch().prefix("/skydns/local/tf/worker").create();
+  const watcher = await client.watch().prefix(`${etcd.prefix}/local/tf/worker`).create();
   watcher.on("put", (kv) => {
     const key = kv.key.toString();
     if (/\/worker\d+$/.test(key) && !seen.has(key)) seen.set(key, Date.now());
@@ -95,7 +99,7 @@ async function watchClaims(etcd: TestEtcd) {
 }
 
 Deno.test("exec: six nodes started at random moments; every command starts after the sixth claim with the same members", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const port = await freePort();
   const runtime = await Deno.makeTempDir({ prefix: "idetcd-rt-" });
   const claims = await watchClaims(etcd);
@@ -159,7 +163,7 @@ Deno.test("exec: six nodes started at random moments; every command starts after
 });
 
 Deno.test("exec: a barrier that times out names the missing IDs and exits with its code", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const port = await freePort();
   const runtime = await Deno.makeTempDir({ prefix: "idetcd-rt-" });
   const conf = await nodeCorefile(etcd, port, 111, [], 3);
@@ -189,7 +193,7 @@ Deno.test("exec: a barrier that times out names the missing IDs and exits with i
 });
 
 Deno.test("exec: the command's exit code and signals pass through; usage errors exit 2", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const port = await freePort();
   const runtime = await Deno.makeTempDir({ prefix: "idetcd-rt-" });
   const conf = await nodeCorefile(etcd, port, 112, [], 1);
@@ -225,7 +229,7 @@ Deno.test("exec: the command's exit code and signals pass through; usage errors 
 });
 
 Deno.test("exec: with the node's server running, exec uses its claim instead of claiming again", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const port = await freePort();
   const runtime = await Deno.makeTempDir({ prefix: "idetcd-rt-" });
   const conf = await nodeCorefile(etcd, port, 113, [], 2);
@@ -250,7 +254,7 @@ Deno.test("exec: with the node's server running, exec uses its claim instead of 
 });
 
 Deno.test("exec: started together with the node's service, exec waits for the service's claim", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const port = await freePort();
   const runtime = await Deno.makeTempDir({ prefix: "idetcd-rt-" });
   const conf = await nodeCorefile(etcd, port, 114, [], 2);
@@ -282,7 +286,7 @@ Deno.test("exec: started together with the node's service, exec waits for the se
 });
 
 Deno.test("roles: 1 chief + 2 ps + 5 workers started at once split exactly so; never two chiefs", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const port = await freePort();
   const roles = ["role chief 1", "role ps 2-3", "role worker 4-8"];
   const wanted = ["chief", "ps", "ps", "worker", "worker", "worker", "worker", "worker"];
@@ -327,7 +331,7 @@ Deno.test("roles: 1 chief + 2 ps + 5 workers started at once split exactly so; n
 });
 
 Deno.test("roles: a storm of three would-be chiefs gives one chief", async () => {
-  await using etcd = await startEtcd();
+  const etcd = await shared.scope();
   const port = await freePort();
   const roles = ["role chief 1", "role worker 2-4"];
   const confs = await Promise.all(

@@ -20,7 +20,14 @@ import {
   rerunInPrivateNetns,
 } from "./helpers/private_netns.ts";
 import { waitFor } from "./helpers/wait.ts";
-import { testArgs } from "../scripts/test.ts";
+import {
+  isUnitTest,
+  libTestFiles,
+  NOT_UNIT,
+  testArgs,
+  testPlan,
+  UNIT_FLAGS,
+} from "../scripts/test.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const README = Deno.readTextFileSync(`${ROOT}README.md`);
@@ -438,6 +445,113 @@ Deno.test("scripts/test.ts: no path means tests/ and lib/; paths narrow it; flag
     "/p/tests/",
     "/p/lib/",
   ]);
+});
+
+Deno.test("scripts/test.ts --unit: the *_test.ts under lib/ but NOT_UNIT, narrowed by paths, without network, processes or FFI", () => {
+  const tree = [
+    "lib/dns/name_test.ts",
+    "lib/dns/wire.ts",
+    "lib/plugins/forward/forward_test.ts",
+    "lib/plugins/forward/setup_test.ts",
+    "lib/server/udp/mod_test.ts",
+    "lib/server/udp/abi_test.ts",
+    "tests/install_test.ts",
+  ];
+  const existing = new Set(["/p/lib", "/p/lib/plugins", "/p/lib/dns/name_test.ts", "/p/tests"]);
+  const plan = (args: string[], cwd = "/p") =>
+    testPlan(["--unit", ...args], {
+      cwd,
+      root: "/p/",
+      exists: (p) => existing.has(p),
+      testFiles: () => tree,
+    });
+  const unit = ["test", ...UNIT_FLAGS];
+  assert.deepEqual(plan([]).args, [
+    ...unit,
+    "/p/lib/dns/name_test.ts",
+    "/p/lib/plugins/forward/setup_test.ts",
+  ]);
+  assert.match(plan([]).what, /^test:unit: 2 unit test files /);
+  assert.deepEqual(plan(["plugins"], "/p/lib").args, [
+    ...unit,
+    "/p/lib/plugins/forward/setup_test.ts",
+  ]);
+  assert.deepEqual(plan(["--", "lib/dns/name_test.ts", "--filter", "escape"]).args, [
+    ...unit,
+    "--filter",
+    "escape",
+    "/p/lib/dns/name_test.ts",
+  ]);
+  // A path with no unit test below it is an error, not an empty run.
+  assert.throws(() => plan(["tests"]), /no unit tests in tests /);
+  // The permissions: no -A, no network, processes or FFI, and no prompt for them.
+  for (const flag of UNIT_FLAGS) {
+    assert.doesNotMatch(flag, /^(-A|--allow-all|--allow-net|--allow-run|--allow-ffi)/);
+  }
+  assert.ok(UNIT_FLAGS.includes("--no-prompt"));
+  // The full suite is unchanged by it.
+  assert.deepEqual(testArgs([], { cwd: "/p", root: "/p/", exists: () => false }), [
+    "test",
+    "-A",
+    "--no-check=remote",
+    "/p/tests/",
+    "/p/lib/",
+  ]);
+});
+
+Deno.test("scripts/test.ts NOT_UNIT: every entry exists; the unit tests are most of lib/'s", () => {
+  const all = libTestFiles(ROOT);
+  for (const entry of NOT_UNIT) {
+    assert.ok(
+      entry.endsWith("/") ? all.some((f) => f.startsWith(entry)) : all.includes(entry),
+      `${entry} is listed in NOT_UNIT but no such test exists`,
+    );
+  }
+  const unit = all.filter(isUnitTest);
+  assert.ok(unit.length > all.length / 2, `${unit.length} of ${all.length}`);
+  assert.ok(
+    unit.includes("lib/plugins/log/mod_test.ts") && unit.includes("lib/plugins/errors/mod_test.ts"),
+  );
+});
+
+Deno.test("`deno task test:unit FILE` runs that file; a unit test that opens a socket or starts a process fails", async () => {
+  assert.match(README, /deno task test:unit/);
+  const run = await task(["test:unit", "lib/dns/name_test.ts"]);
+  assert.equal(run.code, 0, run.stderr);
+  // The files run in parallel, so each result line names its file.
+  const files = new Set([...run.stdout.matchAll(/^(\S+_test\.ts) => /gm)].map((m) => m[1]));
+  assert.deepEqual([...files], ["./lib/dns/name_test.ts"]);
+  assert.match(run.stdout, /^ok \| 3 passed \| 0 failed/m);
+  assert.match(run.stderr, /^test:unit: 1 unit test files /m);
+  // A listed integration test is no unit test: named alone, it is refused with the rule.
+  const refused = await task(["test:unit", "lib/server/listen_test.ts"]);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /no unit tests in lib\/server\/listen_test\.ts \(unit tests are/);
+  // The unit permissions deny what unit tests must not do.
+  const dir = await Deno.makeTempDir({ prefix: "idetcd-unit-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/io_test.ts`,
+      [
+        'Deno.test("listens", () => Deno.listen({ hostname: "127.0.0.1", port: 0 }).close());',
+        'Deno.test("spawns", () => { new Deno.Command("true").outputSync(); });',
+        'Deno.test("reads", () => { Deno.readTextFileSync(import.meta.filename!); });',
+      ].join("\n"),
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["test", ...UNIT_FLAGS, `${dir}/io_test.ts`],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 1, text);
+    assert.match(text, /Requires net access/);
+    assert.match(text, /Requires run access/);
+    assert.match(text, /1 passed \| 2 failed/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("README: every install one-liner with OWNER says what to replace, in the same section", () => {

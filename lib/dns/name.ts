@@ -61,11 +61,6 @@ export function splitLabels(name: string): string[] {
   return labels;
 }
 
-/** Number of labels; the root has 0. */
-export function countLabels(name: string): number {
-  return splitLabels(name).length;
-}
-
 /**
  * Whether `child` equals `parent` or lies below it (miekg's dns.IsSubDomain(parent, child)).
  * Both are compared case-insensitively and as fully qualified names.
@@ -97,41 +92,6 @@ export function matchZone(zones: readonly string[], qname: string): string | und
     if (isSubdomain(z, qname) && (best === undefined || z.length > best.length)) best = z;
   }
   return best;
-}
-
-/**
- * Whether a name is syntactically valid by its wire lengths: labels of 1 to 63
- * bytes and at most 255 bytes in all, `\\DDD` and `\\X` escapes counting one
- * byte and other characters their UTF-8 length.
- */
-export function isValidName(name: string): boolean {
-  const n = fqdn(name);
-  if (n === ".") return true;
-  let total = 1;
-  for (const label of splitLabels(n)) {
-    const len = labelWireLength(label);
-    if (len < 1 || len > 63) return false;
-    total += len + 1;
-  }
-  return total <= 255;
-}
-
-/** The number of bytes a presentation-form label takes on the wire. */
-function labelWireLength(label: string): number {
-  let len = 0;
-  for (let i = 0; i < label.length; i++) {
-    const c = label.charCodeAt(i);
-    if (c === 0x5c) {
-      i += /^\d{3}$/.test(label.slice(i + 1, i + 4)) ? 3 : 1;
-      len++;
-    } else if (c < 0x80) len++;
-    else if (c < 0x800) len += 2;
-    else if (c >= 0xd800 && c <= 0xdbff) {
-      len += 4;
-      i++;
-    } else len += 3;
-  }
-  return len;
 }
 
 /** The reverse-lookup name of an IPv4 or IPv6 address ("10.0.0.1" -> "1.0.0.10.in-addr.arpa."). */

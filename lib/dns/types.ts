@@ -73,21 +73,10 @@ export const Opcode = { Query: 0, IQuery: 1, Status: 2, Notify: 4, Update: 5 } a
 const typeNames = new Map<number, string>(
   Object.entries(Type).map(([name, code]) => [code, name]),
 );
-const typeCodes = new Map<string, number>(Object.entries(Type));
 
 /** "A" for 1, "TYPE65280" for types without a mnemonic (RFC 3597). */
 export function typeToString(type: number): string {
   return typeNames.get(type) ?? `TYPE${type}`;
-}
-
-/** 1 for "A" (any case), 65280 for "TYPE65280"; undefined when unknown. */
-export function stringToType(name: string): number | undefined {
-  const upper = name.toUpperCase();
-  const known = typeCodes.get(upper);
-  if (known !== undefined) return known;
-  const m = /^TYPE(\d{1,5})$/.exec(upper);
-  if (m && Number(m[1]) <= 0xffff) return Number(m[1]);
-  return undefined;
 }
 
 const rcodeNames = new Map<number, string>([

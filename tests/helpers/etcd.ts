@@ -2,23 +2,35 @@
  * Starts a real etcd for a test: the `etcd` binary from PATH, a temporary data
  * directory and free loopback ports. No mock stands in for etcd.
  *
+ * - {@link startEtcd}: an etcd of the test's own, for tests that stop,
+ *   restart, pause or fill it, need it on a port chosen in advance, or read
+ *   what all its clients share (revisions, compaction, the lease list, auth).
+ * - {@link sharedEtcd}: one etcd for a whole test file, each test under a key
+ *   prefix of its own, for every other test.
+ *
  * @module
  */
 
 import { freePort, waitFor } from "./wait.ts";
 
-/** A running (or stopped) test etcd. */
-export interface TestEtcd {
+/** What a test can do with an etcd it does not own: reach it and run `etcdctl`. */
+export interface EtcdAccess {
   /** Client URL, e.g. "http://127.0.0.1:40123". */
   readonly endpoint: string;
+  /** The port of {@link endpoint}. */
   readonly clientPort: number;
+  /** Runs `etcdctl` against it and returns stdout; throws on a non-zero exit. */
+  ctl(...args: string[]): Promise<string>;
+}
+
+/** A running (or stopped) test etcd. */
+export interface TestEtcd extends EtcdAccess {
+  /** Its data directory (removed on dispose). */
   readonly dataDir: string;
   /** Stops etcd (SIGTERM) and waits for it to exit; the data is kept for `start`. */
   stop(): Promise<void>;
   /** Starts it again on the same ports with the same data. */
   start(): Promise<void>;
-  /** Runs `etcdctl` against it and returns stdout; throws on a non-zero exit. */
-  ctl(...args: string[]): Promise<string>;
   /** Stops etcd and removes its data directory. */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -108,6 +120,53 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<TestEtc
     async [Symbol.asyncDispose]() {
       await stop();
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/**
+ * One test's share of a {@link sharedEtcd}: the file's etcd, and a key prefix
+ * no other test of the file uses. It cannot stop or restart etcd: a test
+ * that needs to takes an etcd of its own ({@link startEtcd}).
+ */
+export interface EtcdScope extends EtcdAccess {
+  /**
+   * This test's key prefix, "/t001", "/t002", ... (one width, so none is a
+   * prefix of another): the `prefix` of idetcd, the `path` of the etcd
+   * plugin, the first part of every key the test writes or reads.
+   */
+  readonly prefix: string;
+}
+
+/** The etcd of one test file; see {@link sharedEtcd}. */
+export interface SharedEtcd {
+  /**
+   * Starts the file's etcd on first use (so a file whose tests are all
+   * filtered out or ignored starts none) and gives the caller a fresh prefix.
+   */
+  scope(): Promise<EtcdScope>;
+}
+
+/**
+ * One etcd for the tests of a file that need no etcd of their own, each under
+ * its own key prefix; call it once at the top of the file. It is stopped and
+ * its data removed after the file's last test (`Deno.test.afterAll`). The
+ * tests of a file run one after another, and each keeps to its prefix, so
+ * none sees another's keys; what they share is etcd's revision counter and
+ * its lease list, so a test that reads either takes its own etcd.
+ */
+export function sharedEtcd(): SharedEtcd {
+  let etcd: Promise<TestEtcd> | undefined;
+  let scopes = 0;
+  Deno.test.afterAll(async () => {
+    const running = await etcd?.catch(() => undefined);
+    await running?.[Symbol.asyncDispose]();
+  });
+  return {
+    async scope() {
+      const { endpoint, clientPort, ctl } = await (etcd ??= startEtcd());
+      scopes++;
+      return { endpoint, clientPort, ctl, prefix: `/t${String(scopes).padStart(3, "0")}` };
     },
   };
 }

@@ -9,6 +9,8 @@ import { parseDuration } from "../../corefile/duration.ts";
 import { typeToString } from "../../dns/types.ts";
 import type { Logger } from "../../log.ts";
 import type { Plugin, PluginDefinition } from "../../server/plugin.ts";
+// Go's time.Duration.String, for the period as CoreDNS prints it ("30s", "5m0s", "500ms").
+import { formatGoDuration } from "../health/http.ts";
 
 /** One `consolidate DURATION REGEXP [level] [show_first]` rule. */
 interface Consolidation {
@@ -66,7 +68,17 @@ function emit(log: Logger, level: Consolidation["level"], msg: string) {
   else log.error(msg);
 }
 
-/** The errors directive: `errors { stacktrace; consolidate DURATION REGEXP [LEVEL] [show_first] }`. */
+/**
+ * The errors directive: `errors { stacktrace; consolidate DURATION REGEXP [LEVEL] [show_first] }`.
+ *
+ * As CoreDNS's: each error is one line, `RCODE NAME TYPE: TEXT` (the name
+ * lower-cased); an error whose TEXT matches a `consolidate` pattern (the
+ * first that matches) is counted instead, and DURATION after the first of a run one
+ * line says how many there were; `show_first` logs that first one at the
+ * rule's level (and the summary only when more followed). When the
+ * configuration stops, pending counts are logged at once and later errors
+ * logged one by one.
+ */
 export const errorsPlugin: PluginDefinition = {
   name: "errors",
   setup(ctx) {
@@ -92,42 +104,51 @@ export const errorsPlugin: PluginDefinition = {
       else throw new CorefileError(`unknown property '${line.name.text}'`, line.name, "errors");
     }
     const log = ctx.log;
+    let stopped = false;
+    /** CoreDNS's logPattern: the run's summary, unless show_first already logged its only error. */
+    const summarize = (rule: Consolidation) => {
+      clearTimeout(rule.timer);
+      rule.timer = undefined;
+      const n = rule.count;
+      rule.count = 0;
+      if (n > 1 || (n === 1 && !rule.showFirst)) {
+        emit(
+          log,
+          rule.level,
+          `${n} errors like '${rule.source}' occurred in last ${
+            formatGoDuration(rule.periodMs / 1000)
+          }`,
+        );
+      }
+    };
     ctx.onShutdown(() => {
-      for (const r of rules) clearTimeout(r.timer);
+      stopped = true;
+      for (const rule of rules) if (rule.timer !== undefined) summarize(rule);
     });
-    const report = (msg: string) => {
-      for (const rule of rules) {
-        if (!rule.pattern.test(msg)) continue;
-        rule.count++;
-        if (rule.count === 1) {
-          if (rule.showFirst) emit(log, rule.level, msg);
-          rule.timer = setTimeout(() => {
-            const n = rule.count;
-            rule.count = 0;
-            rule.timer = undefined;
-            if (n > (rule.showFirst ? 1 : 0)) {
-              emit(
-                log,
-                rule.level,
-                `${n} errors like '${rule.source}' occurred in last ${rule.periodMs / 1000}s`,
-              );
-            }
-          }, rule.periodMs);
-        }
+    /** One error: `line` is what is logged, `error` (the error's own text) what patterns match. */
+    const report = (line: string, error: string) => {
+      const rule = rules.find((r) => r.pattern.test(error));
+      if (!rule) {
+        log.error(line);
         return;
       }
-      log.error(msg);
+      if (stopped) {
+        emit(log, rule.level, line);
+        return;
+      }
+      rule.count++;
+      if (rule.count === 1) {
+        if (rule.showFirst) emit(log, rule.level, line);
+        rule.timer = setTimeout(() => summarize(rule), rule.periodMs);
+      }
     };
     const plugin: Plugin = {
       name: "errors",
       async serve(req, next) {
         const reply = await next(req);
         if (reply.error) {
-          report(
-            `${reply.rcode} ${req.question.name} ${
-              typeToString(req.question.type)
-            }: ${reply.error}`,
-          );
+          const type = typeToString(req.question.type);
+          report(`${reply.rcode} ${req.qname} ${type}: ${reply.error}`, reply.error);
         }
         return reply;
       },

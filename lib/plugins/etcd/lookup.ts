@@ -23,7 +23,7 @@ import {
   pathWithWildcard,
   presentationName,
 } from "./path.ts";
-import { group, hasLease, type Service, serviceOf, targetStrip, txtStrings } from "./service.ts";
+import { group, type Service, serviceOf, targetStrip, txtStrings } from "./service.ts";
 
 /** CNAME chains stop growing past this many links (CoreDNS `maxCnameChainLength`). */
 export const MAX_CNAME_CHAIN_LENGTH = 10;
@@ -87,8 +87,6 @@ export interface LookupOutcome {
   nameError: boolean;
   /** Upstream questions this pass needed but had no result for; empty when complete. */
   pendingUpstream: UpstreamQuestion[];
-  /** True when the reply depends on time or on upstream answers, not only on the data. */
-  volatile: boolean;
   /** True when part of the answer came from the server's chain (CNAME targets outside the zone). */
   usedUpstream: boolean;
 }
@@ -114,7 +112,6 @@ interface Found {
 class Walk {
   readonly prefix: string;
   pending: UpstreamQuestion[] | undefined;
-  volatile = false;
   /** Whether an answer came through the server's chain (so it depends on more than the mirror). */
   usedUpstream = false;
 
@@ -124,7 +121,6 @@ class Walk {
 
   /** Upstream answer, or null when it failed or is not known yet (then noted as pending). */
   upstream(name: string, type: number): UpstreamAnswer | null {
-    this.volatile = true;
     this.usedUpstream = true;
     const known = this.env.upstream;
     if (!known) return null;
@@ -193,7 +189,6 @@ function records(walk: Walk, name: string, exact: boolean, qtype: number): Servi
       walk.env.onBadValue?.(kv, service);
       return service;
     }
-    if (hasLease(kv)) walk.volatile = true;
     // shouldInclude: only TXT queries keep host-less (text-only) records.
     if (service.host !== "" || (qtype === Type.TXT && service.text !== "")) {
       services.push(service);
@@ -542,7 +537,6 @@ export function lookupSync(
 ): LookupOutcome {
   const walk = new Walk(env, zone);
   let result: Found | Failure;
-  let soaAnswer = false;
   // The default branch's "fake" A lookup: it tells NODATA from NXDOMAIN; its
   // records are not used (so neither are the upstream lookups it would make).
   const existence = (): Found | Failure => {
@@ -576,7 +570,6 @@ export function lookupSync(
       // Whether the name exists is read from the keys alone: no record can
       // answer, so a bad value below the name is no reason for a SERVFAIL.
       if (qname === zone) {
-        soaAnswer = true;
         result = { records: [soa(walk)], extra: [], truncated: false };
       } else {
         result = nameExists(walk, qname) ? { records: [], extra: [], truncated: false } : NOT_FOUND;
@@ -603,7 +596,6 @@ export function lookupSync(
     truncated: false,
     nameError: false,
     pendingUpstream: walk.pending ?? [],
-    volatile: walk.volatile || soaAnswer,
     usedUpstream: walk.usedUpstream,
   };
   if (result === NOT_FOUND) {
@@ -620,7 +612,6 @@ export function lookupSync(
   }
   // NXDOMAIN, SERVFAIL and NODATA all carry the zone SOA (BackendError).
   outcome.authority = [soa(walk)];
-  outcome.volatile = true;
   return outcome;
 }
 

@@ -69,8 +69,6 @@ export interface IdetcdHandlerOptions {
 /** The answering side of the plugin. */
 export interface IdetcdHandler {
   serve(req: Request, next: Handler): Promise<Reply>;
-  /** The members as the mirror shows them now. */
-  view(): ClusterView;
 }
 
 /** The address a reverse name stands for ("4.0.0.10.in-addr.arpa." -> "10.0.0.4"). */
@@ -290,5 +288,5 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
     return Promise.resolve(answer(addressRecords(owner, member.ipv4, member.ipv6, qtype)));
   };
 
-  return { serve, view: () => view().view };
+  return { serve };
 }
