@@ -17,9 +17,10 @@ import {
 } from "./mod.ts";
 import { LIBC_PATHS } from "./ffi.ts";
 import { createLogger } from "../../log.ts";
-import { queryUdp } from "../../../tests/helpers/process.ts";
+import { queryUdp, startServer } from "../../../tests/helpers/process.ts";
 import { freePort, waitFor } from "../../../tests/helpers/wait.ts";
 import { Type } from "../../dns/types.ts";
+import { encodeQuery } from "../../dns/wire.ts";
 
 const quiet = createLogger("test", () => {});
 const MAIN = new URL("../../../main.ts", import.meta.url).pathname;
@@ -230,4 +231,59 @@ Deno.test("udp path: `deno task start` grants FFI for exactly libc's paths (both
     flag.slice("--allow-ffi=".length).split(",").sort(),
     [...new Set([...LIBC_PATHS.x86_64, ...LIBC_PATHS.aarch64])].sort(),
   );
+});
+
+Deno.test("udp: reloads that move the port close the old sockets; no descriptor leaks over ten of them", async () => {
+  // On whichever path the suite runs (CI runs it on both).
+  const [portA, portB] = [await freePort(), await freePort()];
+  const dir = await Deno.makeTempDir({ prefix: "idetcd-udp-reload-" });
+  const conf = `${dir}/Corefile`;
+  const write = (port: number) => Deno.writeTextFile(conf, `.:${port} {\n    whoami\n}\n`);
+  await write(portA);
+  try {
+    await using server = await startServer(conf);
+    const fds = () => [...Deno.readDirSync(`/proc/${server.pid}/fd`)].length;
+    const answers = (port: number) =>
+      queryUdp("127.0.0.1", port, "r.example.", Type.A).then((m) => m.additional.length > 0);
+    /** Nothing comes back within 300 ms: nobody listens there any more. */
+    const silent = async (port: number) => {
+      const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+      try {
+        await sock.send(encodeQuery(1, "r.example.", Type.A), {
+          transport: "udp",
+          hostname: "127.0.0.1",
+          port,
+        });
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const got = await Promise.race([
+          sock.receive().then(() => true, () => false),
+          new Promise<false>((r) => (timer = setTimeout(() => r(false), 300))),
+        ]);
+        clearTimeout(timer);
+        return !got;
+      } finally {
+        sock.close();
+      }
+    };
+    assert.ok(await answers(portA));
+    let atA: number | undefined;
+    for (let i = 1; i <= 10; i++) {
+      const [to, from] = i % 2 ? [portB, portA] : [portA, portB];
+      await write(to);
+      server.kill("SIGHUP");
+      await waitFor(
+        () => server.output().split("reloaded configuration (SIGHUP)").length - 1 === i,
+        { what: `reload ${i}` },
+      );
+      assert.ok(await answers(to), `reload ${i}: no answer on the new port`);
+      assert.ok(await silent(from), `reload ${i}: the old port still answers`);
+      if (to === portA) {
+        // Each time the configuration is back on port A the process holds as many descriptors.
+        atA ??= fds();
+        assert.equal(fds(), atA, `reload ${i}: descriptors grew`);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
