@@ -594,9 +594,4 @@ export class BatchedUdp implements UdpSocket {
     }
     await this.#loop;
   }
-
-  /** The arena's size in bytes (for tests: it is one allocation for the socket's life). */
-  get arenaBytes(): number {
-    return this.#arena.byteLength;
-  }
 }

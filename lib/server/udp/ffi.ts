@@ -149,7 +149,6 @@ export function findLibc(
 }
 
 let opened: { lib: Deno.DynamicLibrary<typeof SYMBOLS>; libc: Libc; users: number } | undefined;
-let lastReason: string | undefined;
 
 /**
  * libc for one more batched socket, or the reason it cannot be had. Pair
@@ -158,10 +157,7 @@ let lastReason: string | undefined;
 export function acquireLibc(): Libc | string {
   if (!opened) {
     const probe = findLibc();
-    if (!probe.ok) {
-      lastReason = probe.reason;
-      return probe.reason;
-    }
+    if (!probe.ok) return probe.reason;
     opened = { lib: probe.lib, libc: wrap(probe.lib, probe.path), users: 0 };
   }
   opened.users++;
@@ -175,9 +171,4 @@ export function releaseLibc(): void {
   const lib = opened.lib;
   opened = undefined;
   lib.close();
-}
-
-/** Why libc could not be opened last time, if it could not (for diagnostics). */
-export function libcUnavailableReason(): string | undefined {
-  return lastReason;
 }
