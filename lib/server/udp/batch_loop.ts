@@ -382,7 +382,9 @@ export class BatchedUdp implements UdpSocket {
     const recvVec = this.#recvVecAddr;
     try {
       while (!this.#closed) {
+        let more = false;
         for (let turn = 0; turn < MAX_BATCHES_PER_TURN && !this.#closed; turn++) {
+          more = false;
           const n = s.recvmmsg(this.#fd, recvVec, this.#batch, C.MSG_DONTWAIT, 0n);
           if (n < 0) {
             const errno = this.#errno();
@@ -397,8 +399,16 @@ export class BatchedUdp implements UdpSocket {
           this.stats.received += n;
           this.#answer(n, handler);
           this.#flush();
+          more = n === this.#batch;
         }
         if (this.#closed) break;
+        if (more) {
+          // The turn's budget is spent and datagrams are still queued: yield to the
+          // macrotask queue (timers, TCP, the lease keep-alive) before the next turn.
+          // An already-ready poll would not let timers run in between.
+          await new Promise<void>((resolve) => setTimeout(resolve, 0));
+          continue;
+        }
         const wantOut = this.#sendFrom < this.#staged && this.#blocked;
         writePollfd(view, p.pollfds, this.#fd, C.POLLIN | (wantOut ? C.POLLOUT : 0));
         writePollfd(view, p.pollfds + POLLFD.size, this.#efd, C.POLLIN);

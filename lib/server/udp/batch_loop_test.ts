@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { BatchedUdp, DEFAULT_BATCH } from "./batch_loop.ts";
+import { BatchedUdp, DEFAULT_BATCH, MAX_BATCHES_PER_TURN } from "./batch_loop.ts";
 import { batchedUnavailable } from "./mod.ts";
 import type { UdpAnswer, UdpSource } from "./types.ts";
 import { createLogger } from "../../log.ts";
@@ -322,9 +322,13 @@ Deno.test({
       const replies = await c.collect(queued, 10_000);
       assert.ok(replies.length >= 50, `only ${replies.length} of ${queued} queued datagrams kept`);
       assert.ok(answeredAtTimer !== undefined, "the timer never fired");
+      // The loop yields after one turn at most, however many datagrams are queued
+      // (a loaded machine may have dropped some of the 100: count the budget, not them).
       assert.ok(
-        answeredAtTimer < replies.length,
-        `the timer waited for all ${replies.length} datagrams`,
+        answeredAtTimer <= MAX_BATCHES_PER_TURN * 4,
+        `the timer waited for ${answeredAtTimer} datagrams (more than one turn's ${
+          MAX_BATCHES_PER_TURN * 4
+        }) of ${replies.length}`,
       );
       // More than one datagram per recvmmsg call.
       assert.ok(udp.stats.batches < udp.stats.received, JSON.stringify(udp.stats));
