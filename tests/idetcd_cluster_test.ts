@@ -520,11 +520,16 @@ Deno.test("idetcd cluster: etcd stopped under running nodes; names resolve from 
   // it on their own DNS) but keep answering the others from memory.
   let rounds = 0;
   while (performance.now() - stoppedAt < 3_500) {
-    assert.equal(
-      await mismatch(cluster, nodes, nodes, { ownMayBeFenced: true }),
-      "",
-      "answers during the outage",
-    );
+    let found: string;
+    try {
+      found = await mismatch(cluster, nodes, nodes, { ownMayBeFenced: true });
+    } catch (err) {
+      // Name the node that went silent and show what it logged meanwhile.
+      const at = (performance.now() - stoppedAt).toFixed(0);
+      const logs = nodes.map((n, i) => `--- ${n.host}:\n${n.proc.output().slice(marks[i])}`);
+      throw new Error(`${(err as Error).message} (${at} ms into the outage)\n${logs.join("\n")}`);
+    }
+    assert.equal(found, "", "answers during the outage");
     rounds++;
   }
   for (const node of nodes) {

@@ -9,18 +9,23 @@
  * under one syscall per query and the event loop is entered once per turn,
  * not once per datagram.
  *
- * Memory: every byte the kernel reads or writes lies in one ArrayBuffer
- * (the arena), allocated when the socket opens and referenced by it until
- * the descriptor is closed, never transferred or detached. It is far larger
- * than 64 bytes, so V8 keeps it off its heap where it cannot move. Replies
- * are copied into the arena before `sendmmsg`; no JavaScript buffer's
- * address is ever handed to the kernel. The struct layouts come from
- * abi.ts alone.
+ * Memory: every byte the kernel reads or writes during a synchronous call
+ * (socket, bind, recvmmsg, sendmmsg, read/write of the eventfd) lies in one
+ * ArrayBuffer (the arena), allocated when the socket opens and referenced
+ * by it until the descriptor is closed, never transferred or detached. It
+ * is far larger than 64 bytes, so V8 keeps it off its heap where it cannot
+ * move. Replies are copied into the arena before `sendmmsg`; no other
+ * JavaScript buffer's address is ever handed to the kernel. The one call
+ * that runs on another thread, `poll`, gets a pollfd array in malloc'd
+ * memory instead, copied to and from the arena around the call: a poll that
+ * outlived the socket's JavaScript side (an isolate torn down mid-call)
+ * would write where the garbage collector never frees. The struct layouts
+ * come from abi.ts alone.
  *
  * One turn of the loop: receive and answer up to {@link MAX_BATCHES_PER_TURN}
  * batches synchronously, sending the replies that were ready after each
- * batch; then `poll` (returns at once when more datagrams wait, so the event
- * loop runs timers, TCP and the chains' awaits between turns). Replies that
+ * batch; then `poll`, or, when the last batch was full (more is queued),
+ * a macrotask yield first (see the loop for why). Replies that
  * were not ready (a chain that awaits: forward, the etcd copy's first load)
  * are staged when their promise resolves and sent by a microtask through
  * the same socket. `close()` wakes the poll through an eventfd; the poll's
@@ -51,7 +56,7 @@ import {
   writePollfd,
   writeSockaddr,
 } from "./abi.ts";
-import { acquireLibc, type Libc, type LibcSymbols, releaseLibc } from "./ffi.ts";
+import { type Libc, type LibcSymbols, openLibc } from "./ffi.ts";
 import { addressText, toSockAddr } from "./addr.ts";
 import type { UdpHandler, UdpSocket, UdpSource } from "./types.ts";
 
@@ -68,6 +73,8 @@ export const MAX_BATCHES_PER_TURN = 4;
 /** poll's timeout: the longest a close can wait if the eventfd wake-up were lost. */
 export const POLL_TIMEOUT_MS = 100;
 
+/** The two pollfds the loop waits on: the socket and the eventfd. */
+const POLLFDS_BYTES = BigInt(2 * POLLFD.size);
 /** Room for a peer address: a sockaddr_in6 (the larger), rounded up to 8 bytes. */
 const NAME_STRIDE = Math.ceil(SOCKADDR_IN6.size / 8) * 8;
 /** Bytes of scratch space: errno, an int option, a socklen_t, the eventfd counter, a sockaddr. */
@@ -221,6 +228,9 @@ export class BatchedUdp implements UdpSocket {
   readonly #view: DataView;
   /** The arena's address, and those of the parts passed to calls (bigint, as FFI wants). */
   readonly #recvVecAddr: bigint;
+  /** poll's own pollfd array: malloc'd, freed once no poll can be running (see the module comment). */
+  readonly #pollNative: bigint;
+  /** The arena's copy of it, where JavaScript reads and writes the fields. */
   readonly #pollAddr: bigint;
   readonly #errnoAddr: bigint;
   readonly #counterAddr: bigint;
@@ -244,7 +254,7 @@ export class BatchedUdp implements UdpSocket {
     log: Logger,
     fd: number,
     efd: number,
-    arena: { buffer: ArrayBuffer; base: bigint; plan: Plan },
+    arena: { buffer: ArrayBuffer; base: bigint; plan: Plan; pollNative: bigint },
     batch: number,
     slot: number,
     local: { address: string; port: number },
@@ -261,6 +271,7 @@ export class BatchedUdp implements UdpSocket {
     const at = (offset: number) => arena.base + BigInt(offset);
     this.#recvVecAddr = at(this.#p.recvVec);
     this.#pollAddr = at(this.#p.pollfds);
+    this.#pollNative = arena.pollNative;
     this.#errnoAddr = at(this.#p.scratch + SCRATCH_ERRNO);
     this.#counterAddr = at(this.#p.scratch + SCRATCH_COUNTER);
     this.#sendVecAddr = Array.from(
@@ -296,10 +307,10 @@ export class BatchedUdp implements UdpSocket {
     }
     const sa = toSockAddr(hostname === "" ? "::" : hostname, port);
     if (!sa) throw new Error(`not an IP address: ${hostname}`);
-    const libc = acquireLibc();
+    const libc = openLibc();
     if (typeof libc === "string") throw new Error(`batched UDP unavailable: ${libc}`);
     const s = libc.symbols;
-    let fd = -1, efd = -1;
+    let fd = -1, efd = -1, pollNative = 0n;
     try {
       const p = plan(batch, slot);
       const buffer = new ArrayBuffer(p.total);
@@ -334,6 +345,8 @@ export class BatchedUdp implements UdpSocket {
       if (!bound) throw new Error("getsockname: no address");
       efd = s.eventfd(0, C.EFD_NONBLOCK | C.EFD_CLOEXEC);
       if (efd < 0) throw new SyscallError("eventfd", errno());
+      pollNative = BigInt(s.malloc(BigInt(2 * POLLFD.size)));
+      if (pollNative === 0n) throw new SyscallError("malloc", errno());
 
       // The fixed parts of every header: where each slot's address, iovec and bytes are.
       for (let i = 0; i < batch; i++) {
@@ -353,14 +366,23 @@ export class BatchedUdp implements UdpSocket {
           );
         }
       }
-      return new BatchedUdp(libc, log, fd, efd, { buffer, base, plan: p }, batch, slot, {
-        address: addressText(bound.family, bound.addr, 0),
-        port: bound.port,
-      });
+      return new BatchedUdp(
+        libc,
+        log,
+        fd,
+        efd,
+        { buffer, base, plan: p, pollNative },
+        batch,
+        slot,
+        {
+          address: addressText(bound.family, bound.addr, 0),
+          port: bound.port,
+        },
+      );
     } catch (err) {
+      if (pollNative !== 0n) s.free(pollNative);
       if (efd >= 0) s.close(efd);
       if (fd >= 0) s.close(fd);
-      releaseLibc();
       throw err;
     }
   }
@@ -405,7 +427,14 @@ export class BatchedUdp implements UdpSocket {
         if (more) {
           // The turn's budget is spent and datagrams are still queued: yield to the
           // macrotask queue (timers, TCP, the lease keep-alive) before the next turn.
-          // An already-ready poll would not let timers run in between.
+          // An already-ready poll did not always let timers run in between (a 0 ms
+          // timer waited for a whole queue), and with a poll between turns a node
+          // with a 2 s lease lost its keep-alive under a flood of 16,000 queries in
+          // flight; with this yield it did not. The price, about 2 ms per yield
+          // (Deno's setTimeout(0)), is paid only when a batch comes back full: a
+          // flood is answered at about 60k qps here against 70-88k with the poll,
+          // and at dnsperf -q 100 (the benchmark) a batch is rarely full (51 yields
+          // in 200,000 queries).
           await new Promise<void>((resolve) => setTimeout(resolve, 0));
           continue;
         }
@@ -415,10 +444,12 @@ export class BatchedUdp implements UdpSocket {
         this.stats.polls++;
         this.#polling = true;
         try {
-          await s.poll(this.#pollAddr, 2n, POLL_TIMEOUT_MS);
+          s.memcpy(this.#pollNative, this.#pollAddr, POLLFDS_BYTES);
+          await s.poll(this.#pollNative, 2n, POLL_TIMEOUT_MS);
         } finally {
           this.#polling = false;
         }
+        s.memcpy(this.#pollAddr, this.#pollNative, POLLFDS_BYTES);
         if (getRevents(view, p.pollfds + POLLFD.size) & C.POLLIN) {
           // Reset the eventfd; its value does not matter, only that it woke us.
           s.read(this.#efd, this.#counterAddr, 8n);
@@ -591,9 +622,11 @@ export class BatchedUdp implements UdpSocket {
   #release(): void {
     if (this.#released) return;
     this.#released = true;
+    // No poll is running: #release runs after the loop's last await, or
+    // instead of a loop that never started.
+    this.#s.free(this.#pollNative);
     this.#s.close(this.#efd);
     this.#s.close(this.#fd);
-    releaseLibc();
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { BatchedUdp, DEFAULT_BATCH, MAX_BATCHES_PER_TURN } from "./batch_loop.ts";
 import { batchedUnavailable } from "./mod.ts";
+import { openLibc } from "./ffi.ts";
 import type { UdpAnswer, UdpSource } from "./types.ts";
 import { createLogger } from "../../log.ts";
 
@@ -367,5 +368,22 @@ Deno.test({
       await udp.close();
       await serving;
     }
+  },
+});
+
+Deno.test({
+  name: "batched: libc is opened once for the process and stays open across sockets",
+  ignore,
+  async fn() {
+    // Closing a library whose nonblocking symbols have run is a path this
+    // code never takes: every socket uses the one handle, which is never closed.
+    const first = openLibc();
+    for (let i = 0; i < 5; i++) {
+      const udp = BatchedUdp.open("127.0.0.1", 0, quiet);
+      const serving = udp.serve(() => null);
+      await udp.close();
+      await serving;
+    }
+    assert.equal(openLibc(), first);
   },
 });

@@ -16,9 +16,13 @@
  * on this thread touches errno in between. A `nonblocking: true` call (poll)
  * runs on another thread, so its errno is lost; the loop never needs it.
  *
- * libc is opened while at least one batched socket is open and closed with
- * the last one ({@link acquireLibc}), so a process (or a test) that closes
- * its listeners holds no library handle.
+ * libc is opened once per process, on first use, and never closed
+ * ({@link openLibc}). It is mapped into every process anyway, so the handle
+ * costs nothing, and it spares Deno's rarely trodden path of closing a
+ * library whose `nonblocking` symbols have run on its thread pool (a test
+ * process that opened and closed libc per socket once died later with
+ * "free(): invalid pointer"; the cause was not found, so that path is not
+ * taken).
  *
  * @module
  */
@@ -69,6 +73,10 @@ const SYMBOLS = {
   memcpy: { parameters: ["usize", "usize", "usize"], result: "usize" },
   // The address of a JavaScript buffer: memmove(p, p, 0) copies nothing and returns p.
   memmove: { parameters: ["buffer", "buffer", "usize"], result: "usize" },
+  // Native memory for the one structure another thread writes (poll's pollfd
+  // array): never memory the garbage collector owns.
+  malloc: { parameters: ["usize"], result: "usize" },
+  free: { parameters: ["usize"], result: "void" },
   // Only glibc has it: opening fails on another libc whose layouts abi.ts does not describe.
   gnu_get_libc_version: { parameters: [], result: "usize" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -148,27 +156,17 @@ export function findLibc(
   return { ok: false, reason: `cannot open glibc: ${failures.join("; ")}` };
 }
 
-let opened: { lib: Deno.DynamicLibrary<typeof SYMBOLS>; libc: Libc; users: number } | undefined;
+let opened: Libc | string | undefined;
 
 /**
- * libc for one more batched socket, or the reason it cannot be had. Pair
- * every success with {@link releaseLibc}.
+ * This process's libc, opened on the first call and kept for the process's
+ * life, or why it cannot be had (asked once: the answer does not change
+ * while the process runs).
  */
-export function acquireLibc(): Libc | string {
-  if (!opened) {
+export function openLibc(): Libc | string {
+  if (opened === undefined) {
     const probe = findLibc();
-    if (!probe.ok) return probe.reason;
-    opened = { lib: probe.lib, libc: wrap(probe.lib, probe.path), users: 0 };
+    opened = probe.ok ? wrap(probe.lib, probe.path) : probe.reason;
   }
-  opened.users++;
-  return opened.libc;
-}
-
-/** Gives back one {@link acquireLibc}; the last one closes the library. */
-export function releaseLibc(): void {
-  if (!opened) return;
-  if (--opened.users > 0) return;
-  const lib = opened.lib;
-  opened = undefined;
-  lib.close();
+  return opened;
 }

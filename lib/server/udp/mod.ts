@@ -19,7 +19,7 @@
 
 import type { Logger } from "../../log.ts";
 import { BatchedUdp } from "./batch_loop.ts";
-import { findLibc } from "./ffi.ts";
+import { openLibc } from "./ffi.ts";
 import { PortableUdp } from "./portable.ts";
 import { toSockAddr } from "./addr.ts";
 import type { UdpPathName, UdpSocket } from "./types.ts";
@@ -75,24 +75,14 @@ function readEnv(): string | undefined {
   }
 }
 
-let probed: string | null | undefined;
-
 /**
  * Why the batched path cannot be used here, or undefined when it can: the
  * system and architecture, the FFI permission for libc, glibc opening.
- * Probed once per process (the answer does not change while it runs).
+ * Asked once per process (the answer does not change while it runs).
  */
 export function batchedUnavailable(): string | undefined {
-  if (probed === undefined) {
-    const probe = findLibc();
-    if (probe.ok) {
-      probe.lib.close();
-      probed = null;
-    } else {
-      probed = probe.reason;
-    }
-  }
-  return probed ?? undefined;
+  const libc = openLibc();
+  return typeof libc === "string" ? libc : undefined;
 }
 
 /** The path `openUdp` takes for `hostname` now, and why when it is not the batched one. */
