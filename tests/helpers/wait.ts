@@ -35,10 +35,26 @@ export async function waitFor<T>(
   }
 }
 
-/** A TCP and UDP port that is free on 127.0.0.1 right now. */
+/** Where {@link freePort} picks: below Linux's ephemeral range (32768-60999). */
+const PICK_FROM = 20_000;
+const PICK_TO = 32_000;
+
+/**
+ * A TCP and UDP port that is free on 127.0.0.1 right now. It is picked at
+ * random below the kernel's ephemeral range rather than asked of the kernel
+ * (port 0): a port from that range can be taken, between this check and the
+ * test's bind, by the source port of any outgoing connection (an etcd client,
+ * a query), which made "address already in use" flakes on busy runs.
+ */
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const pick = PICK_FROM + Math.floor(Math.random() * (PICK_TO - PICK_FROM));
+    let tcp: Deno.Listener;
+    try {
+      tcp = Deno.listen({ hostname: "127.0.0.1", port: pick });
+    } catch {
+      continue;
+    }
     const port = (tcp.addr as Deno.NetAddr).port;
     try {
       const udp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port });
