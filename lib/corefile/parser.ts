@@ -11,6 +11,9 @@
  */
 
 import { rootLog } from "../log.ts";
+import { glob } from "../go/filepath.ts";
+import { abs, dir, isAbs, join } from "../go/path.ts";
+import { processEnv, replaceEnvVars } from "./env.ts";
 import { lex } from "./lexer.ts";
 import {
   CorefileError,
@@ -44,275 +47,6 @@ export interface ParseOptions {
 export const MAX_SNIPPET_EXPANSIONS = 10000;
 /** CoreDNS's cap on file/glob imports in one parse. */
 export const MAX_FILE_EXPANSIONS = 100000;
-
-// A value that refers to itself ({$A} = "{$A}") makes Go loop forever; stop instead.
-const MAX_ENV_ROUNDS = 1000;
-
-/** Expands `{%NAME%}` then `{$NAME}` references in `text`, Caddy's replaceEnvVars. */
-export function replaceEnvVars(text: string, env: (name: string) => string | undefined): string {
-  if (!text.includes("{")) return text;
-  return replaceEnvReferences(replaceEnvReferences(text, "{%", "%}", env), "{$", "}", env);
-}
-
-function replaceEnvReferences(
-  text: string,
-  refStart: string,
-  refEnd: string,
-  env: (name: string) => string | undefined,
-): string {
-  let s = text;
-  let index = s.indexOf(refStart);
-  for (let round = 0; index !== -1 && round < MAX_ENV_ROUNDS; round++) {
-    const endIndex = s.indexOf(refEnd, index);
-    if (endIndex === -1) break;
-    // An empty name (`{$}`) stops all further expansion in this token, as in Caddy.
-    if (endIndex <= index + refStart.length) return s;
-    const ref = s.slice(index, endIndex + refEnd.length);
-    const value = env(ref.slice(refStart.length, ref.length - refEnd.length)) ?? "";
-    s = s.split(ref).join(value);
-    index = s.indexOf(refStart);
-  }
-  return s;
-}
-
-/** Reads the process environment; names Deno refuses (empty, `=`, NUL) are unset, as in Go. */
-export function processEnv(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch (err) {
-    if (err instanceof TypeError) return undefined;
-    throw err;
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Paths and globbing with Go's path/filepath semantics (POSIX).
-
-/** Go's filepath.Clean for slash-separated paths. */
-export function cleanPath(path: string): string {
-  if (path === "") return ".";
-  const rooted = path.startsWith("/");
-  const out: string[] = [];
-  for (const part of path.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") {
-      if (out.length > 0 && out[out.length - 1] !== "..") out.pop();
-      else if (!rooted) out.push("..");
-      continue;
-    }
-    out.push(part);
-  }
-  const joined = out.join("/");
-  if (rooted) return "/" + joined;
-  return joined === "" ? "." : joined;
-}
-
-function joinPath(dir: string, name: string): string {
-  if (dir === "") return cleanPath(name);
-  if (name === "") return cleanPath(dir);
-  return cleanPath(dir + "/" + name);
-}
-
-function dirPath(path: string): string {
-  const i = path.lastIndexOf("/");
-  return cleanPath(path.slice(0, i + 1));
-}
-
-function absPath(path: string, cwd: () => string): string {
-  return path.startsWith("/") ? cleanPath(path) : joinPath(cwd(), path);
-}
-
-/** Go's path.ErrBadPattern text. */
-const BAD_PATTERN = "syntax error in pattern";
-
-/**
- * Go's filepath.Match: whether `name` matches the shell pattern (`*`, `?`,
- * `[...]`, `\` escapes; wildcards never match `/`). Throws on a malformed pattern.
- */
-export function matchPattern(pattern: string, name: string): boolean {
-  let pat = pattern;
-  let str = name;
-  outer: while (pat.length > 0) {
-    const { star, chunk, rest } = scanChunk(pat);
-    pat = rest;
-    if (star && chunk === "") return !str.includes("/");
-    const first = matchChunk(chunk, str);
-    if (first !== null && (first.length === 0 || pat.length > 0)) {
-      str = first;
-      continue;
-    }
-    if (star) {
-      for (let i = 0; i < str.length && str[i] !== "/"; i++) {
-        const t = matchChunk(chunk, str.slice(i + 1));
-        if (t !== null) {
-          if (pat.length === 0 && t.length > 0) continue;
-          str = t;
-          continue outer;
-        }
-      }
-    }
-    // Before answering "no", make sure the rest of the pattern is well formed.
-    while (pat.length > 0) {
-      const next = scanChunk(pat);
-      pat = next.rest;
-      matchChunk(next.chunk, "");
-    }
-    return false;
-  }
-  return str.length === 0;
-}
-
-function scanChunk(pattern: string): { star: boolean; chunk: string; rest: string } {
-  let p = pattern;
-  let star = false;
-  while (p.length > 0 && p[0] === "*") {
-    p = p.slice(1);
-    star = true;
-  }
-  let inRange = false;
-  let i = 0;
-  scan: for (; i < p.length; i++) {
-    switch (p[i]) {
-      case "\\":
-        if (i + 1 < p.length) i++;
-        break;
-      case "[":
-        inRange = true;
-        break;
-      case "]":
-        inRange = false;
-        break;
-      case "*":
-        if (!inRange) break scan;
-    }
-  }
-  return { star, chunk: p.slice(0, i), rest: p.slice(i) };
-}
-
-function codePointLength(s: string): number {
-  const c = s.codePointAt(0)!;
-  return c > 0xffff ? 2 : 1;
-}
-
-// Returns the rest of `s` after matching `chunk` at its start, or null; throws on a bad chunk.
-function matchChunk(chunkIn: string, sIn: string): string | null {
-  let chunk = chunkIn;
-  let s = sIn;
-  let failed = false;
-  while (chunk.length > 0) {
-    if (!failed && s.length === 0) failed = true;
-    switch (chunk[0]) {
-      case "[": {
-        let r = -1;
-        if (!failed) {
-          r = s.codePointAt(0)!;
-          s = s.slice(codePointLength(s));
-        }
-        chunk = chunk.slice(1);
-        let negated = false;
-        if (chunk.length > 0 && chunk[0] === "^") {
-          negated = true;
-          chunk = chunk.slice(1);
-        }
-        let matched = false;
-        let ranges = 0;
-        for (;;) {
-          if (chunk.length > 0 && chunk[0] === "]" && ranges > 0) {
-            chunk = chunk.slice(1);
-            break;
-          }
-          const lo = getEscaped(chunk);
-          chunk = lo.rest;
-          let hi = lo.rune;
-          if (chunk[0] === "-") {
-            const h = getEscaped(chunk.slice(1));
-            chunk = h.rest;
-            hi = h.rune;
-          }
-          if (lo.rune <= r && r <= hi) matched = true;
-          ranges++;
-        }
-        if (matched === negated) failed = true;
-        break;
-      }
-      case "?":
-        if (!failed) {
-          if (s[0] === "/") failed = true;
-          s = s.slice(codePointLength(s));
-        }
-        chunk = chunk.slice(1);
-        break;
-      case "\\":
-        chunk = chunk.slice(1);
-        if (chunk.length === 0) throw new Error(BAD_PATTERN);
-        // falls through: the escaped character is matched literally
-      default:
-        if (!failed) {
-          if (chunk[0] !== s[0]) failed = true;
-          s = s.slice(1);
-        }
-        chunk = chunk.slice(1);
-    }
-  }
-  return failed ? null : s;
-}
-
-function getEscaped(chunkIn: string): { rune: number; rest: string } {
-  let chunk = chunkIn;
-  if (chunk.length === 0 || chunk[0] === "-" || chunk[0] === "]") throw new Error(BAD_PATTERN);
-  if (chunk[0] === "\\") {
-    chunk = chunk.slice(1);
-    if (chunk.length === 0) throw new Error(BAD_PATTERN);
-  }
-  const rune = chunk.codePointAt(0)!;
-  const rest = chunk.slice(codePointLength(chunk));
-  if (rest.length === 0) throw new Error(BAD_PATTERN);
-  return { rune, rest };
-}
-
-function hasMeta(path: string): boolean {
-  return /[*?[\\]/.test(path);
-}
-
-/** Go's filepath.Glob over the real file system: sorted matches, [] when nothing matches. */
-export function globFiles(pattern: string): string[] {
-  matchPattern(pattern, ""); // validates the whole pattern first, as Go does
-  if (!hasMeta(pattern)) {
-    try {
-      Deno.lstatSync(pattern);
-      return [pattern];
-    } catch {
-      return [];
-    }
-  }
-  const slash = pattern.lastIndexOf("/");
-  let dir = pattern.slice(0, slash + 1);
-  const file = pattern.slice(slash + 1);
-  dir = dir === "" ? "." : dir === "/" ? dir : dir.slice(0, -1);
-  if (!hasMeta(dir)) return globDir(dir, file, []);
-  if (dir === pattern) throw new Error(BAD_PATTERN);
-  let matches: string[] = [];
-  for (const d of globFiles(dir)) matches = globDir(d, file, matches);
-  return matches;
-}
-
-function globDir(dir: string, pattern: string, matches: string[]): string[] {
-  let names: string[];
-  try {
-    if (!Deno.statSync(dir).isDirectory) return matches;
-    names = [...Deno.readDirSync(dir)].map((e) => e.name);
-  } catch {
-    return matches; // Go ignores I/O errors here
-  }
-  names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const name of names) {
-    if (matchPattern(pattern, name)) matches.push(joinPath(dir, name));
-  }
-  return matches;
-}
-
-// ---------------------------------------------------------------------------
-// The parser.
 
 function tokenEnd(t: Token): number {
   return t.line + (t.lineBreaks ?? 0);
@@ -363,7 +97,7 @@ class Parser {
     this.tokens = lex(text, rootFile);
     this.env = options.env ?? processEnv;
     this.readFile = options.readFile ?? Deno.readTextFileSync;
-    this.glob = options.glob ?? globFiles;
+    this.glob = options.glob ?? glob;
     this.warn = options.warn ?? ((m) => rootLog.warning(m));
     this.maxSnippet = options.maxSnippetExpansions ?? MAX_SNIPPET_EXPANSIONS;
     this.maxFile = options.maxFileExpansions ?? MAX_FILE_EXPANSIONS;
@@ -641,10 +375,8 @@ class Parser {
     }
     this.fileExpansions++;
     // Relative to the file of the token being processed, not the working directory.
-    const importingFile = absPath(this.where().file, () => this.cwd());
-    const globPattern = pattern.startsWith("/")
-      ? pattern
-      : joinPath(dirPath(importingFile), pattern);
+    const importingFile = abs(this.where().file, () => this.cwd());
+    const globPattern = isAbs(pattern) ? pattern : join(dir(importingFile), pattern);
     if (
       count(globPattern, "*") > 1 || count(globPattern, "?") > 1 ||
       (globPattern.includes("[") && globPattern.includes("]"))
@@ -675,7 +407,7 @@ class Parser {
   }
 
   private importFile(path: string): Token[] {
-    const absolute = absPath(path, () => this.cwd());
+    const absolute = abs(path, () => this.cwd());
     // Import cycles re-read the same files up to the cap; lex each one once.
     const cached = this.fileCache.get(absolute);
     if (cached !== undefined) return cached;

@@ -1,12 +1,5 @@
 import { deepStrictEqual as equal, ok, throws } from "node:assert/strict";
-import {
-  cleanPath,
-  globFiles,
-  matchPattern,
-  parseCorefile,
-  type ParseOptions,
-  replaceEnvVars,
-} from "./parser.ts";
+import { parseCorefile, type ParseOptions } from "./parser.ts";
 import { CorefileError, CorefileSyntaxError, type Directive, type ServerBlock } from "./types.ts";
 
 const anyDirective = () => true;
@@ -413,21 +406,6 @@ Deno.test("env: a key that becomes empty is skipped", () => {
   );
 });
 
-Deno.test("env: replaceEnvVars edge cases", () => {
-  equal(replaceEnvVars("{$}", env), "{$}");
-  equal(replaceEnvVars("{%}", env), "{%}");
-  equal(replaceEnvVars("{%%}", env), "{%%}");
-  equal(replaceEnvVars("{$$}", env), "");
-  equal(
-    replaceEnvVars("{$PORT}{$PORT}-{%PORT%}", env),
-    "80808080-8080",
-  );
-  equal(replaceEnvVars("{{ .Name }}", env), "{{ .Name }}");
-  equal(replaceEnvVars("{$} {$PORT}", env), "{$} {$PORT}");
-  // A self-referencing value would hang Go; here expansion simply stops.
-  equal(replaceEnvVars("{$LOOP}", () => "{$LOOP}"), "{$LOOP}");
-});
-
 Deno.test("env: the default lookup reads the process environment", () => {
   Deno.env.set("IDETCD_PARSER_TEST", "from-env");
   try {
@@ -825,68 +803,4 @@ Deno.test("import: CRLF files and a BOM parse like plain ones", async () => {
 
 Deno.test("throws CorefileError, never a bare Error, for user mistakes", () => {
   throws(() => parse("a.org {\n  x {\n"), CorefileError);
-});
-
-// --- Go path helpers -----------------------------------------------------------
-
-Deno.test("matchPattern: Go filepath.Match cases", () => {
-  const cases: [string, string, boolean | "error"][] = [
-    ["abc", "abc", true],
-    ["*", "abc", true],
-    ["*c", "abc", true],
-    ["a*", "a", true],
-    ["a*", "abc", true],
-    ["a*", "ab/c", false],
-    ["a*/b", "abc/b", true],
-    ["a*/b", "a/c/b", false],
-    ["a*b*c*d*e*/f", "axbxcxdxe/f", true],
-    ["ab[c]", "abc", true],
-    ["ab[b-d]", "abc", true],
-    ["ab[e-g]", "abc", false],
-    ["ab[^c]", "abc", false],
-    ["ab[^b-d]", "abe", true],
-    ["a\\*b", "a*b", true],
-    ["a\\*b", "ab", false],
-    ["a?b", "a☺b", true],
-    ["a?b", "a/b", false],
-    ["a*b", "a/b", false],
-    ["[\\]a]", "]", true],
-    ["[", "a", "error"],
-    ["[^", "a", "error"],
-    ["a[", "a", "error"],
-    ["a[", "x", "error"],
-    ["*x", "xxx", true],
-    ["\\", "a", "error"],
-    ["a\\", "a", "error"],
-  ];
-  for (const [pattern, name, expected] of cases) {
-    if (expected === "error") {
-      throws(() => matchPattern(pattern, name), { message: "syntax error in pattern" }, pattern);
-    } else {
-      equal(matchPattern(pattern, name), expected, `${pattern} ~ ${name}`);
-    }
-  }
-});
-
-Deno.test("cleanPath: Go filepath.Clean", () => {
-  const cases: [string, string][] = [
-    ["", "."],
-    ["abc/", "abc"],
-    ["abc//def", "abc/def"],
-    ["./abc", "abc"],
-    ["/../abc", "/abc"],
-    ["abc/../..", ".."],
-    ["/a/b/./c/../d/", "/a/b/d"],
-    ["/", "/"],
-  ];
-  for (const [input, expected] of cases) equal(cleanPath(input), expected, input);
-});
-
-Deno.test("globFiles: a literal path matches only when it exists", async () => {
-  await withFiles({ "a.conf": "" }, (dir) => {
-    equal(globFiles(`${dir}/a.conf`), [`${dir}/a.conf`]);
-    equal(globFiles(`${dir}/b.conf`), []);
-    equal(globFiles(`${dir}/*.conf`), [`${dir}/a.conf`]);
-    equal(globFiles(`${dir}/missing/*.conf`), []);
-  });
 });
