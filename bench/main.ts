@@ -4,7 +4,7 @@
  *
  *     deno run -A bench/main.ts [--quick] [--only SECTION[,SECTION]] [--out FILE] [--write-results]
  *
- * Sections: throughput, storm, propagation, scale. Prints a Markdown table of
+ * Sections: throughput, storm, propagation, scale, memory. Prints a Markdown table of
  * every figure at the end; only `--write-results` (a full run) rewrites the
  * tracked bench/results.md, and `--out FILE` writes it anywhere. Exits 0 when every section ran (targets are reported,
  * never asserted), 1 when a section failed, 2 on bad flags, 3 when the tools
@@ -22,8 +22,10 @@ import { throughput } from "./sections/throughput.ts";
 import { storm } from "./sections/storm.ts";
 import { propagation } from "./sections/propagation.ts";
 import { scale } from "./sections/scale.ts";
+import { memory } from "./sections/memory.ts";
+import { Targets } from "./lib/targets.ts";
 
-const SECTIONS = ["throughput", "storm", "propagation", "scale"] as const;
+const SECTIONS = ["throughput", "storm", "propagation", "scale", "memory"] as const;
 type Section = typeof SECTIONS[number];
 
 const USAGE = `usage: deno task bench [--quick] [--only ${
@@ -132,7 +134,9 @@ async function main(): Promise<number> {
   // Every temp dir below (etcd's data too) lands in this one, removed at exit.
   Deno.env.set("TMPDIR", tmp);
 
-  const ctx: Context = { settings, quick: values.quick, tools, tmp, log };
+  const targets = new Targets();
+  const ctx: Context = { settings, quick: values.quick, tools, tmp, log, targets };
+  if (!tools.coredns) log("COREDNS_BIN unset: the CoreDNS runs are skipped (bench/README.md)");
   const report: Report = {
     command: ["deno task bench", ...args].join(" "),
     date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
@@ -163,7 +167,11 @@ async function main(): Promise<number> {
   await run("storm", () => storm(ctx));
   await run("propagation", () => propagation(ctx));
   await run("scale", () => scale(ctx));
+  await run("memory", () => memory(ctx));
 
+  // Every figure with a target in the issue, first, next to its target.
+  const targetTable = targets.table();
+  if (targetTable) report.tables.unshift(targetTable);
   const text = renderReport(report);
   console.log(text);
   for (const out of outs) {

@@ -48,7 +48,11 @@ export function parseDnsperf(text: string): PerfResult {
   };
 }
 
-/** Runs dnsperf against 127.0.0.1:port for `seconds` with the query file (stopped with `scope`). */
+/**
+ * Runs dnsperf against 127.0.0.1:port for `seconds` with the query file
+ * (stopped with `scope`); with `passes`, it stops sooner once it has sent the
+ * file that many times (`-n`).
+ */
 export async function dnsperf(
   scope: Scope,
   binary: string,
@@ -56,6 +60,7 @@ export async function dnsperf(
   file: string,
   seconds: number,
   shape: LoadShape,
+  passes?: number,
 ): Promise<PerfResult> {
   const args = [
     "-s",
@@ -76,6 +81,7 @@ export async function dnsperf(
     // A lost query counts after 1 s rather than 5, so a stalled server shows quickly.
     "-t",
     "1",
+    ...(passes ? ["-n", String(passes)] : []),
   ];
   const proc = spawn(scope, binary, args);
   const code = await proc.exited;

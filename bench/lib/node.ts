@@ -43,12 +43,20 @@ export function corefile(bind: string, ...directives: string[]): string {
   return [". {", `    bind ${bind}`, ...directives, "}", ""].join("\n");
 }
 
-/** Writes `text` to `path` and spawns the node on `port` (which the Corefile's `.` block uses). */
+/** The UDP path a node is started with (`-udp`); undefined: the program's default. */
+export type UdpPath = "batched" | "portable";
+
+/**
+ * Writes `text` to `path` and spawns the node on `port` (which the Corefile's
+ * `.` block uses), on the UDP path `udp` when given (else whatever the
+ * program's default is now).
+ */
 export async function startNode(
   scope: Scope,
   path: string,
   text: string,
   port: number,
+  udp?: UdpPath,
 ): Promise<Proc> {
   await Deno.writeTextFile(path, text);
   return spawn(scope, Deno.execPath(), [
@@ -60,7 +68,23 @@ export async function startNode(
     "-dns.port",
     String(port),
     "-quiet",
+    ...(udp ? ["-udp", udp] : []),
   ]);
+}
+
+/**
+ * Writes `text` to `path` and spawns CoreDNS (`binary`, from COREDNS_BIN) on
+ * `port` with it: the same command line as a node's, so both get one Corefile.
+ */
+export async function startCoreDNS(
+  scope: Scope,
+  binary: string,
+  path: string,
+  text: string,
+  port: number,
+): Promise<Proc> {
+  await Deno.writeTextFile(path, text);
+  return spawn(scope, binary, ["-conf", path, "-dns.port", String(port), "-quiet"]);
 }
 
 /** Matches the claim log line; group 1 is the name, group 2 the ID. */

@@ -173,3 +173,32 @@ export async function run(command: string, args: string[]): Promise<string> {
   }
   return text;
 }
+
+/** Clock ticks per second of /proc/PID/stat's times (`getconf CLK_TCK`; 100 on Linux). */
+export async function clockTicks(): Promise<number> {
+  try {
+    const ticks = Number((await run("getconf", ["CLK_TCK"])).trim());
+    if (Number.isInteger(ticks) && ticks > 0) return ticks;
+  } catch {
+    // no getconf: Linux's USER_HZ is 100 everywhere that matters
+  }
+  return 100;
+}
+
+/**
+ * The CPU time a process has used so far (user + system, its own threads,
+ * not its children), in clock ticks, from /proc/PID/stat; undefined when the
+ * process is gone.
+ */
+export async function cpuTicksOf(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Fields 14 and 15 of proc(5) (utime, stime) are 11 and 12 after pid and comm.
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
+}

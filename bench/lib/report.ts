@@ -50,7 +50,11 @@ export function renderReport(report: Report): string {
     `Produced by \`${report.command}\` on ${report.date}.`,
     "",
     `Machine: ${m.cpus} CPUs (${m.model}), ${m.memory} RAM, ${m.kernel}; Deno ${m.deno}, ` +
-    `Knot ${m.knot}, dnsperf ${m.dnsperf}, etcd ${m.etcd}.`,
+    `Knot ${m.knot}, dnsperf ${m.dnsperf}, etcd ${m.etcd}` +
+    (m.coredns
+      ? `, CoreDNS ${m.coredns} (COREDNS_BIN)`
+      : "; CoreDNS: COREDNS_BIN unset, its runs skipped") +
+    ".",
     "",
   ];
   for (const table of report.tables) {

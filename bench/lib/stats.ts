@@ -52,3 +52,8 @@ export function ratio(value: number): string {
 export function mib(bytes: number): string {
   return Number.isFinite(bytes) ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : "–";
 }
+
+/** Bytes as "48.2 MB" (10^6 bytes: the unit of the issue's memory targets). */
+export function mb(bytes: number): string {
+  return Number.isFinite(bytes) ? `${(bytes / 1e6).toFixed(1)} MB` : "–";
+}

@@ -46,6 +46,30 @@ async function aptGet(args: string[]): Promise<boolean> {
 export interface ToolPaths {
   dnsperf: string;
   knotd: string;
+  /**
+   * A CoreDNS binary from COREDNS_BIN, for the side-by-side Corefile runs;
+   * undefined when the variable is unset (those runs are then reported as skipped).
+   */
+  coredns?: string;
+}
+
+/**
+ * COREDNS_BIN, checked: undefined when unset or empty; throws when it names
+ * no executable file (a typo should not quietly drop the comparison).
+ */
+export function corednsFromEnv(): string | undefined {
+  const path = Deno.env.get("COREDNS_BIN");
+  if (!path) return undefined;
+  let info;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    throw new Error(`COREDNS_BIN=${path}: no such file`);
+  }
+  if (!info.isFile || ((info.mode ?? 0o111) & 0o111) === 0) {
+    throw new Error(`COREDNS_BIN=${path}: not an executable file`);
+  }
+  return path;
 }
 
 /**
@@ -70,7 +94,7 @@ export async function ensureTools(): Promise<ToolPaths> {
         `(the benchmark installs them itself when it runs as root on Debian or Ubuntu)`,
     );
   }
-  return { dnsperf: which("dnsperf")!, knotd: which("knotd")! };
+  return { dnsperf: which("dnsperf")!, knotd: which("knotd")!, coredns: corednsFromEnv() };
 }
 
 /** The first line of a command's output, or "?". */
@@ -96,6 +120,8 @@ export interface Machine {
   knot: string;
   dnsperf: string;
   etcd: string;
+  /** CoreDNS's version line, or undefined when COREDNS_BIN is unset. */
+  coredns?: string;
 }
 
 /** Describes this machine and the tool versions. */
@@ -128,5 +154,8 @@ export async function describeMachine(tools: ToolPaths): Promise<Machine> {
     ),
     dnsperf: (await firstLine(tools.dnsperf, ["-h"], /^Version/)).replace(/^Version\s*/, ""),
     etcd: (await firstLine("etcd", ["--version"])).replace(/^etcd Version:\s*/, ""),
+    coredns: tools.coredns
+      ? (await firstLine(tools.coredns, ["-version"])).replace(/^CoreDNS-/, "")
+      : undefined,
   };
 }

@@ -1,53 +1,127 @@
 /**
- * 1. Query throughput: dnsperf against idetcd, Knot (the same records as
- * zone files) and a bare Deno UDP echo loop, on loopback, in three workloads,
- * interleaved round by round so the machine's noise hits all three alike.
+ * 1. Query throughput, side by side: idetcd on both UDP paths and CoreDNS
+ * (COREDNS_BIN) each given the same Corefile over the same 100 SkyDNS A
+ * records in one etcd (`etcd` alone, `cache` + `etcd`, the production chain
+ * `prometheus` + `errors` + `cache` + `etcd`), idetcd's own pattern names,
+ * and the references: Knot (1 UDP worker) over the same records as zone
+ * files, the bare Deno datagram echo loop and the FFI (recvmmsg/sendmmsg)
+ * echo loop. dnsperf `-c 1 -q 100 -T 1`, every server once per round in an
+ * order shuffled per round, so the machine's noise hits all alike; qps, the
+ * server's own CPU time per answered query, lost queries, RSS idle and after
+ * the load.
  *
  * @module
  */
 
-import type { Message } from "../../lib/dns/wire.ts";
 import { freePort } from "../../tests/helpers/wait.ts";
-import { claimerIn } from "../lib/claimers.ts";
+import { claimerIn, PATTERN } from "../lib/claimers.ts";
 import { Scope } from "../lib/cleanup.ts";
 import type { Context } from "../lib/context.ts";
-import { Probe } from "../lib/dns.ts";
-import {
-  dnsperf,
-  type PerfResult,
-  type QueryLine,
-  shuffle,
-  writeQueryFile,
-} from "../lib/dnsperf.ts";
+import { hasAddress, Probe } from "../lib/dns.ts";
+import { dnsperf, type PerfResult, shuffle, writeQueryFile } from "../lib/dnsperf.ts";
 import { clientIn, etcdIn, putMany } from "../lib/etcd.ts";
-import { startKnot, type ZoneRecord } from "../lib/knot.ts";
-import { CLAIMED, corefile, etcdDirective, idetcdDirective, startNode } from "../lib/node.ts";
-import { spawn } from "../lib/proc.ts";
+import { startKnot } from "../lib/knot.ts";
+import { CLAIMED, startCoreDNS, startNode, type UdpPath } from "../lib/node.ts";
+import { clockTicks, cpuTicksOf, memoryOf, type Proc, spawn } from "../lib/proc.ts";
 import type { Table } from "../lib/report.ts";
-import { int, median, ratio } from "../lib/stats.ts";
+import { int, mb, median, ratio } from "../lib/stats.ts";
 
-/** Claimed names besides the node's own. */
+/** SkyDNS A records under /skydns/local/bench/, the issue's 100. */
+const RECORDS = 100;
+const ZONE = "bench.local";
+/** Claimed names besides the nodes' own, for the idetcd-names workload. */
 const CLAIMERS = 20;
-/** skydns SRV targets: /skydns/local/example/_tcp/_app/app-server0N = 1.1.2.N:8080. */
-const SRV_TARGETS = 3;
-const SRV_NAME = "_app._tcp.example.local.";
+const LIMIT = 64;
 
-type ServerName = "idetcd" | "Knot" | "echo";
-const SERVERS: ServerName[] = ["idetcd", "Knot", "echo"];
-
-/** A workload: its label in the table and its query file. */
-interface Workload {
-  label: string;
-  queries: QueryLine[];
-  file: string;
+/** Record `i`: its key, name and address. */
+function record(i: number): { key: string; name: string; host: string } {
+  return {
+    key: `/skydns/local/bench/h${i}`,
+    name: `h${i}.${ZONE}.`,
+    host: `10.1.${i >> 8}.${i & 255}`,
+  };
 }
 
-/** One dnsperf run. */
+/** The Corefiles given to idetcd (and CoreDNS where it has the plugins). */
+interface CorefileSpec {
+  id: "etcd" | "cache" | "production" | "names";
+  label: string;
+  /** The issue's Knot target for idetcd's figure (undefined: none). */
+  knotTarget?: number;
+  /** CoreDNS gets the same Corefile (it has no idetcd plugin). */
+  coredns: boolean;
+  /** The Corefile; `metrics` is the server's own prometheus port, `identity` its idetcd identity. */
+  text(endpoint: string, metrics: number, identity: string): string;
+}
+
+const etcdBlock = (endpoint: string) =>
+  [`    etcd ${ZONE} {`, `        endpoint ${endpoint}`, "    }"].join("\n");
+const block = (...lines: string[]) => [". {", "    bind 127.0.0.1", ...lines, "}", ""].join("\n");
+
+const COREFILES: CorefileSpec[] = [
+  {
+    id: "etcd",
+    label: "`etcd` alone",
+    coredns: true,
+    text: (e) => block(etcdBlock(e)),
+  },
+  {
+    id: "cache",
+    label: "`cache` + `etcd`",
+    knotTarget: 0.8,
+    coredns: true,
+    text: (e) => block("    cache", etcdBlock(e)),
+  },
+  {
+    id: "production",
+    label: "`prometheus` + `errors` + `cache` + `etcd`",
+    knotTarget: 0.6,
+    coredns: true,
+    text: (e, m) => block(`    prometheus 127.0.0.1:${m}`, "    errors", "    cache", etcdBlock(e)),
+  },
+  {
+    id: "names",
+    label: "`idetcd` names",
+    knotTarget: 0.8,
+    coredns: false,
+    text: (e, _m, identity) =>
+      block(
+        "    idetcd {",
+        `        endpoint ${e}`,
+        `        limit ${LIMIT}`,
+        `        pattern ${PATTERN}`,
+        "        address 127.0.0.1",
+        `        identity ${identity}`,
+        "    }",
+      ),
+  },
+];
+
+type Kind = "idetcd" | "CoreDNS" | "Knot" | "echo" | "echo-ffi";
+
+/** One server under load, and the query file dnsperf sends it. */
+interface Server {
+  id: string;
+  kind: Kind;
+  /** The row label, e.g. "idetcd (-udp batched)". */
+  label: string;
+  corefile?: CorefileSpec["id"];
+  path?: UdpPath;
+  /** "skydns" or "names": which query file (and which Knot run it is compared with). */
+  workload: "skydns" | "names";
+  port: number;
+  proc: Proc;
+  rssIdle?: number;
+  rssLoaded?: number;
+}
+
+/** One dnsperf run against one server. */
 interface Run {
   round: number;
-  workload: string;
-  server: ServerName;
+  server: string;
   result: PerfResult;
+  /** The server's CPU time per answered query, µs. */
+  cpuUs: number;
 }
 
 /** The section's output. */
@@ -57,213 +131,270 @@ export interface ThroughputResult {
   appendix: string[];
 }
 
-/** A comparable summary of a reply: rcode and record counts (OPT not counted). */
-function shape(msg: Message | undefined): string {
-  if (!msg) return "no reply";
-  const additional = msg.additional.filter((rr) => rr.type !== 41).length;
-  return `rcode ${msg.rcode}, ${msg.answer.length} answers, ${msg.authority.length} authority, ${additional} additional`;
-}
+const LABELS: Record<Kind, string> = {
+  idetcd: "idetcd",
+  CoreDNS: "CoreDNS",
+  Knot: "Knot (1 UDP worker)",
+  echo: "echo loop, Deno.listenDatagram (bench/echo.ts)",
+  "echo-ffi": "echo loop, FFI recvmmsg/sendmmsg (bench/echo_ffi.ts)",
+};
 
-/** Runs the throughput comparison. */
+/** Runs the side-by-side throughput comparison. */
 export async function throughput(ctx: Context): Promise<ThroughputResult> {
-  const { settings } = ctx;
+  const { settings, tools } = ctx;
   await using scope = new Scope();
   const dir = `${ctx.tmp}/throughput`;
   await Deno.mkdir(dir, { recursive: true });
+  const ticks = await clockTicks();
 
-  ctx.log("throughput: starting etcd and writing the records");
+  ctx.log(`throughput: starting etcd and writing ${RECORDS} SkyDNS records`);
   const etcd = await etcdIn(scope);
   const client = clientIn(scope, etcd.endpoint);
-  const srv = Array.from({ length: SRV_TARGETS }, (_, i) => ({
-    key: `/skydns/local/example/_tcp/_app/app-server0${i + 1}`,
-    host: `1.1.2.${i + 1}`,
-  }));
-  await putMany(client, srv.map((s) => [s.key, JSON.stringify({ host: s.host, port: 8080 })]));
-
-  // Real claims (the program's Claimer, one etcd client each) fill the pattern zone.
-  const limit = 64;
+  const records = Array.from({ length: RECORDS }, (_, i) => record(i));
+  await putMany(client, records.map((r) => [r.key, JSON.stringify({ host: r.host })]));
+  // Real claims (the program's Claimer) fill the pattern zone for the names workload.
   const claims = await Promise.all(
     Array.from({ length: CLAIMERS }, (_, i) =>
       claimerIn(scope, {
         endpoint: etcd.endpoint,
         identity: `bench-claimer-${i + 1}`,
         address: `10.0.0.${i + 1}`,
-        limit,
+        limit: LIMIT,
       }).claim()),
   );
 
-  ctx.log("throughput: starting idetcd, Knot and the echo loop");
-  const port = await freePort();
-  const node = await startNode(
-    scope,
-    `${dir}/Corefile`,
-    corefile(
-      "127.0.0.1",
-      idetcdDirective({
-        endpoint: etcd.endpoint,
-        limit,
-        address: "127.0.0.1",
-        identity: "bench-throughput-node",
-      }),
-      etcdDirective(["example.local"], etcd.endpoint),
-    ),
-    port,
-  );
-  const claimedLine = await node.waitForLine(CLAIMED, 30_000);
-  const nodeName = CLAIMED.exec(claimedLine.text)![1];
-  const probe = new Probe("127.0.0.1", port);
-  scope.defer(() => probe.close());
-  // The etcd plugin's copy loads after start: wait until the SRV answer is complete.
-  await probe.pollUntil(SRV_NAME, 33, (m) => m.answer.length === SRV_TARGETS, 20_000);
+  ctx.log("throughput: starting idetcd (both UDP paths), CoreDNS, Knot and the echo loops");
+  const servers: Server[] = [];
+  const starts: Promise<void>[] = [];
+  for (const spec of COREFILES) {
+    const kinds: { kind: Kind; path?: UdpPath }[] = [
+      { kind: "idetcd", path: "batched" },
+      { kind: "idetcd", path: "portable" },
+      ...(spec.coredns && tools.coredns ? [{ kind: "CoreDNS" as Kind }] : []),
+    ];
+    for (const { kind, path } of kinds) {
+      starts.push((async () => {
+        const port = await freePort();
+        const id = `${spec.id}/${kind}${path ? `/${path}` : ""}`;
+        const text = spec.text(etcd.endpoint, await freePort(), `bench-${id.replaceAll("/", "-")}`);
+        const file = `${dir}/Corefile.${id.replaceAll("/", ".")}`;
+        const proc = kind === "CoreDNS"
+          ? await startCoreDNS(scope, tools.coredns!, file, text, port)
+          : await startNode(scope, file, text, port, path);
+        servers.push({
+          id,
+          kind,
+          label: kind === "CoreDNS" ? "CoreDNS" : `idetcd (-udp ${path})`,
+          corefile: spec.id,
+          path,
+          workload: spec.id === "names" ? "names" : "skydns",
+          port,
+          proc,
+        });
+      })());
+    }
+  }
+  await Promise.all(starts);
 
+  // The etcd copies load after start: wait until every server answers the last record.
+  const last = records[records.length - 1];
+  const nodeNames: { name: string; address: string }[] = [];
+  await Promise.all(servers.map(async (s) => {
+    const probe = new Probe("127.0.0.1", s.port);
+    try {
+      if (s.workload === "names") {
+        const line = await s.proc.waitForLine(CLAIMED, 60_000);
+        nodeNames.push({ name: CLAIMED.exec(line.text)![1], address: "127.0.0.1" });
+      } else {
+        await probe.pollUntil(last.name, 1, (m) => hasAddress(m, last.host), 60_000);
+      }
+    } catch (err) {
+      throw new Error(`${s.id}: ${(err as Error).message}\n${s.proc.output()}`);
+    } finally {
+      await probe.close();
+    }
+  }));
   const names = [
     ...claims.map((c) => ({ name: c.name, address: c.addresses[0] })),
-    { name: nodeName, address: "127.0.0.1" },
+    ...nodeNames,
   ].sort((a, b) => a.name.localeCompare(b.name, "en", { numeric: true }));
 
   const knotPort = await freePort();
   const knotProbe = new Probe("127.0.0.1", knotPort);
   scope.defer(() => knotProbe.close());
-  const weight = Math.floor(100 / SRV_TARGETS);
-  const srvRecords: ZoneRecord[] = srv.flatMap((s) => {
-    const target = s.key.split("/").reverse().slice(0, 5).join(".") + ".";
-    return [
-      { name: SRV_NAME, ttl: 300, type: "SRV" as const, data: `10 ${weight} 8080 ${target}` },
-      { name: target, ttl: 300, type: "A" as const, data: s.host },
-    ];
-  });
-  await startKnot(scope, ctx.tools.knotd, `${dir}/knot`, knotPort, [
+  const knot = await startKnot(scope, tools.knotd, `${dir}/knot`, knotPort, [
+    {
+      origin: `${ZONE}.`,
+      ttl: 300,
+      records: records.map((r) => ({ name: r.name, ttl: 300, type: "A" as const, data: r.host })),
+    },
     {
       origin: "tf.local.",
       ttl: 30,
       records: names.map((n) => ({ name: n.name, ttl: 30, type: "A" as const, data: n.address })),
     },
-    { origin: "example.local.", ttl: 30, records: srvRecords },
   ], knotProbe);
+  for (const workload of ["skydns", "names"] as const) {
+    servers.push({
+      id: `knot/${workload}`,
+      kind: "Knot",
+      label: LABELS.Knot,
+      workload,
+      port: knotPort,
+      proc: knot.proc,
+    });
+  }
+  for (const kind of ["echo", "echo-ffi"] as const) {
+    const port = await freePort();
+    const script = new URL(kind === "echo" ? "../echo.ts" : "../echo_ffi.ts", import.meta.url);
+    const proc = spawn(scope, Deno.execPath(), ["run", "-A", script.pathname, String(port)]);
+    await proc.waitForLine(/echo ready/, 30_000);
+    servers.push({ id: kind, kind, label: LABELS[kind], workload: "skydns", port, proc });
+  }
 
-  const echoPort = await freePort();
-  const echo = spawn(scope, Deno.execPath(), [
-    "run",
-    "--allow-net",
-    "--unstable-net",
-    new URL("../echo.ts", import.meta.url).pathname,
-    String(echoPort),
-  ]);
-  await echo.waitForLine(/echo ready/, 30_000);
-  const ports: Record<ServerName, number> = { idetcd: port, Knot: knotPort, echo: echoPort };
+  const files = { skydns: `${dir}/skydns.txt`, names: `${dir}/names.txt` };
+  await writeQueryFile(files.skydns, records.map((r) => ({ name: r.name, type: "A" })));
+  await writeQueryFile(files.names, names.map((n) => ({ name: n.name, type: "A" })));
 
-  // The three workloads.
-  const a: QueryLine[] = names.map((n) => ({ name: n.name, type: "A" }));
-  const srvQ: QueryLine[] = [{ name: SRV_NAME, type: "SRV" }];
-  const nx: QueryLine[] = [
-    ...Array.from({ length: 5 }, (_, i) => ({ name: `worker${40 + i}.tf.local.`, type: "A" })),
-    ...Array.from({ length: 5 }, (_, i) => ({ name: `missing${i}.tf.local.`, type: "A" })),
-    ...Array.from({ length: 10 }, (_, i) => ({ name: `nosuch${i}.example.local.`, type: "A" })),
-  ];
-  const mix = shuffle([
-    ...Array.from({ length: 40 }, (_, i) => a[i % a.length]),
-    ...Array.from({ length: 40 }, () => srvQ[0]),
-    ...nx,
-  ]);
-  const workloads: Workload[] = [
-    { label: "A: pattern names (idetcd)", queries: a, file: `${dir}/a.txt` },
-    { label: "SRV: skydns (etcd)", queries: srvQ, file: `${dir}/srv.txt` },
-    { label: "mix: 80% A/SRV, 20% NXDOMAIN", queries: mix, file: `${dir}/mix.txt` },
-  ];
-  for (const w of workloads) await writeQueryFile(w.file, w.queries);
-
-  // The same records: every distinct query gets the same kind of reply from both.
-  const mismatches: string[] = [];
-  const distinct = new Map(
-    workloads.flatMap((w) => w.queries).map((q) => [`${q.name} ${q.type}`, q]),
-  );
-  for (const q of distinct.values()) {
-    const type = q.type === "SRV" ? 33 : 1;
-    const [ours, knot] = [
-      await probe.query(q.name, type, 1000),
-      await knotProbe.query(q.name, type, 1000),
-    ];
-    if (shape(ours) !== shape(knot)) {
-      mismatches.push(`${q.name} ${q.type}: idetcd ${shape(ours)}; Knot ${shape(knot)}`);
+  // Same answers first: every DNS server answers every name of its file with the right address.
+  const wrong: string[] = [];
+  for (const s of servers.filter((s) => s.kind !== "echo" && s.kind !== "echo-ffi")) {
+    const probe = new Probe("127.0.0.1", s.port);
+    try {
+      const expected = s.workload === "names"
+        ? names
+        : records.map((r) => ({ name: r.name, address: r.host }));
+      for (const e of expected) {
+        const reply = await probe.query(e.name, 1, 1000);
+        if (!reply || !hasAddress(reply, e.address)) wrong.push(`${s.id}: ${e.name}`);
+      }
+    } finally {
+      await probe.close();
     }
   }
-  for (const m of mismatches) ctx.log(`throughput: WARNING replies differ: ${m}`);
+  for (const w of wrong) ctx.log(`throughput: WARNING wrong or no answer: ${w}`);
 
-  ctx.log(`throughput: warm-up (${settings.warmupSeconds} s per server)`);
-  for (const server of SERVERS) {
-    await dnsperf(
-      scope,
-      ctx.tools.dnsperf,
-      ports[server],
-      workloads[2].file,
-      settings.warmupSeconds,
-      settings.shape,
-    );
+  // Idle: started, loaded, checked, before any load.
+  await new Promise((r) => setTimeout(r, 1_000));
+  for (const s of servers) s.rssIdle = (await memoryOf(s.proc.pid))?.rss;
+
+  if (settings.warmupSeconds > 0) {
+    ctx.log(`throughput: warm-up (${settings.warmupSeconds} s per server)`);
+    for (const s of servers) {
+      await dnsperf(
+        scope,
+        tools.dnsperf,
+        s.port,
+        files[s.workload],
+        settings.warmupSeconds,
+        settings.shape,
+      );
+    }
   }
 
   const runs: Run[] = [];
   for (let round = 0; round < settings.rounds; round++) {
-    for (const [wi, w] of workloads.entries()) {
-      // Rotate the order each time so no server always runs first (or last).
-      const order = SERVERS.map((_, i) => SERVERS[(i + round + wi) % SERVERS.length]);
-      for (const server of order) {
-        const result = await dnsperf(
-          scope,
-          ctx.tools.dnsperf,
-          ports[server],
-          w.file,
-          settings.seconds,
-          settings.shape,
-        );
-        runs.push({ round, workload: w.label, server, result });
-        ctx.log(
-          `throughput: round ${round + 1}/${settings.rounds} ${w.label} ${server}: ${
-            int(result.qps)
-          } qps` +
-            (result.lost ? `, ${result.lost} lost` : ""),
-        );
-      }
+    // A new order every round (seeded, so runs are repeatable): no server always goes first.
+    for (const s of shuffle(servers, round + 1)) {
+      const before = await cpuTicksOf(s.proc.pid);
+      const result = await dnsperf(
+        scope,
+        tools.dnsperf,
+        s.port,
+        files[s.workload],
+        settings.seconds,
+        settings.shape,
+      );
+      const after = await cpuTicksOf(s.proc.pid);
+      const cpuUs = before !== undefined && after !== undefined && result.completed > 0
+        ? ((after - before) / ticks) * 1e6 / result.completed
+        : NaN;
+      runs.push({ round, server: s.id, result, cpuUs });
+      ctx.log(
+        `throughput: round ${round + 1}/${settings.rounds} ${s.id}: ${int(result.qps)} qps, ` +
+          `${cpuUs.toFixed(1)} µs CPU/query` + (result.lost ? `, ${result.lost} lost` : ""),
+      );
     }
   }
+  for (const s of servers) s.rssLoaded = (await memoryOf(s.proc.pid))?.rss;
 
-  const rows = workloads.map((w) => {
-    const of = (server: ServerName) =>
-      runs.filter((r) => r.workload === w.label && r.server === server);
-    const qps = (server: ServerName) => median(of(server).map((r) => r.result.qps));
-    // Ratios per round (side by side in time), then the median over rounds.
-    const perRound = (num: ServerName, den: ServerName) =>
-      median(
-        Array.from({ length: settings.rounds }, (_, round) => {
-          const n = of(num).find((r) => r.round === round)!.result.qps;
-          const d = of(den).find((r) => r.round === round)!.result.qps;
-          return n / d;
-        }),
-      );
-    const lost = of("idetcd").reduce((s, r) => s + r.result.lost, 0);
-    const sent = of("idetcd").reduce((s, r) => s + r.result.sent, 0);
-    const idetcdToKnot = perRound("idetcd", "Knot");
-    return [
-      w.label,
-      int(qps("idetcd")),
-      int(qps("Knot")),
-      int(qps("echo")),
-      ratio(idetcdToKnot) + (idetcdToKnot >= 0.3 ? "" : " (below 0.30)"),
-      ratio(perRound("echo", "Knot")),
-      ratio(perRound("idetcd", "echo")),
-      sent > 0 ? `${((100 * lost) / sent).toFixed(2)}%` : "–",
-    ];
-  });
+  const of = (id: string) => runs.filter((r) => r.server === id);
+  const qps = (id: string) => median(of(id).map((r) => r.result.qps));
+  // Ratios per round (runs seconds apart), then the median over rounds.
+  const perRound = (num: string, den: string) =>
+    median(
+      Array.from({ length: settings.rounds }, (_, round) => {
+        const n = of(num).find((r) => r.round === round)?.result.qps ?? NaN;
+        const d = of(den).find((r) => r.round === round)?.result.qps ?? NaN;
+        return n / d;
+      }).filter(Number.isFinite),
+    );
+  const lost = (id: string) => {
+    const sent = of(id).reduce((s, r) => s + r.result.sent, 0);
+    const lost = of(id).reduce((s, r) => s + r.result.lost, 0);
+    return sent > 0 ? `${int(lost)} (${((100 * lost) / sent).toFixed(2)}%)` : "–";
+  };
+  const row = (s: Server, vsCoreDNS: string, vsKnot: string) => [
+    s.label,
+    int(qps(s.id)),
+    median(of(s.id).map((r) => r.cpuUs)).toFixed(1),
+    lost(s.id),
+    s.kind === "Knot" && s.workload === "names" ? "(same process)" : mb(s.rssIdle ?? NaN),
+    s.kind === "Knot" && s.workload === "names" ? "(same process)" : mb(s.rssLoaded ?? NaN),
+    vsCoreDNS,
+    vsKnot,
+  ];
+
+  const rows: string[][] = [];
+  for (const spec of COREFILES) {
+    const group = servers.filter((s) => s.corefile === spec.id);
+    const coredns = group.find((s) => s.kind === "CoreDNS");
+    const knotId = `knot/${spec.id === "names" ? "names" : "skydns"}`;
+    rows.push([`**${spec.label}**`, "", "", "", "", "", "", ""]);
+    for (const s of group) {
+      const vsKnot = perRound(s.id, knotId);
+      const vsCore = coredns && s !== coredns ? perRound(s.id, coredns.id) : NaN;
+      rows.push(row(
+        s,
+        s === coredns
+          ? "1"
+          : spec.coredns
+          ? coredns ? `${ratio(vsCore)} (≥ 1.00)` : "skipped (COREDNS_BIN unset)"
+          : "– (no such plugin)",
+        s.kind === "idetcd" && spec.knotTarget
+          ? `${ratio(vsKnot)} (≥ ${ratio(spec.knotTarget)})`
+          : ratio(vsKnot),
+      ));
+      if (s.kind !== "idetcd") continue;
+      const who = `${spec.label}: idetcd (-udp ${s.path})`;
+      if (spec.coredns) {
+        if (coredns) ctx.targets.atLeast(`${who} / CoreDNS`, vsCore, 1.0);
+        else ctx.targets.skipped(`${who} / CoreDNS`, "≥ 1.00", "COREDNS_BIN unset");
+      }
+      if (spec.knotTarget) ctx.targets.atLeast(`${who} / Knot`, vsKnot, spec.knotTarget);
+    }
+    if (spec.coredns && !coredns) {
+      rows.push(["CoreDNS", "skipped (COREDNS_BIN unset)", "", "", "", "", "", ""]);
+    }
+  }
+  rows.push(["**references** (no DNS work for the echo loops)", "", "", "", "", "", "", ""]);
+  for (const s of servers.filter((s) => s.kind === "Knot" || s.kind.startsWith("echo"))) {
+    const label = s.kind === "Knot" ? `${s.label}, ${s.workload === "names" ? "names" : ZONE}` : s
+      .label;
+    rows.push(
+      row({ ...s, label }, "", s.kind === "Knot" ? "1" : ratio(perRound(s.id, "knot/skydns"))),
+    );
+  }
 
   const appendix = [
     "<details><summary>Raw dnsperf runs (throughput)</summary>",
     "",
     "```txt",
     ...runs.map((r) =>
-      `round ${r.round + 1}  ${r.workload.padEnd(30)} ${r.server.padEnd(7)} ${
-        int(r.result.qps).padStart(9)
-      } qps  lost ${r.result.lost}  avg latency ${r.result.latencyMs.toFixed(3)} ms  ${
-        Object.entries(r.result.rcodes).map(([k, v]) => `${k} ${v}`).join(", ")
-      }`
+      `round ${r.round + 1}  ${r.server.padEnd(26)} ${int(r.result.qps).padStart(9)} qps  ` +
+      `${r.cpuUs.toFixed(1).padStart(6)} µs CPU/query  lost ${r.result.lost}  avg latency ${
+        r.result.latencyMs.toFixed(3)
+      } ms  ${Object.entries(r.result.rcodes).map(([k, v]) => `${k} ${v}`).join(", ")}`
     ),
     "```",
     "",
@@ -272,33 +403,37 @@ export async function throughput(ctx: Context): Promise<ThroughputResult> {
 
   return {
     tables: [{
-      title: "1. Query throughput (dnsperf, UDP on loopback)",
+      title: "1. Query throughput, side by side (dnsperf, UDP on loopback)",
       header: [
-        "workload",
-        "idetcd qps",
-        "Knot qps",
-        "echo qps",
-        "idetcd / Knot",
-        "echo / Knot",
-        "idetcd / echo",
-        "idetcd lost",
+        "server",
+        "qps",
+        "CPU µs / query",
+        "lost",
+        "RSS idle",
+        "RSS after load",
+        "/ CoreDNS (target)",
+        "/ Knot (target)",
       ],
       rows,
       notes: [
-        `Median of ${settings.rounds} interleaved round(s) of ${settings.seconds} s per server and workload ` +
-        `(\`dnsperf -c ${settings.shape.clients} -q ${settings.shape.outstanding} -T 1\`), after a ` +
-        `${settings.warmupSeconds} s warm-up each. Ratios are the median of the per-round ratios. ` +
-        `Target: idetcd / Knot >= 0.30. "echo" is bench/echo.ts, the ceiling of Deno's UDP API. ` +
-        `${names.length} claimed names, ${SRV_TARGETS} SRV targets; Knot with default settings.`,
-        ...(mismatches.length > 0
-          ? [
-            `WARNING: ${mismatches.length} queries got different kinds of replies from idetcd and Knot: ${
-              mismatches.join("; ")
-            }`,
-          ]
-          : [
-            "Every query of the workloads gets the same rcode and record counts from idetcd and Knot.",
-          ]),
+        `Median of ${settings.rounds} interleaved round(s) of ${settings.seconds} s per server ` +
+        `(\`dnsperf -c ${settings.shape.clients} -q ${settings.shape.outstanding} -T 1 -t 1\`)` +
+        (settings.warmupSeconds > 0 ? `, after a ${settings.warmupSeconds} s warm-up each` : "") +
+        `; every round runs every server once, in an order shuffled per round. Ratios are the ` +
+        `median of the per-round ratios. idetcd and CoreDNS get the same Corefile (\`. { bind ` +
+        `127.0.0.1 ... }\`, only the prometheus port differs so they can run at once) over the ` +
+        `same ${RECORDS} SkyDNS A records (\`/skydns/local/bench/hN\`) in one etcd; the query ` +
+        `file is those ${RECORDS} names. The \`idetcd\` names: ${names.length} claimed ` +
+        `\`${PATTERN}\` names (${CLAIMERS} claimers and the two nodes). Knot serves the same ` +
+        `records from zone files with \`udp-workers: 1\`. CPU µs / query: the server's own ` +
+        `user + system time (/proc/PID/stat, ${ticks} ticks/s) over the run divided by the ` +
+        `queries answered. RSS: VmRSS once loaded and checked, and after the last round.`,
+        wrong.length > 0
+          ? `WARNING: ${wrong.length} wrong or missing answers before the runs: ${
+            wrong.slice(0, 10).join("; ")
+          }`
+          : "Before the runs, every server answered every name of its query file with the right " +
+            "address.",
       ],
     }],
     appendix,
