@@ -6,6 +6,9 @@
  * @module
  */
 
+import { fqdn, isDomainName } from "../dns/name.ts";
+import { parseIPv4, parseIPv6 } from "../go/ip.ts";
+import { atoi64, quote } from "../go/strconv.ts";
 import { CorefileError, type Token } from "./types.ts";
 
 /** A transport a server block key can name. idetcd itself serves only `dns`. */
@@ -50,65 +53,6 @@ function byteLength(s: string): number {
   return encoder.encode(s).length;
 }
 
-/** miekg/dns IsFqdn: ends in a dot that is not itself escaped. */
-function isFqdn(s: string): boolean {
-  if (!s.endsWith(".")) return false;
-  const body = s.slice(0, -1);
-  let backslashes = 0;
-  for (let i = body.length - 1; i >= 0 && body[i] === "\\"; i--) backslashes++;
-  return backslashes % 2 === 0;
-}
-
-/** miekg/dns Fqdn: appends the trailing dot when missing. */
-function fqdn(s: string): string {
-  return isFqdn(s) ? s : s + ".";
-}
-
-function isDigitByte(b: number | undefined): boolean {
-  return b !== undefined && b >= 0x30 && b <= 0x39;
-}
-
-/** miekg/dns IsDomainName: labels ≤ 63 octets, name ≤ 255 octets, no empty label. */
-export function isDomainName(name: string): boolean {
-  if (name === "") return false;
-  const s = encoder.encode(fqdn(name));
-  const maxLength = 256;
-  let off = 0;
-  let begin = 0;
-  let wasDot = false;
-  for (let i = 0; i < s.length; i++) {
-    switch (s[i]) {
-      case 0x5c: // backslash: \DDD or \X count as one octet
-        if (off + 1 > maxLength) return false;
-        if (
-          i + 3 < s.length && isDigitByte(s[i + 1]) && isDigitByte(s[i + 2]) &&
-          isDigitByte(s[i + 3])
-        ) {
-          i += 3;
-          begin += 3;
-        } else {
-          i++;
-          begin++;
-        }
-        wasDot = false;
-        break;
-      case 0x2e: {
-        if (wasDot) return false;
-        wasDot = true;
-        const labelLength = i - begin;
-        if (labelLength >= 64) return false;
-        off += 1 + labelLength;
-        if (off > maxLength) return false;
-        begin = i + 1;
-        break;
-      }
-      default:
-        wasDot = false;
-    }
-  }
-  return true;
-}
-
 // ---------------------------------------------------------------------------
 // net.ParseCIDR (netip.ParseAddr rules) on bigints.
 
@@ -120,71 +64,7 @@ interface Cidr {
   network: bigint;
 }
 
-function parseIPv4(s: string): bigint | undefined {
-  const fields = s.split(".");
-  if (fields.length !== 4) return undefined;
-  let value = 0n;
-  for (const f of fields) {
-    // netip rejects empty fields, leading zeros and values over 255.
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(f)) return undefined;
-    const n = Number(f);
-    if (n > 255) return undefined;
-    value = (value << 8n) | BigInt(n);
-  }
-  return value;
-}
-
-function parseIPv6(s: string): bigint | undefined {
-  if (s.includes("%")) return undefined; // a zone makes ParseCIDR fail
-  const bytes = new Array<number>(16).fill(0);
-  let rest = s;
-  let ellipsis = -1;
-  let i = 0;
-  if (rest.startsWith("::")) {
-    ellipsis = 0;
-    rest = rest.slice(2);
-    if (rest === "") return 0n;
-  }
-  while (i < 16) {
-    const m = /^[0-9a-fA-F]*/.exec(rest)![0];
-    if (m.length === 0 || m.length > 4) return undefined;
-    if (rest[m.length] === ".") {
-      // An embedded IPv4 address must fill the last 32 bits.
-      if ((ellipsis < 0 && i !== 12) || i + 4 > 16) return undefined;
-      const v4 = parseIPv4(rest);
-      if (v4 === undefined) return undefined;
-      bytes[i] = Number((v4 >> 24n) & 0xffn);
-      bytes[i + 1] = Number((v4 >> 16n) & 0xffn);
-      bytes[i + 2] = Number((v4 >> 8n) & 0xffn);
-      bytes[i + 3] = Number(v4 & 0xffn);
-      rest = "";
-      i += 4;
-      break;
-    }
-    const group = parseInt(m, 16);
-    bytes[i] = group >> 8;
-    bytes[i + 1] = group & 0xff;
-    i += 2;
-    rest = rest.slice(m.length);
-    if (rest === "") break;
-    if (rest[0] !== ":" || rest.length === 1) return undefined;
-    rest = rest.slice(1);
-    if (rest[0] === ":") {
-      if (ellipsis >= 0) return undefined;
-      ellipsis = i;
-      rest = rest.slice(1);
-      if (rest === "") break;
-    }
-  }
-  if (rest !== "") return undefined;
-  if (i < 16) {
-    if (ellipsis < 0) return undefined;
-    const shift = 16 - i;
-    for (let j = i - 1; j >= ellipsis; j--) bytes[j + shift] = bytes[j];
-    for (let j = ellipsis; j < ellipsis + shift; j++) bytes[j] = 0;
-  } else if (ellipsis >= 0) {
-    return undefined; // "::" must stand for at least one group
-  }
+function toBigInt(bytes: Uint8Array): bigint {
   let value = 0n;
   for (const b of bytes) value = (value << 8n) | BigInt(b);
   return value;
@@ -195,18 +75,14 @@ function parseCidr(s: string): Cidr | undefined {
   if (slash < 0) return undefined;
   const addr = s.slice(0, slash);
   const maskText = s.slice(slash + 1);
-  let ip: bigint | undefined;
-  let bits = 0;
-  // netip.ParseAddr picks the family from the first '.' or ':'.
+  let bytes: Uint8Array | undefined;
+  // netip.ParseAddr picks the family from the first '.' or ':'; a zone makes ParseCIDR fail.
   const family = /[.:%]/.exec(addr)?.[0];
-  if (family === ".") {
-    ip = parseIPv4(addr);
-    bits = 32;
-  } else if (family === ":") {
-    ip = parseIPv6(addr);
-    bits = 128;
-  }
-  if (ip === undefined) return undefined;
+  if (family === ".") bytes = parseIPv4(addr);
+  else if (family === ":") bytes = parseIPv6(addr);
+  if (bytes === undefined) return undefined;
+  const ip = toBigInt(bytes);
+  const bits = bytes.length * 8;
   if (!/^[0-9]+$/.test(maskText) || maskText.length > 8) return undefined;
   const ones = Number(maskText);
   if (ones > bits) return undefined;
@@ -240,23 +116,6 @@ function reverseZones(cidr: Cidr): string[] {
 
 // ---------------------------------------------------------------------------
 
-/** Go's %q for an error message. */
-function goQuote(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (ch === '"' || ch === "\\") out += "\\" + ch;
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\t") out += "\\t";
-    else if (ch === "\r") out += "\\r";
-    else if (c < 0x20 || c === 0x7f) out += "\\x" + c.toString(16).padStart(2, "0");
-    else if (ch === " " || /[\p{L}\p{M}\p{N}\p{P}\p{S}]/u.test(ch)) out += ch;
-    else if (c <= 0xffff) out += "\\u" + c.toString(16).padStart(4, "0");
-    else out += "\\U" + c.toString(16).padStart(8, "0");
-  }
-  return out + '"';
-}
-
 /** Result of {@link splitHostPort}: the zones (several for a split CIDR) and the port text. */
 interface HostPort {
   hosts: string[];
@@ -264,14 +123,13 @@ interface HostPort {
   port: string;
 }
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-
 // Go's strconv.Atoi (64-bit int), or undefined.
-function atoi(text: string): bigint | undefined {
-  if (!/^[+-]?[0-9]+$/.test(text)) return undefined;
-  const n = BigInt(text);
-  return n < INT64_MIN || n > INT64_MAX ? undefined : n;
+function atoiOrUndefined(text: string): bigint | undefined {
+  try {
+    return atoi64(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** plugin.SplitHostPort: port split, zone validation and CIDR expansion; throws Error. */
@@ -279,9 +137,9 @@ function splitHostPort(input: string): HostPort {
   let s = input;
   let port = "";
   const colon = s.lastIndexOf(":");
-  if (colon === s.length - 1) throw new Error(`expecting data after last colon: ${goQuote(s)}`);
+  if (colon === s.length - 1) throw new Error(`expecting data after last colon: ${quote(s)}`);
   if (colon !== -1) {
-    const p = atoi(s.slice(colon + 1));
+    const p = atoiOrUndefined(s.slice(colon + 1));
     if (p !== undefined) {
       port = p.toString();
       s = s.slice(0, colon);

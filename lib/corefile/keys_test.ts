@@ -1,5 +1,6 @@
 import { deepStrictEqual as equal, ok } from "node:assert/strict";
-import { isDomainName, normalizeZones, parseKey, splitScheme } from "./keys.ts";
+import { isDomainName } from "../dns/name.ts";
+import { normalizeZones, parseKey, splitScheme } from "./keys.ts";
 import { CorefileError, type Token } from "./types.ts";
 
 function token(text: string, line = 1): Token {

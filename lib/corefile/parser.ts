@@ -16,6 +16,7 @@ import { abs, dir, isAbs, join } from "../go/path.ts";
 import { processEnv, replaceEnvVars } from "./env.ts";
 import { lex } from "./lexer.ts";
 import {
+  argError,
   CorefileError,
   CorefileSyntaxError,
   type Directive,
@@ -169,8 +170,8 @@ class Parser {
   }
 
   private argErr(): CorefileError {
-    if (this.val() === "{") return this.err("Unexpected token '{', expecting argument");
-    return this.err(`Wrong argument count or unexpected line ending after '${this.val()}'`);
+    const { file, line } = this.where();
+    return argError({ text: this.val(), file, line });
   }
 
   private expand(text: string): string {

@@ -24,7 +24,9 @@ export interface Token {
  * `{ name: "fallthrough", args: ["a.org", "b.org"] }`.
  */
 export interface Directive {
+  /** The first token of the line: the directive or option name. */
   name: Token;
+  /** The rest of the line up to a `{`, in order. */
   args: Token[];
   /** The lines between `{` and `}`, or null when the directive has no block. */
   block: Directive[] | null;
@@ -32,7 +34,9 @@ export interface Directive {
 
 /** A server block: its keys (`example.org:1053`, `dns://.`) and its directives in file order. */
 export interface ServerBlock {
+  /** The addresses before `{`, as written (after environment expansion). */
   keys: Token[];
+  /** The block's directive lines, imports and snippets expanded. */
   directives: Directive[];
 }
 
@@ -45,6 +49,7 @@ export class CorefileError extends Error {
   /** The plugin whose setup rejected it, when known. */
   readonly plugin?: string;
 
+  /** `where` is the offending token (or any file and line); `plugin` the setup that refused it. */
   constructor(message: string, where?: { file: string; line: number }, plugin?: string) {
     super(message);
     this.name = "CorefileError";
@@ -64,6 +69,7 @@ export class CorefileError extends Error {
 
 /** Caddy's SyntaxErr, which CoreDNS prints without "Error during parsing". */
 export class CorefileSyntaxError extends CorefileError {
+  /** `message` is the whole text after the position (`Syntax error: ...`). */
   constructor(message: string, where?: { file: string; line: number }) {
     super(message, where);
     this.name = "CorefileSyntaxError";
@@ -75,8 +81,16 @@ export class CorefileSyntaxError extends CorefileError {
   }
 }
 
-/** Raises `Wrong argument count or unexpected line ending after 'tok'`, CoreDNS's ArgErr. */
+/**
+ * Caddy's Dispenser.ArgErr, the one producer of CoreDNS's argument error:
+ * `Wrong argument count or unexpected line ending after 'tok'`, or, when the
+ * token is a `{`, `Unexpected token '{', expecting argument`. Plugins reach
+ * it through {@link ./dispenser.ts}'s Dispenser; the parser for `import`.
+ */
 export function argError(after: Token, plugin?: string): CorefileError {
+  if (after.text === "{") {
+    return new CorefileError("Unexpected token '{', expecting argument", after, plugin);
+  }
   return new CorefileError(
     `Wrong argument count or unexpected line ending after '${after.text}'`,
     after,

@@ -1,11 +1,17 @@
 /**
- * Domain-name helpers on presentation-format names ("www.example.org.").
+ * Domain names in presentation format ("www.example.org.") with miekg/dns's
+ * names and escaping rules: the one DNS-name vocabulary of idetcd. A `\.`
+ * or `\DDD` escape is part of its label, never a separator, so every helper
+ * here (fully qualifying, splitting, subdomain tests) agrees on where the
+ * labels are.
  *
  * Names inside idetcd are always fully qualified. Comparisons are
  * case-insensitive (ASCII), as DNS requires.
  *
  * @module
  */
+
+import { parseIPv4, parseIPv6 } from "../go/ip.ts";
 
 /**
  * The index of the first label separator at or after `from`, skipping escaped
@@ -27,9 +33,61 @@ function isSeparator(name: string, index: number): boolean {
   return slashes % 2 === 0;
 }
 
-/** Appends the trailing dot when missing: "example.org" -> "example.org.". */
+/** miekg/dns IsFqdn: whether the name ends in a dot that is not itself escaped ("a\\." is not). */
+export function isFqdn(name: string): boolean {
+  return name.endsWith(".") && isSeparator(name, name.length - 1);
+}
+
+/** miekg/dns Fqdn: appends the trailing dot when missing: "example.org" -> "example.org.", "a\\." -> "a\\..". */
 export function fqdn(name: string): string {
-  return name.endsWith(".") ? name : name + ".";
+  return isFqdn(name) ? name : name + ".";
+}
+
+const encoder = new TextEncoder();
+
+function isDigitByte(b: number | undefined): boolean {
+  return b !== undefined && b >= 0x30 && b <= 0x39;
+}
+
+/** miekg/dns IsDomainName: labels of at most 63 octets, at most 255 in all, no empty label. */
+export function isDomainName(name: string): boolean {
+  if (name === "") return false;
+  const s = encoder.encode(fqdn(name));
+  const maxLength = 256;
+  let off = 0;
+  let begin = 0;
+  let wasDot = false;
+  for (let i = 0; i < s.length; i++) {
+    switch (s[i]) {
+      case 0x5c: // backslash: \DDD or \X count as one octet
+        if (off + 1 > maxLength) return false;
+        if (
+          i + 3 < s.length && isDigitByte(s[i + 1]) && isDigitByte(s[i + 2]) &&
+          isDigitByte(s[i + 3])
+        ) {
+          i += 3;
+          begin += 3;
+        } else {
+          i++;
+          begin++;
+        }
+        wasDot = false;
+        break;
+      case 0x2e: {
+        if (wasDot) return false;
+        wasDot = true;
+        const labelLength = i - begin;
+        if (labelLength >= 64) return false;
+        off += 1 + labelLength;
+        if (off > maxLength) return false;
+        begin = i + 1;
+        break;
+      }
+      default:
+        wasDot = false;
+    }
+  }
+  return true;
 }
 
 /** Lower-cases ASCII letters only, as DNS name comparison does. */
@@ -49,7 +107,7 @@ export function lowerName(name: string): string {
  */
 export function splitLabels(name: string): string[] {
   if (name === "." || name === "") return [];
-  const n = name.endsWith(".") && isSeparator(name, name.length - 1) ? name.slice(0, -1) : name;
+  const n = isFqdn(name) ? name.slice(0, -1) : name;
   if (!n.includes("\\")) return n.split(".");
   const labels: string[] = [];
   let start = 0;
@@ -96,40 +154,13 @@ export function matchZone(zones: readonly string[], qname: string): string | und
 
 /** The reverse-lookup name of an IPv4 or IPv6 address ("10.0.0.1" -> "1.0.0.10.in-addr.arpa."). */
 export function reverseName(address: string): string | undefined {
-  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(address)) {
-    return address.split(".").reverse().join(".") + ".in-addr.arpa.";
+  const v4 = parseIPv4(address);
+  if (v4) return `${v4[3]}.${v4[2]}.${v4[1]}.${v4[0]}.in-addr.arpa.`;
+  const v6 = parseIPv6(address);
+  if (!v6) return undefined;
+  const nibbles: string[] = [];
+  for (let i = 15; i >= 0; i--) {
+    nibbles.push((v6[i] & 0xf).toString(16), (v6[i] >> 4).toString(16));
   }
-  const groups = expandIPv6(address);
-  if (!groups) return undefined;
-  const nibbles = groups.map((g) => g.toString(16).padStart(4, "0")).join("");
-  return nibbles.split("").reverse().join(".") + ".ip6.arpa.";
-}
-
-/** The eight 16-bit groups of an IPv6 address, or undefined when it is not one. */
-export function expandIPv6(address: string): number[] | undefined {
-  let text = address;
-  if (text.includes("%")) return undefined;
-  let tail: number[] = [];
-  const v4 = /(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
-  if (v4) {
-    const o = v4.slice(1).map(Number);
-    if (o.some((x) => x > 255)) return undefined;
-    tail = [(o[0] << 8) | o[1], (o[2] << 8) | o[3]];
-    text = text.slice(0, v4.index) + "0:0";
-  }
-  const parts = text.split("::");
-  if (parts.length > 2) return undefined;
-  const parse = (s: string) => (s === "" ? [] : s.split(":"));
-  const head = parse(parts[0]);
-  const rest = parts.length === 2 ? parse(parts[1]) : [];
-  const fill = 8 - head.length - rest.length;
-  if (parts.length === 2 ? fill < 1 : fill !== 0) return undefined;
-  const all = [...head, ...Array(parts.length === 2 ? fill : 0).fill("0"), ...rest];
-  const groups: number[] = [];
-  for (const g of all) {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
-    groups.push(parseInt(g, 16));
-  }
-  if (tail.length) groups.splice(6, 2, ...tail);
-  return groups;
+  return nibbles.join(".") + ".ip6.arpa.";
 }

@@ -23,7 +23,7 @@ import {
   type SRVData,
   Type,
 } from "./types.ts";
-import { expandIPv6 } from "./name.ts";
+import { ipv6ToString, parseIPv4, parseIPv6 } from "../go/ip.ts";
 
 /** The 12-byte header, unpacked. */
 export interface Header {
@@ -191,33 +191,6 @@ function nameToWire(name: string): Uint8Array {
 
 function ipv4ToString(buf: Uint8Array, o: number): string {
   return `${buf[o]}.${buf[o + 1]}.${buf[o + 2]}.${buf[o + 3]}`;
-}
-
-/** RFC 5952 text of a 16-byte IPv6 address. */
-export function ipv6ToString(bytes: Uint8Array, o = 0): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push(u16(bytes, o + i * 2));
-  // v4-mapped addresses print in dotted form, as Go and dig do.
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return `::ffff:${bytes[o + 12]}.${bytes[o + 13]}.${bytes[o + 14]}.${bytes[o + 15]}`;
-  }
-  let bestStart = -1, bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i > 1) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return hex.slice(0, bestStart).join(":") + "::" + hex.slice(bestStart + bestLen).join(":");
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -642,19 +615,15 @@ function nameSuffixes(name: string, count: number): string[] {
 }
 
 function writeIPv4(w: Writer, address: string) {
-  const parts = address.split(".");
-  if (parts.length !== 4) throw new WireError(`bad IPv4 address ${address}`);
-  for (const p of parts) {
-    const n = Number(p);
-    if (!/^\d{1,3}$/.test(p) || n > 255) throw new WireError(`bad IPv4 address ${address}`);
-    w.u8(n);
-  }
+  const bytes = parseIPv4(address);
+  if (!bytes) throw new WireError(`bad IPv4 address ${address}`);
+  for (const b of bytes) w.u8(b);
 }
 
 function writeIPv6(w: Writer, address: string) {
-  const groups = expandIPv6(address);
-  if (!groups) throw new WireError(`bad IPv6 address ${address}`);
-  for (const g of groups) w.u16(g);
+  const bytes = parseIPv6(address);
+  if (!bytes) throw new WireError(`bad IPv6 address ${address}`);
+  for (const b of bytes) w.u8(b);
 }
 
 function writeRData(w: Writer, rr: RR) {

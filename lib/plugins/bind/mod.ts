@@ -4,13 +4,14 @@
  * @module
  */
 
+import { Dispenser, dispensers } from "../../corefile/dispenser.ts";
 import { CorefileError, type Token } from "../../corefile/types.ts";
+import { isIP } from "../../go/ip.ts";
 import type { PluginDefinition } from "../../server/plugin.ts";
 
-const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
-
+/** Whether a bind argument is an address (brackets and a zone allowed) rather than an interface. */
 function isAddress(text: string): boolean {
-  return IPV4.test(text) || text.includes(":");
+  return isIP(text.replace(/^\[|\]$/g, "").replace(/%[^%]*$/, ""));
 }
 
 /**
@@ -51,29 +52,17 @@ export const bindPlugin: PluginDefinition = {
   setup(ctx) {
     const args: Token[] = [];
     const except: Token[] = [];
-    for (const d of ctx.directives) {
-      args.push(...d.args);
-      for (const line of d.block ?? []) {
-        if (line.name.text !== "except") {
-          throw new CorefileError(`unknown property '${line.name.text}'`, line.name, "bind");
-        }
-        if (line.args.length === 0) {
-          throw new CorefileError(
-            `Wrong argument count or unexpected line ending after 'except'`,
-            line.name,
-            "bind",
-          );
-        }
-        except.push(...line.args);
+    for (const d of dispensers("bind", ctx.directives)) {
+      args.push(...d.remainingArgs());
+      for (const line of d.blockLines()) {
+        if (line.val() !== "except") throw line.unknownProperty();
+        const excepted = line.remainingArgs();
+        if (excepted.length === 0) throw line.argErr();
+        except.push(...excepted);
       }
     }
-    if (args.length === 0) {
-      throw new CorefileError(
-        `Wrong argument count or unexpected line ending after 'bind'`,
-        ctx.directives[0].name,
-        "bind",
-      );
-    }
+    // Every bind line of the block may be empty but one must name something: after 'bind'.
+    if (args.length === 0) throw new Dispenser("bind", ctx.directives[0]).argErr();
     const needsInterfaces = [...args, ...except].some((t) => !isAddress(t.text));
     const addresses = resolveBindAddresses(
       args,

@@ -15,7 +15,9 @@
  * @module
  */
 
-import { argError, type Token } from "../../corefile/types.ts";
+import { Dispenser } from "../../corefile/dispenser.ts";
+import type { Directive } from "../../corefile/types.ts";
+import { atoi } from "../../go/strconv.ts";
 import { DEFAULT_UDP_SIZE, type Plugin, type PluginDefinition } from "../../server/plugin.ts";
 
 /** The DNS Flag Day 2020 size: CoreDNS's default for `bufsize` and idetcd's cap without it. */
@@ -25,32 +27,31 @@ export const MIN_BUFSIZE = 512;
 /** Largest SIZE accepted, as CoreDNS. */
 export const MAX_BUFSIZE = 4096;
 
-/** Go's strconv.Atoi on decimal text: an optional sign, then digits only. */
-function atoi(text: string): number | undefined {
-  if (!/^[+-]?\d+$/.test(text)) return undefined;
-  return Number(text);
-}
-
 /**
  * Reads `bufsize [SIZE]` (only the first line of a block counts, as in
  * CoreDNS); SIZE must be an integer in 512..4096. Errors are CoreDNS's
  * ArgErr, naming the token they follow.
  */
-export function parseBufsize(first: { name: Token; args: Token[]; block: unknown }): number {
-  const args = first.args;
-  if (first.block) throw argError(args.at(-1) ?? first.name, "bufsize");
+export function parseBufsize(first: Directive): number {
+  const d = new Dispenser("bufsize", first);
+  const args = d.remainingArgs();
+  if (d.hasBlock()) throw d.argErr();
   if (args.length === 0) return DEFAULT_BUFSIZE;
-  if (args.length > 1) throw argError(args.at(-1)!, "bufsize");
-  const size = atoi(args[0].text);
-  if (size === undefined || size < MIN_BUFSIZE || size > MAX_BUFSIZE) {
-    throw argError(args[0], "bufsize");
+  if (args.length > 1) throw d.argErr();
+  let size: number;
+  try {
+    size = atoi(args[0].text);
+  } catch {
+    throw d.argErr();
   }
+  if (size < MIN_BUFSIZE || size > MAX_BUFSIZE) throw d.argErr();
   return size;
 }
 
 /** The bufsize directive: sets the block's UDP cap; its chain link passes every query on. */
 export const bufsizePlugin: PluginDefinition = {
   name: "bufsize",
+  perQuery: "passes-through",
   setup(ctx) {
     ctx.serverOptions.udpSize = parseBufsize(ctx.directives[0]);
     const plugin: Plugin = { name: "bufsize", serve: (req, next) => next(req) };

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { argError } from "../../corefile/types.ts";
+import { Dispenser } from "../../corefile/dispenser.ts";
 import { setDebug } from "../../log.ts";
 import type { PluginDefinition } from "../../server/plugin.ts";
 
@@ -12,8 +12,8 @@ import type { PluginDefinition } from "../../server/plugin.ts";
 export const debugPlugin: PluginDefinition = {
   name: "debug",
   setup(ctx) {
-    const d = ctx.directives[0];
-    if (d.args.length) throw argError(d.args[0], "debug");
+    const d = new Dispenser("debug", ctx.directives[0]);
+    if (d.nextArg()) throw d.argErr();
     setDebug(true);
     return null;
   },

@@ -7,7 +7,8 @@
  */
 
 import { encodeQuery } from "../../dns/wire.ts";
-import { expandIPv6 } from "../../dns/name.ts";
+import { parseIPv6 } from "../../go/ip.ts";
+import { joinHostPort } from "../../go/net.ts";
 import { Type } from "../../dns/types.ts";
 import type { UpstreamAddress } from "./setup.ts";
 
@@ -26,14 +27,14 @@ export class ExchangeError extends Error {
 
 /** "1.2.3.4:53" or "[::1]:53", as Go's net.JoinHostPort writes it. */
 export function formatAddress(a: UpstreamAddress): string {
-  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+  return joinHostPort(a.host, a.port);
 }
 
 /** Whether two IP strings denote the same address (IPv6 compared by value). */
 function sameHost(a: string, b: string): boolean {
   if (a === b) return true;
-  const x = expandIPv6(a), y = expandIPv6(b);
-  return !!x && !!y && x.every((g, i) => g === y[i]);
+  const x = parseIPv6(a), y = parseIPv6(b);
+  return !!x && !!y && x.every((byte, i) => byte === y[i]);
 }
 
 // Query IDs come from the CSPRNG, drawn in batches.

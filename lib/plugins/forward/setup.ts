@@ -7,10 +7,14 @@
  */
 
 import { isAbsolute, join } from "node:path";
-import { argError, CorefileError, type Directive, type Token } from "../../corefile/types.ts";
-import { isDomainName, normalizeZones } from "../../corefile/keys.ts";
+import { Dispenser } from "../../corefile/dispenser.ts";
+import { CorefileError, type Directive, type Token } from "../../corefile/types.ts";
+import { normalizeZones } from "../../corefile/keys.ts";
 import { parseDuration } from "../../corefile/duration.ts";
-import { expandIPv6, fqdn, lowerName } from "../../dns/name.ts";
+import { fqdn, isDomainName, lowerName } from "../../dns/name.ts";
+import { expandIPv6, isIP, parseIP, to4 } from "../../go/ip.ts";
+import { joinHostPort, splitHostPort } from "../../go/net.ts";
+import { atoi, parseUint } from "../../go/strconv.ts";
 import type { Logger } from "../../log.ts";
 
 /** The plugin name, as errors and logs show it. */
@@ -107,19 +111,10 @@ function fail(message: string, at: Token): CorefileError {
   return new CorefileError(message, at, PLUGIN);
 }
 
-/** Go's strconv.Atoi / ParseUint text for a bad number. */
-function parseGoInt(text: string, fn: "Atoi" | "ParseUint"): number {
-  const ok = fn === "Atoi" ? /^[+-]?\d+$/.test(text) : /^\d+$/.test(text);
-  if (!ok) throw new Error(`strconv.${fn}: parsing "${text}": invalid syntax`);
-  const n = Number(text);
-  const limit = fn === "Atoi" ? 2 ** 63 : 2 ** 32;
-  if (Math.abs(n) >= limit) throw new Error(`strconv.${fn}: parsing "${text}": value out of range`);
-  return n;
-}
-
 function number(tok: Token, fn: "Atoi" | "ParseUint"): number {
   try {
-    return parseGoInt(tok.text, fn);
+    // max_fails is a uint32 in CoreDNS; max_concurrent an int.
+    return fn === "Atoi" ? atoi(tok.text) : parseUint(tok.text, 32);
   } catch (err) {
     throw fail((err as Error).message, tok);
   }
@@ -133,24 +128,20 @@ function duration(tok: Token): number {
   }
 }
 
-/** The IP of `text` without brackets and zone, or undefined when it is not an IP. */
-function parseIP(text: string): string | undefined {
+/** The IP of `text` without its zone, as written, or undefined when it is not an IP. */
+function hostIP(text: string): string | undefined {
   const host = text.includes("%") ? text.slice(0, text.lastIndexOf("%")) : text;
-  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) {
-    return host.split(".").every((o) => Number(o) <= 255 && !/^0\d/.test(o)) ? host : undefined;
-  }
-  return host.includes(":") && expandIPv6(host) ? host : undefined;
+  return isIP(host) ? host : undefined;
 }
 
-/** Go's net.SplitHostPort: [host, port] or undefined when `text` is not host:port. */
-function splitHostPort(text: string): [string, string] | undefined {
-  if (text.startsWith("[")) {
-    const m = /^\[([^\]]*)\]:([^:]*)$/.exec(text);
-    return m ? [m[1], m[2]] : undefined;
+/** Go's net.SplitHostPort as [host, port], or undefined when `text` is not host:port. */
+function hostAndPort(text: string): [string, string] | undefined {
+  try {
+    const { host, port } = splitHostPort(text);
+    return [host, port];
+  } catch {
+    return undefined;
   }
-  const i = text.lastIndexOf(":");
-  if (i < 0 || text.indexOf(":") !== i) return undefined;
-  return [text.slice(0, i), text.slice(i + 1)];
 }
 
 /** The `nameserver` lines of a resolv.conf-style file, as miekg's ClientConfigFromFile reads them. */
@@ -159,7 +150,7 @@ export function readResolvConf(text: string): string[] {
   for (const raw of text.split("\n")) {
     const fields = raw.trim().split(/\s+/);
     if (fields.length < 2 || fields[0] !== "nameserver") continue;
-    const ip = parseIP(fields[1]);
+    const ip = hostIP(fields[1]);
     if (ip) servers.push(ip);
   }
   return servers;
@@ -189,15 +180,15 @@ function upstreamsOf(tokens: Token[], configDir: string): ParsedUpstream[] {
         tok,
       );
     }
-    const hostPort = splitHostPort(rest);
+    const hostPort = hostAndPort(rest);
     if (!hostPort) {
-      const ip = parseIP(rest);
+      const ip = hostIP(rest);
       if (ip) {
         out.push({ address: { host: ip, port: 53 }, token: tok });
         continue;
       }
     } else {
-      const ip = parseIP(hostPort[0]);
+      const ip = hostIP(hostPort[0]);
       if (ip) {
         if (!/^\d+$/.test(hostPort[1]) || Number(hostPort[1]) > 65535) {
           throw fail(`invalid port '${hostPort[1]}' in ${tok.text}`, tok);
@@ -243,13 +234,11 @@ export interface ListenAddresses {
  */
 export function canonicalIP(ip: string): string {
   const host = ip.replace(/^\[|\]$/g, "").replace(/%.*$/, "");
-  if (!host.includes(":")) return host;
-  const groups = expandIPv6(host);
-  if (!groups) return host.toLowerCase();
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return [groups[6] >> 8, groups[6] & 0xff, groups[7] >> 8, groups[7] & 0xff].join(".");
-  }
-  return groups.map((g) => g.toString(16)).join(":");
+  const bytes = parseIP(host);
+  if (!bytes) return host.toLowerCase();
+  const v4 = to4(bytes);
+  if (v4) return v4.join(".");
+  return expandIPv6(host)!.map((g) => g.toString(16)).join(":");
 }
 
 const V6_ANY = canonicalIP("::");
@@ -298,7 +287,7 @@ export function loopsBack(
 }
 
 function hostPort(u: UpstreamAddress): string {
-  return u.host.includes(":") ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`;
+  return joinHostPort(u.host, u.port);
 }
 
 /** The one-line refusal of a stanza whose upstream is this server itself. */
@@ -317,9 +306,10 @@ function loopError(d: Directive, u: ParsedUpstream, listen: ListenAddresses): Co
   );
 }
 
-function rcodes(line: Directive, what: "next" | "failover"): number[] {
-  if (line.args.length === 0) throw argError(line.name, PLUGIN);
-  return line.args.map((tok) => {
+function rcodes(line: Dispenser, what: "next" | "failover"): number[] {
+  const args = line.remainingArgs();
+  if (args.length === 0) throw line.argErr();
+  return args.map((tok) => {
     const rc = RCODES[tok.text.toUpperCase()];
     if (rc === undefined) throw fail(`${tok.text} is not a valid rcode`, tok);
     if (what === "failover" && rc === 0) throw fail("NoError cannot be used in failover", tok);
@@ -327,21 +317,24 @@ function rcodes(line: Directive, what: "next" | "failover"): number[] {
   });
 }
 
-function noArgs(line: Directive): void {
-  if (line.args.length) throw argError(line.name, PLUGIN);
+// An option without arguments: idetcd names the option (CoreDNS the first extra token).
+function noArgs(line: Dispenser): void {
+  if (line.line.args.length) throw line.argErr();
 }
 
-function oneArg(line: Directive): Token {
-  if (line.args.length === 0) throw argError(line.name, PLUGIN);
-  return line.args[0];
+// An option's first argument (later ones, where the option has none, are ignored as in CoreDNS).
+function oneArg(line: Dispenser): Token {
+  if (!line.nextArg()) throw line.argErr();
+  return line.token();
 }
 
-function parseOption(cfg: ForwardConfig, line: Directive): void {
-  const name = line.name.text;
+function parseOption(cfg: ForwardConfig, line: Dispenser): void {
+  const name = line.val();
   switch (name) {
     case "except": {
-      if (line.args.length === 0) throw argError(line.name, PLUGIN);
-      cfg.except.push(...normalizeZones(line.args.map((a) => a.text)));
+      const zones = line.remainingArgs();
+      if (zones.length === 0) throw line.argErr();
+      cfg.except.push(...normalizeZones(zones.map((a) => a.text)));
       return;
     }
     case "max_fails":
@@ -355,13 +348,12 @@ function parseOption(cfg: ForwardConfig, line: Directive): void {
       }
       cfg.healthCheckSeconds = seconds;
       cfg.healthCheckDomain = ".";
-      const opts = line.args.slice(1);
-      for (let i = 0; i < opts.length; i++) {
-        const opt = opts[i];
+      while (line.nextArg()) {
+        const opt = line.token();
         if (opt.text === "no_rec") cfg.healthCheckRecursion = false;
         else if (opt.text === "domain") {
-          const domain = opts[++i];
-          if (!domain) throw argError(opt, PLUGIN);
+          if (!line.nextArg()) throw line.argErr();
+          const domain = line.token();
           if (!isDomainName(domain.text)) {
             throw fail(`health_check: invalid domain name ${domain.text}`, domain);
           }
@@ -417,7 +409,7 @@ function parseOption(cfg: ForwardConfig, line: Directive): void {
       cfg.failfast = true;
       return;
     default:
-      throw fail(`unknown property '${name}'`, line.name);
+      throw line.unknownProperty();
   }
 }
 
@@ -433,8 +425,9 @@ export function parseStanza(
   listen?: ListenAddresses,
 ): ForwardConfig {
   const cfg = defaultConfig();
-  if (d.args.length === 0) throw argError(d.name, PLUGIN);
-  const fromTok = d.args[0];
+  const line = new Dispenser(PLUGIN, d);
+  if (!line.nextArg()) throw line.argErr();
+  const fromTok = line.token();
   const zones = normalizeZones([fromTok.text]);
   if (zones.length === 0) throw fail(`unable to normalize '${fromTok.text}'`, fromTok);
   cfg.from = zones[0];
@@ -443,8 +436,8 @@ export function parseStanza(
       `Unsupported CIDR notation: '${fromTok.text}' expands to multiple zones. Using only '${cfg.from}'.`,
     );
   }
-  const to = d.args.slice(1);
-  if (to.length === 0) throw argError(fromTok, PLUGIN);
+  const to = line.remainingArgs();
+  if (to.length === 0) throw line.argErr();
   const upstreams = upstreamsOf(to, configDir);
   if (listen) {
     const local = interfaceAddresses();
@@ -452,7 +445,7 @@ export function parseStanza(
     if (loop) throw loopError(d, loop, listen);
   }
   cfg.upstreams = upstreams.map((u) => u.address);
-  for (const line of d.block ?? []) parseOption(cfg, line);
+  for (const option of line.blockLines()) parseOption(cfg, option);
   if (cfg.upstreams.length > MAX_UPSTREAMS) {
     throw fail(`more than ${MAX_UPSTREAMS} TOs configured: ${cfg.upstreams.length}`, d.name);
   }

@@ -6,35 +6,7 @@
  */
 
 import { CorefileError, type Token } from "../../corefile/types.ts";
-
-/** Go's net.SplitHostPort; throws Error with Go's text (`address x: missing port in address`). */
-export function splitHostPort(hostport: string): { host: string; port: string } {
-  const fail = (why: string) => new Error(`address ${hostport}: ${why}`);
-  const i = hostport.lastIndexOf(":");
-  if (i < 0) throw fail("missing port in address");
-  let host: string;
-  let j = 0;
-  let k = 0;
-  if (hostport[0] === "[") {
-    const end = hostport.indexOf("]");
-    if (end < 0) throw fail("missing ']' in address");
-    if (end + 1 === hostport.length) throw fail("missing port in address");
-    if (end + 1 !== i) {
-      throw fail(
-        hostport[end + 1] === ":" ? "too many colons in address" : "missing port in address",
-      );
-    }
-    host = hostport.slice(1, end);
-    j = 1;
-    k = end + 1;
-  } else {
-    host = hostport.slice(0, i);
-    if (host.includes(":")) throw fail("too many colons in address");
-  }
-  if (hostport.slice(j).includes("[")) throw fail("unexpected '[' in address");
-  if (hostport.slice(k).includes("]")) throw fail("unexpected ']' in address");
-  return { host, port: hostport.slice(i + 1) };
-}
+import { type HostPort, splitHostPort } from "../../go/net.ts";
 
 /** A listen address as a plugin argument: `[HOST]:PORT`. */
 export interface HttpAddress {
@@ -51,7 +23,7 @@ export function parseHttpAddress(
   where: Token | undefined,
   plugin: string,
 ): HttpAddress {
-  let parts: { host: string; port: string };
+  let parts: HostPort;
   try {
     parts = splitHostPort(text);
   } catch (err) {

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { argError, CorefileError, type Directive } from "../../corefile/types.ts";
+import { dispensers } from "../../corefile/dispenser.ts";
+import type { Directive } from "../../corefile/types.ts";
 import { parseDuration } from "../../corefile/duration.ts";
 import type { Logger } from "../../log.ts";
 import { counter, histogram, SLIM_TIME_BUCKETS } from "../../server/metrics.ts";
@@ -33,20 +34,23 @@ export interface HealthConfig {
 export function parseHealth(directives: Directive[]): HealthConfig {
   let address = parseHttpAddress(DEFAULT_HEALTH_ADDRESS, undefined, "health");
   let lameduck = 0;
-  for (const d of directives) {
-    if (d.args.length > 1) throw argError(d.args[1], "health");
-    if (d.args.length === 1) address = parseHttpAddress(d.args[0].text, d.args[0], "health");
-    for (const line of d.block ?? []) {
-      if (line.name.text !== "lameduck") throw argError(line.name, "health");
-      if (line.args.length !== 1) throw argError(line.args[1] ?? line.name, "health");
-      const text = line.args[0].text;
+  for (const d of dispensers("health", directives)) {
+    if (d.nextArg()) {
+      const at = d.token();
+      if (d.nextArg()) throw d.argErr();
+      address = parseHttpAddress(at.text, at, "health");
+    }
+    for (const line of d.blockLines()) {
+      if (line.val() !== "lameduck") throw line.argErr();
+      if (!line.nextArg()) throw line.argErr();
+      const at = line.token();
+      if (line.nextArg()) throw line.argErr();
       try {
-        lameduck = parseDuration(text);
+        lameduck = parseDuration(at.text);
       } catch (err) {
-        throw new CorefileError(
-          `unable to parse lameduck duration value: '${text}' : ${(err as Error).message}`,
-          line.args[0],
-          "health",
+        throw line.err(
+          `unable to parse lameduck duration value: '${at.text}' : ${(err as Error).message}`,
+          at,
         );
       }
     }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { CorefileError } from "../../corefile/types.ts";
+import { dispensers } from "../../corefile/dispenser.ts";
 import { Rcode, type RR, Type } from "../../dns/types.ts";
 import type { Plugin, PluginDefinition, Reply } from "../../server/plugin.ts";
 
@@ -78,23 +78,17 @@ export function balance(reply: Reply, qtype: number): Reply {
 export const loadbalancePlugin: PluginDefinition = {
   name: PLUGIN,
   setup(ctx) {
-    for (const d of ctx.directives) {
-      const [policy, extra] = d.args;
-      if (policy && policy.text === "weighted") {
-        throw new CorefileError(
-          "the weighted policy is not supported by idetcd; use round_robin",
-          policy,
-          PLUGIN,
-        );
+    for (const d of dispensers(PLUGIN, ctx.directives)) {
+      if (d.nextArg()) {
+        const policy = d.val();
+        if (policy === "weighted") {
+          throw d.err("the weighted policy is not supported by idetcd; use round_robin");
+        }
+        if (policy !== "round_robin") throw d.err(`unknown policy: ${policy}`);
+        if (d.nextArg()) throw d.err(`unknown property for ${policy}`);
       }
-      if (policy && policy.text !== "round_robin") {
-        throw new CorefileError(`unknown policy: ${policy.text}`, policy, PLUGIN);
-      }
-      if (extra) throw new CorefileError(`unknown property for ${policy.text}`, extra, PLUGIN);
-      const option = d.block?.[0];
-      if (option) {
-        throw new CorefileError(`unknown property '${option.name.text}'`, option.name, PLUGIN);
-      }
+      const [option] = d.blockLines();
+      if (option) throw option.unknownProperty();
     }
     const plugin: Plugin = {
       name: PLUGIN,

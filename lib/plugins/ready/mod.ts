@@ -11,7 +11,8 @@
  * @module
  */
 
-import { argError, CorefileError, type Directive } from "../../corefile/types.ts";
+import { onlyOnce } from "../../corefile/dispenser.ts";
+import type { Directive } from "../../corefile/types.ts";
 import type { Logger } from "../../log.ts";
 import type { ConfigView, Plugin, PluginDefinition } from "../../server/plugin.ts";
 import { type HttpAddress, HttpEndpoint, parseHttpAddress, textResponse } from "../health/http.ts";
@@ -30,26 +31,20 @@ export interface ReadyConfig {
 
 /** Reads `ready [ADDRESS] { monitor until-ready|continuously }` (once per block). */
 export function parseReady(directives: Directive[]): ReadyConfig {
-  if (directives.length > 1) {
-    throw new CorefileError(
-      "this plugin can only be used once per Server Block",
-      directives[1].name,
-      "ready",
-    );
-  }
-  const d = directives[0];
-  if (d.args.length > 1) throw argError(d.args[1], "ready");
-  const address = parseHttpAddress(d.args[0]?.text ?? DEFAULT_READY_ADDRESS, d.args[0], "ready");
+  const d = onlyOnce("ready", directives);
+  const at = d.nextArg() ? d.token() : undefined;
+  if (d.nextArg()) throw d.argErr();
+  const address = parseHttpAddress(at?.text ?? DEFAULT_READY_ADDRESS, at, "ready");
   let monitor: MonitorMode = "until-ready";
-  for (const line of d.block ?? []) {
-    if (line.name.text !== "monitor") throw argError(line.name, "ready");
-    if (line.args.length !== 1) throw argError(line.args[1] ?? line.name, "ready");
-    const mode = line.args[0].text;
+  for (const line of d.blockLines()) {
+    if (line.val() !== "monitor") throw line.argErr();
+    if (!line.nextArg()) throw line.argErr();
+    const mode = line.val();
+    if (line.nextArg()) throw line.argErr();
     if (mode !== "until-ready" && mode !== "continuously") {
-      throw new CorefileError(
+      throw line.err(
         `monitor type must be 'until-ready' or 'continuously', got '${mode}'`,
-        line.args[0],
-        "ready",
+        line.line.args[0],
       );
     }
     monitor = mode;

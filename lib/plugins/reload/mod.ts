@@ -16,7 +16,8 @@
  * @module
  */
 
-import { argError, CorefileError, type Directive, type ServerBlock } from "../../corefile/types.ts";
+import { Dispenser } from "../../corefile/dispenser.ts";
+import { CorefileError, type Directive, type ServerBlock } from "../../corefile/types.ts";
 import { parseDuration } from "../../corefile/duration.ts";
 import type { Logger } from "../../log.ts";
 import { counter, gauge } from "../../server/metrics.ts";
@@ -49,9 +50,10 @@ function duration(text: string, where: Directive["name"]): number {
 
 /** Reads `reload [INTERVAL] [JITTER]`; only the first occurrence in a block counts (as CoreDNS). */
 export function parseReload(directives: Directive[]): ReloadConfig {
-  const d = directives[0];
-  if (d.args.length > 2) throw argError(d.args[d.args.length - 1], "reload");
-  if (d.block) throw argError(d.args[d.args.length - 1] ?? d.name, "reload");
+  const line = new Dispenser("reload", directives[0]);
+  const args = line.remainingArgs();
+  if (args.length > 2 || line.hasBlock()) throw line.argErr();
+  const d = { name: line.name, args };
   const interval = d.args[0] ? duration(d.args[0].text, d.args[0]) : DEFAULT_INTERVAL;
   if (interval < MIN_INTERVAL) {
     throw new CorefileError(

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { argError } from "../../corefile/types.ts";
+import { Dispenser } from "../../corefile/dispenser.ts";
 import { Rcode, type RR, Type } from "../../dns/types.ts";
 import type { Plugin, PluginDefinition, Reply, Request } from "../../server/plugin.ts";
 
@@ -39,10 +39,10 @@ export function whoamiReply(req: Request): Reply {
 /** The whoami directive: no arguments; terminal (never calls the next plugin). */
 export const whoamiPlugin: PluginDefinition = {
   name: "whoami",
+  perQuery: "pure-answer",
   setup(ctx) {
-    const first = ctx.directives[0];
-    if (first.args.length > 0) throw argError(first.args[0], "whoami");
-    if (first.block) throw argError(first.name, "whoami");
+    const d = new Dispenser("whoami", ctx.directives[0]);
+    if (d.nextArg() || d.hasBlock()) throw d.argErr();
     const plugin: Plugin = {
       name: "whoami",
       serve: (req) => Promise.resolve(whoamiReply(req)),
