@@ -1,5 +1,15 @@
 import assert from "node:assert/strict";
-import { isSubdomain, matchZone, nextDot, parentName, reverseName, splitLabels } from "./name.ts";
+import {
+  fqdn,
+  isDomainName,
+  isFqdn,
+  isSubdomain,
+  matchZone,
+  nextDot,
+  parentName,
+  reverseName,
+  splitLabels,
+} from "./name.ts";
 
 Deno.test("names: escaped dots are not label boundaries", () => {
   assert.equal(nextDot("a\\.b.c."), 4);
@@ -38,4 +48,25 @@ Deno.test("names: labels split at unescaped dots only, escapes kept (miekg's Spl
   ]);
   assert.deepEqual(splitLabels("."), []);
   assert.equal(parentName("a\\.b.c."), "c.");
+});
+
+Deno.test("names: isFqdn and fqdn see an escaped final dot (miekg's IsFqdn, Fqdn)", () => {
+  assert.equal(isFqdn("example.org."), true);
+  assert.equal(isFqdn("example.org"), false);
+  assert.equal(isFqdn("a\\."), false);
+  assert.equal(isFqdn("a\\\\."), true);
+  assert.equal(fqdn("a\\."), "a\\..");
+  assert.equal(fqdn("example.org"), "example.org.");
+  assert.equal(fqdn("."), ".");
+  assert.deepEqual(splitLabels(fqdn("a\\.")), ["a\\."]);
+  assert.equal(isSubdomain("a\\.", "x.a\\.."), true);
+});
+
+Deno.test("names: isDomainName counts escapes as one octet (miekg's IsDomainName)", () => {
+  assert.equal(isDomainName("example.org"), true);
+  assert.equal(isDomainName("a..b"), false);
+  assert.equal(isDomainName(""), false);
+  assert.equal(isDomainName("x".repeat(63) + ".org"), true);
+  assert.equal(isDomainName("x".repeat(64) + ".org"), false);
+  assert.equal(isDomainName("\\065".repeat(63) + ".org"), true);
 });
