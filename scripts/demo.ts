@@ -26,8 +26,20 @@ import { canAptInstall, onPath } from "./system.ts";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { relative } from "node:path";
-import { decodeMessage, encodeQuery, type Message } from "../lib/dns/wire.ts";
+import type { Message } from "../lib/dns/wire.ts";
 import { Rcode, rcodeToString, type SRVData, Type } from "../lib/dns/types.ts";
+import { Child } from "../tests/helpers/child.ts";
+import { startEtcd, type TestEtcd } from "../tests/helpers/etcd.ts";
+import { dig, queryUdp } from "../tests/helpers/process.ts";
+import {
+  aptInstall,
+  DIG,
+  ETCD,
+  ETCDCTL,
+  installHints,
+  missingTools,
+} from "../tests/helpers/prereqs.ts";
+import { waitFor } from "../tests/helpers/wait.ts";
 
 // ------------------------------------------------------------------ settings
 
@@ -127,27 +139,14 @@ function denoCommand(): string {
 
 // ------------------------------------------------------------------ prerequisites
 
-/** Runs apt-get with inherited output; true on success. */
-async function aptGet(args: string[]): Promise<boolean> {
-  say(`demo: apt-get ${args.join(" ")}`);
-  try {
-    const status = await new Deno.Command("apt-get", {
-      args,
-      env: { DEBIAN_FRONTEND: "noninteractive" },
-      stdin: "null",
-    }).spawn().status;
-    return status.success;
-  } catch {
-    return false;
-  }
-}
+/** apt-get's command lines, as the demo's own output. */
+const aptLog = (line: string) => say(`demo: ${line}`);
 
 function explainMissingEtcd(): never {
   fail(
     [
       "demo: etcd is not installed (no `etcd` command on PATH). Install it, then run the demo again:",
-      "  Debian/Ubuntu:     sudo apt-get install -y etcd-server etcd-client",
-      "  macOS (Homebrew):  brew install etcd",
+      ...installHints([ETCD, ETCDCTL]),
       "  anywhere else:     a release from https://github.com/etcd-io/etcd/releases, with `etcd` on PATH",
     ].join("\n"),
   );
@@ -159,21 +158,18 @@ function explainMissingEtcd(): never {
  * apt-get where that is possible. Returns whether `dig` is available.
  */
 async function ensurePrerequisites(install: boolean): Promise<{ dig: boolean }> {
-  const digMissing = !onPath("dig");
-  if (!onPath("etcd")) {
+  const digMissing = missingTools([DIG]).length > 0;
+  if (missingTools([ETCD]).length > 0) {
     if (!install || !canAptInstall()) explainMissingEtcd();
     say("demo: etcd is missing; installing it with apt-get (root on Debian/Ubuntu)");
-    const packages = ["etcd-server", "etcd-client", ...(digMissing ? ["bind9-dnsutils"] : [])];
-    const ok = await aptGet(["update"]) && await aptGet(["install", "-y", ...packages]);
-    if (!ok || !onPath("etcd")) {
+    const ok = await aptInstall([ETCD, ETCDCTL, ...(digMissing ? [DIG] : [])], aptLog);
+    if (!ok || missingTools([ETCD]).length > 0) {
       fail("demo: installing etcd with apt-get failed.");
       explainMissingEtcd();
     }
   } else if (digMissing && install && canAptInstall()) {
     say("demo: dig is missing; installing bind9-dnsutils with apt-get (optional)");
-    if (!(await aptGet(["update"]) && await aptGet(["install", "-y", "bind9-dnsutils"]))) {
-      say("demo: could not install dig; going on without it");
-    }
+    if (!(await aptInstall([DIG], aptLog))) say("demo: could not install dig; going on without it");
   }
   return { dig: onPath("dig") };
 }
@@ -214,14 +210,6 @@ function checkDnsPort(port: number): string | null {
   return null;
 }
 
-/** A TCP port that is free on 127.0.0.1 right now. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 // ------------------------------------------------------------------ processes
 
 /** Resolves after `ms` milliseconds, or at once when `signal` aborts. */
@@ -237,153 +225,11 @@ function pause(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Polls `condition` until it returns a truthy value; throws at the deadline. */
-async function waitFor<T>(
-  condition: () => T | Promise<T>,
-  timeoutMs: number,
-  what: string,
-): Promise<NonNullable<T>> {
-  const deadline = performance.now() + timeoutMs;
-  while (true) {
-    const value = await condition();
-    if (value) return value as NonNullable<T>;
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await pause(25);
-  }
-}
-
-/** A child process whose output goes to a log file (and is kept for parsing). */
-class Proc {
-  readonly child: Deno.ChildProcess;
-  readonly status: Promise<Deno.CommandStatus>;
-  result?: Deno.CommandStatus;
-  /** What to call it in messages (set to "127.0.0.4, worker3.tf.local." once it claimed). */
-  title: string;
-  #text = "";
-  #writes: Promise<unknown> = Promise.resolve();
-
-  constructor(
-    readonly label: string,
-    command: string,
-    args: string[],
-    readonly logPath: string,
-    log: Deno.FsFile,
-  ) {
-    this.title = label;
-    this.child = new Deno.Command(command, {
-      args,
-      cwd: ROOT,
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      // Own session: a Ctrl-C in the terminal reaches only the demo, which then
-      // stops the nodes before etcd, so they can release their names.
-      detached: true,
-    }).spawn();
-    const pump = async (stream: ReadableStream<Uint8Array>) => {
-      const decoder = new TextDecoder();
-      for await (const chunk of stream) {
-        this.#text += decoder.decode(chunk, { stream: true });
-        if (this.#text.length > 1_000_000) this.#text = this.#text.slice(-500_000);
-        this.#writes = this.#writes.then(() => log.write(chunk)).catch(() => {});
-      }
-    };
-    const pumps = Promise.all([pump(this.child.stdout), pump(this.child.stderr)]);
-    this.status = this.child.status.then(async (s) => {
-      await pumps.catch(() => {});
-      await this.#writes;
-      log.close();
-      this.result = s;
-      return s;
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid;
-  }
-
-  get running(): boolean {
-    return this.result === undefined;
-  }
-
-  output(): string {
-    return this.#text;
-  }
-
-  /** The last `n` lines of the output, indented. */
-  tail(n = 20): string {
-    const lines = this.#text.trimEnd().split("\n").slice(-n);
-    return lines.map((l) => `    | ${l}`).join("\n") || "    | (no output)";
-  }
-
-  describeExit(): string {
-    const s = this.result;
-    if (!s) return "running";
-    return s.signal ? `killed by ${s.signal}` : `exit code ${s.code}`;
-  }
-
-  signal(sig: Deno.Signal): void {
-    try {
-      this.child.kill(sig);
-    } catch {
-      // already gone
-    }
-  }
-
-  /** SIGTERM, then SIGKILL after the grace period; resolves when it has exited. */
-  async stop(graceMs = STOP_GRACE_MS): Promise<void> {
-    if (!this.running) return;
-    this.signal("SIGTERM");
-    const timer = setTimeout(() => this.signal("SIGKILL"), graceMs);
-    await this.status;
-    clearTimeout(timer);
-  }
-
-  static async spawn(label: string, command: string, args: string[], logPath: string) {
-    const log = await Deno.open(logPath, { write: true, create: true, truncate: true });
-    try {
-      return new Proc(label, command, args, logPath, log);
-    } catch (err) {
-      log.close();
-      throw err;
-    }
-  }
-}
-
 // ------------------------------------------------------------------ DNS client
 
-/** Sends one UDP query to server:port and decodes the reply (3 tries, 1.5 s each). */
-async function query(server: string, port: number, name: string, type: number): Promise<Message> {
-  const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  try {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const id = Math.floor(Math.random() * 65536);
-      await sock.send(encodeQuery(id, name, type), { transport: "udp", hostname: server, port });
-      const timeout = new AbortController();
-      const timer = setTimeout(() => timeout.abort(), 1500);
-      const timedOut = new Promise<null>((r) =>
-        timeout.signal.addEventListener("abort", () => r(null))
-      );
-      try {
-        while (true) {
-          const got = await Promise.race([sock.receive(), timedOut]);
-          if (!got) break;
-          try {
-            const msg = decodeMessage(got[0]);
-            if (msg.id === id && msg.response) return msg;
-          } catch {
-            // not a DNS message; keep listening
-          }
-        }
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-    throw new Error("no answer");
-  } finally {
-    sock.close();
-  }
+/** One UDP query to a node (3 tries, 1.5 s each): the harness's DNS client. */
+function query(server: string, port: number, name: string, type: number): Promise<Message> {
+  return queryUdp(server, port, name, type, { timeoutMs: 1500 });
 }
 
 /** The A answers of a reply, or a short reason why there are none. */
@@ -395,52 +241,25 @@ function addressesOf(msg: Message): string[] | string {
 
 // ------------------------------------------------------------------ etcd
 
-interface Etcd {
-  proc: Proc;
-  endpoint: string;
-}
-
-async function startEtcd(dir: string): Promise<Etcd> {
-  const clientPort = freePort();
-  let peerPort = freePort();
-  while (peerPort === clientPort) peerPort = freePort();
-  const endpoint = `http://127.0.0.1:${clientPort}`;
-  const dataDir = `${dir}/etcd`;
-  const proc = await Proc.spawn("etcd", "etcd", [
-    "--name=demo",
-    `--data-dir=${dataDir}`,
-    `--listen-client-urls=${endpoint}`,
-    `--advertise-client-urls=${endpoint}`,
-    `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
-    `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
-    `--initial-cluster=demo=http://127.0.0.1:${peerPort}`,
-    "--log-level=warn",
-    "--logger=zap",
-  ], `${dir}/etcd.log`);
-  register(proc);
+/**
+ * Starts etcd (the harness's, with its log in the demo's folder and a
+ * session of its own). A failure ends the demo with etcd's last lines.
+ */
+async function startDemoEtcd(dir: string): Promise<TestEtcd> {
   try {
-    await waitFor(
-      async () => {
-        if (!proc.running) throw new Error(`etcd exited (${proc.describeExit()})`);
-        try {
-          const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
-          const body = await res.json();
-          return res.ok && body.health === "true";
-        } catch {
-          return false;
-        }
-      },
-      20_000,
-      `etcd to answer on ${endpoint}`,
-    );
+    const etcd = await startEtcd({
+      dataDir: `${dir}/etcd`,
+      logPath: `${dir}/etcd.log`,
+      logLevel: "warn",
+      detached: true,
+    });
+    if (etcd.process) register(etcd.process);
+    return etcd;
   } catch (err) {
-    await proc.stop(2000);
     if (stopping || stopRequested.signal.aborted) throw new Exit(0);
-    fail(`demo: etcd did not start: ${(err as Error).message}. The end of its log:`);
-    fail(proc.tail());
+    fail(`demo: etcd did not start: ${(err as Error).message}`);
     throw new Exit(1);
   }
-  return { proc, endpoint };
 }
 
 /** How many keys of claimed names (locks and address records) etcd holds. */
@@ -466,7 +285,9 @@ interface Node {
   address: string;
   dir: string;
   corefile: string;
-  proc: Proc;
+  proc: Child;
+  /** What to call it in messages: its address, then "127.0.0.4, worker3.tf.local." once it claimed. */
+  title: string;
   name?: string;
   id?: number;
 }
@@ -502,14 +323,19 @@ async function startNode(
   await Deno.mkdir(nodeDir);
   const corefile = `${nodeDir}/Corefile`;
   await Deno.writeTextFile(corefile, corefileFor(address, index, port, endpoint));
-  const proc = await Proc.spawn(
-    address,
-    Deno.execPath(),
-    ["run", "-A", MAIN, "-conf", corefile],
-    `${nodeDir}/node.log`,
-  );
+  const proc = await Child.spawn(Deno.execPath(), ["run", "-A", MAIN, "-conf", corefile], {
+    label: `the node on ${address}`,
+    cwd: ROOT,
+    logPath: `${nodeDir}/node.log`,
+    // Own session: a Ctrl-C in the terminal reaches only the demo, which then
+    // stops the nodes before etcd, so they can release their names.
+    detached: true,
+    maxOutput: 1_000_000,
+  });
   register(proc);
-  return { address, dir: nodeDir, corefile, proc };
+  const node: Node = { address, dir: nodeDir, corefile, proc, title: address };
+  startedNodes.push(node);
+  return node;
 }
 
 const CLAIMED = /claimed (\S+) \(ID (\d+)\)/;
@@ -525,12 +351,11 @@ async function nodeReady(node: Node): Promise<void> {
       const m = CLAIMED.exec(text);
       return m && /^idetcd-\d/m.test(text) ? m : null;
     },
-    NODE_START_MS,
-    `the node on ${node.address} to claim a name`,
+    { timeoutMs: NODE_START_MS, what: `the node on ${node.address} to claim a name` },
   ).then((m) => {
     node.name = m[1];
     node.id = Number(m[2]);
-    node.proc.title = `${node.address}, ${node.name}`;
+    node.title = `${node.address}, ${node.name}`;
   });
 }
 
@@ -643,14 +468,13 @@ async function membersCheck(nodes: Node[], port: number, checks: Checks): Promis
   );
 }
 
+/** dig's output (or why it failed), trimmed. */
 async function runDig(args: string[]): Promise<string> {
-  const out = await new Deno.Command("dig", {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return (new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr)).trim();
+  try {
+    return (await dig(...args)).trim();
+  } catch (err) {
+    return (err as Error).message.trim();
+  }
 }
 
 async function digExamples(nodes: Node[], port: number, checks: Checks): Promise<void> {
@@ -669,7 +493,7 @@ async function digExamples(nodes: Node[], port: number, checks: Checks): Promise
   say("The same with dig:");
   for (const ex of examples) {
     say(`  $ dig ${ex.args.join(" ")}`);
-    const out = await runDig([...ex.args, "+time=2", "+tries=2"]);
+    const out = await runDig(ex.args);
     for (const line of out.split("\n")) say(`  ${line}`);
     const right = checked(
       checks,
@@ -688,13 +512,18 @@ class Exit extends Error {
   }
 }
 
-const children: Proc[] = [];
+/** Every process the demo started (a second Ctrl-C kills them all). */
+const children: Child[] = [];
+/** The nodes started so far, in order. */
+const startedNodes: Node[] = [];
+/** etcd once it is starting: cleanup waits for the start to end, then stops it. */
+let etcdStarting: Promise<TestEtcd> | undefined;
 let tempDir: string | undefined;
 let etcdEndpoint: string | undefined;
 let stopping = false;
 const stopRequested = new AbortController();
 
-function register(proc: Proc): void {
+function register(proc: Child): void {
   children.push(proc);
   if (stopping) proc.signal("SIGKILL");
 }
@@ -705,15 +534,15 @@ function register(proc: Proc): void {
  */
 async function cleanup(verbose: boolean): Promise<void> {
   stopping = true;
-  const nodes = children.filter((p) => p.label !== "etcd");
-  const etcd = children.find((p) => p.label === "etcd");
-  const live = nodes.filter((p) => p.running);
+  const live = startedNodes.filter((n) => n.proc.running);
   if (verbose && live.length) say(`Stopping ${live.length} node(s) with SIGTERM...`);
-  await Promise.all(live.map(async (p) => {
-    await p.stop();
-    if (verbose) say(`  node ${p.title} (pid ${p.pid}) stopped: ${p.describeExit()}`);
+  await Promise.all(live.map(async (n) => {
+    await n.proc.stop(STOP_GRACE_MS);
+    if (verbose) say(`  node ${n.title} (pid ${n.proc.pid}) stopped: ${n.proc.describeExit()}`);
   }));
-  if (verbose && etcd?.running && etcdEndpoint && live.length) {
+  const etcd = await etcdStarting?.catch(() => undefined);
+  const etcdProc = etcd?.process;
+  if (verbose && etcdProc?.running && etcdEndpoint && live.length) {
     try {
       const left = await claimedKeysInEtcd(etcdEndpoint);
       say(
@@ -725,9 +554,9 @@ async function cleanup(verbose: boolean): Promise<void> {
       say(`  (could not ask etcd about the names: ${(err as Error).message})`);
     }
   }
-  if (etcd?.running) {
-    await etcd.stop();
-    if (verbose) say(`Stopped etcd (pid ${etcd.pid}).`);
+  if (etcd) {
+    await etcd[Symbol.asyncDispose]();
+    if (verbose && etcdProc) say(`Stopped etcd (pid ${etcdProc.pid}).`);
   }
   if (tempDir) {
     await Deno.remove(tempDir, { recursive: true }).catch(() => {});
@@ -901,9 +730,10 @@ async function main(): Promise<number> {
       throw new Exit(1);
     }
 
-    const etcd = await step(startEtcd(tempDir));
+    etcdStarting = startDemoEtcd(tempDir);
+    const etcd = await step(etcdStarting);
     etcdEndpoint = etcd.endpoint;
-    say(`etcd on ${etcd.endpoint} (pid ${etcd.proc.pid}), log ${etcd.proc.logPath}`);
+    say(`etcd on ${etcd.endpoint} (pid ${etcd.process?.pid}), log ${tempDir}/etcd.log`);
 
     const nodes: Node[] = [];
     for (const [i, address] of ADDRESSES.entries()) {

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { Child } from "./helpers/child.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -60,47 +61,18 @@ interface Demo {
   readonly exited: Promise<number>;
 }
 
-function startDemo(args: string[], env: Record<string, string> = {}): Demo {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", DEMO, ...args],
+async function startDemo(args: string[], env: Record<string, string> = {}): Promise<Demo> {
+  const child = await Child.spawn(Deno.execPath(), ["run", "-A", DEMO, ...args], {
+    label: "the demo",
     cwd: ROOT,
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  let exitCode: number | undefined;
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
-  };
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const exited = child.status.then(async (s) => {
-    await pumps;
-    exitCode = s.code;
-    return s.code;
+    env,
   });
   return {
     pid: child.pid,
-    output: () => text,
-    async waitForOutput(want, timeoutMs = 120_000) {
-      await waitFor(() => {
-        const found = typeof want === "string" ? text.includes(want) : want.test(text);
-        if (!found && exitCode !== undefined) {
-          throw new Error(`the demo exited with ${exitCode} before printing ${want}:\n${text}`);
-        }
-        return found;
-      }, { timeoutMs, what: `demo output ${want}; got:\n${text}` });
-    },
-    kill(signal) {
-      try {
-        child.kill(signal);
-      } catch {
-        // already gone
-      }
-    },
-    exited,
+    output: () => child.output(),
+    waitForOutput: (want, timeoutMs = 120_000) => child.waitForOutput(want, timeoutMs),
+    kill: (signal) => child.signal(signal),
+    exited: child.status.then((s) => s.code),
   };
 }
 
@@ -164,7 +136,7 @@ function assertCluster(output: string): Claimed[] {
 
 Deno.test("demo --once: 5 nodes claim worker1..5 on 127.0.0.2-6 and resolve each other", async () => {
   const port = freeDemoPort();
-  const demo = startDemo(["--once", "--port", String(port)]);
+  const demo = await startDemo(["--once", "--port", String(port)]);
   const code = await exitCode(demo);
   const output = demo.output();
   assert.equal(code, 0, output);
@@ -191,7 +163,7 @@ Deno.test("demo --once: 5 nodes claim worker1..5 on 127.0.0.2-6 and resolve each
 
 Deno.test("demo: a stopped node's name vanishes; SIGINT stops nodes and etcd and exits 0", async () => {
   const port = freeDemoPort();
-  const demo = startDemo(["--port", String(port)]);
+  const demo = await startDemo(["--port", String(port)]);
   let done = false;
   try {
     await demo.waitForOutput("Ctrl-C to stop the cluster and etcd.");
@@ -237,7 +209,7 @@ Deno.test("demo: a DNS port in use is reported and nothing is started", async ()
   const port = freeDemoPort();
   const busy = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.4", port });
   try {
-    const demo = startDemo(["--once", "--port", String(port)]);
+    const demo = await startDemo(["--once", "--port", String(port)]);
     const code = await exitCode(demo);
     assert.equal(code, 1, demo.output());
     assert.match(
@@ -253,7 +225,7 @@ Deno.test("demo: a DNS port in use is reported and nothing is started", async ()
 Deno.test("demo: without etcd (and --no-install) it says what to install and exits 1", async () => {
   const empty = await Deno.makeTempDir({ prefix: "idetcd-demo-path-" });
   try {
-    const demo = startDemo(["--once", "--no-install"], { PATH: empty });
+    const demo = await startDemo(["--once", "--no-install"], { PATH: empty });
     const code = await exitCode(demo);
     const output = demo.output();
     assert.equal(code, 1, output);
@@ -267,7 +239,7 @@ Deno.test("demo: without etcd (and --no-install) it says what to install and exi
 
 Deno.test("demo: bad arguments print the usage and exit 2", async () => {
   for (const args of [["--port", "http"], ["--nope"]]) {
-    const demo = startDemo(args);
+    const demo = await startDemo(args);
     assert.equal(await exitCode(demo), 2, demo.output());
     assert.match(demo.output(), /Usage: deno task demo/);
   }

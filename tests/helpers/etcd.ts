@@ -11,6 +11,7 @@
  * @module
  */
 
+import { Child } from "./child.ts";
 import { freePort, waitFor } from "./wait.ts";
 
 /** What a test can do with an etcd it does not own: reach it and run `etcdctl`. */
@@ -27,6 +28,8 @@ export interface EtcdAccess {
 export interface TestEtcd extends EtcdAccess {
   /** Its data directory (removed on dispose). */
   readonly dataDir: string;
+  /** The etcd process while it runs (undefined once stopped). */
+  readonly process: Child | undefined;
   /** Stops etcd (SIGTERM) and waits for it to exit; the data is kept for `start`. */
   stop(): Promise<void>;
   /** Starts it again on the same ports with the same data. */
@@ -42,15 +45,29 @@ export interface StartEtcdOptions {
    * server at a port first and start etcd there later.
    */
   clientPort?: number;
+  /** Its data directory, which etcd creates (default: a new temporary one); removed on dispose. */
+  dataDir?: string;
+  /** The address it listens on for clients and peers (default 127.0.0.1). */
+  host?: string;
+  /** Its peer port (default: a free one on 127.0.0.1). */
+  peerPort?: number;
+  /** Copy etcd's output to this file (default: kept in memory only, for errors). */
+  logPath?: string;
+  /** etcd's --log-level (default "error"). */
+  logLevel?: "debug" | "info" | "warn" | "error";
+  /** Start it in a session of its own, so a Ctrl-C in the terminal reaches only the parent. */
+  detached?: boolean;
 }
 
 /** Starts etcd and waits until it answers. */
 export async function startEtcd(options: StartEtcdOptions = {}): Promise<TestEtcd> {
-  const dataDir = await Deno.makeTempDir({ prefix: "idetcd-test-etcd-" });
+  const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "idetcd-test-etcd-" });
   const clientPort = options.clientPort ?? await freePort();
-  const peerPort = await freePort();
-  const endpoint = `http://127.0.0.1:${clientPort}`;
-  let child: Deno.ChildProcess | undefined;
+  const peerPort = options.peerPort ?? await freePort();
+  const host = options.host ?? "127.0.0.1";
+  const endpoint = `http://${host}:${clientPort}`;
+  const peer = `http://${host}:${peerPort}`;
+  let child: Child | undefined;
 
   const ctl = async (...args: string[]) => {
     const out = await new Deno.Command("etcdctl", {
@@ -66,54 +83,57 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<TestEtc
   };
 
   const start = async () => {
-    child = new Deno.Command("etcd", {
-      args: [
-        "--name=test",
-        `--data-dir=${dataDir}`,
-        `--listen-client-urls=${endpoint}`,
-        `--advertise-client-urls=${endpoint}`,
-        `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
-        `--initial-cluster=test=http://127.0.0.1:${peerPort}`,
-        "--log-level=error",
-        "--logger=zap",
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    const proc = child;
-    await waitFor(async () => {
-      const status = await Promise.race([
-        proc.status.then(() => "exited" as const),
-        Promise.resolve("running" as const),
-      ]);
-      if (status === "exited") throw new Error("etcd exited during start");
-      try {
-        await ctl("endpoint", "health");
-        return true;
-      } catch {
-        return false;
-      }
-    }, { timeoutMs: 20_000, what: `etcd on ${endpoint}` });
+    const proc = await Child.spawn("etcd", [
+      "--name=test",
+      `--data-dir=${dataDir}`,
+      `--listen-client-urls=${endpoint}`,
+      `--advertise-client-urls=${endpoint}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=test=${peer}`,
+      `--log-level=${options.logLevel ?? "error"}`,
+      "--logger=zap",
+    ], { logPath: options.logPath, detached: options.detached, maxOutput: 1_000_000 });
+    child = proc;
+    try {
+      // etcd's own /health (what `etcdctl endpoint health` asks), without a process per poll.
+      await waitFor(async () => {
+        if (!proc.running) throw new Error(`etcd exited during start (${proc.describeExit()})`);
+        try {
+          const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+          const body = await res.json();
+          return res.ok && body.health === "true";
+        } catch {
+          return false;
+        }
+      }, { timeoutMs: 20_000, what: `etcd on ${endpoint}` });
+    } catch (err) {
+      child = undefined;
+      await proc.stop(2000);
+      throw new Error(`${(err as Error).message}; the end of its output:\n${proc.tail()}`);
+    }
   };
 
   const stop = async () => {
     if (!child) return;
     const proc = child;
     child = undefined;
-    try {
-      proc.kill("SIGTERM");
-    } catch {
-      // already gone
-    }
-    await proc.status;
+    await proc.stop();
   };
 
-  await start();
+  try {
+    await start();
+  } catch (err) {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    throw err;
+  }
   return {
     endpoint,
     clientPort,
     dataDir,
+    get process() {
+      return child;
+    },
     stop,
     start,
     ctl,

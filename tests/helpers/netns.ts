@@ -49,7 +49,7 @@
  * @module
  */
 
-import type { TestEtcd } from "./etcd.ts";
+import { startEtcd, type TestEtcd } from "./etcd.ts";
 import { waitFor } from "./wait.ts";
 import { which } from "../../scripts/system.ts";
 
@@ -782,94 +782,12 @@ export function freePortOn(address: string): number {
  * {@link TestNetwork.etcdAddress}; same interface as `startEtcd` in etcd.ts. `ctl` runs etcdctl
  * from the root namespace.
  */
-export async function startEtcdOn(address: string): Promise<TestEtcd> {
-  const dataDir = await Deno.makeTempDir({ prefix: "idetcd-test-etcd-" });
-  const clientPort = freePortOn(address);
-  const peerPort = freePortOn(address);
-  const endpoint = `http://${address}:${clientPort}`;
-  const peer = `http://${address}:${peerPort}`;
-  let child: Deno.ChildProcess | undefined;
-  let log = "";
-
-  const ctl = async (...args: string[]) => {
-    const out = await new Deno.Command("etcdctl", {
-      args: [`--endpoints=${endpoint}`, "--dial-timeout=2s", "--command-timeout=5s", ...args],
-      env: { ETCDCTL_API: "3" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!out.success) throw new Error(`etcdctl ${args.join(" ")}: ${decoder.decode(out.stderr)}`);
-    return decoder.decode(out.stdout);
-  };
-
-  let pump: Promise<void> = Promise.resolve();
-  const start = async () => {
-    const proc = new Deno.Command("etcd", {
-      args: [
-        "--name=test",
-        `--data-dir=${dataDir}`,
-        `--listen-client-urls=${endpoint}`,
-        `--advertise-client-urls=${endpoint}`,
-        `--listen-peer-urls=${peer}`,
-        `--initial-advertise-peer-urls=${peer}`,
-        `--initial-cluster=test=${peer}`,
-        "--log-level=error",
-        "--logger=zap",
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    child = proc;
-    pump = (async () => {
-      const d = new TextDecoder();
-      for await (const chunk of proc.stderr) log += d.decode(chunk, { stream: true });
-    })();
-    let exited = false;
-    proc.status.then(() => (exited = true));
-    try {
-      await waitFor(async () => {
-        if (exited) throw new Error(`etcd on ${endpoint} exited during start: ${log}`);
-        return await ctl("endpoint", "health").then(() => true, () => false);
-      }, { timeoutMs: 20_000, what: `etcd on ${endpoint}` });
-    } catch (err) {
-      await stop();
-      throw err;
-    }
-  };
-
-  const stop = async () => {
-    if (!child) return;
-    const proc = child;
-    child = undefined;
-    try {
-      proc.kill("SIGTERM");
-    } catch {
-      // already gone
-    }
-    await proc.status;
-    await pump;
-  };
-
-  try {
-    await start();
-  } catch (err) {
-    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-    throw err;
-  }
-  return {
-    endpoint,
-    clientPort,
-    dataDir,
-    stop,
-    start,
-    ctl,
-    async [Symbol.asyncDispose]() {
-      await stop();
-      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-    },
-  };
+export function startEtcdOn(address: string): Promise<TestEtcd> {
+  return startEtcd({
+    host: address,
+    clientPort: freePortOn(address),
+    peerPort: freePortOn(address),
+  });
 }
 
 if (import.meta.main) {

@@ -1,49 +1,92 @@
 /**
- * Checks the tools the test suite runs for real (`etcd`, `etcdctl`, `dig`).
- * Quiet when all are present. When some are missing and this is root on
- * Debian/Ubuntu, installs them with apt-get; otherwise prints what to install
- * and exits 1.
+ * The tools the test suite, the demo and the benchmark run for real
+ * (`etcd`, `etcdctl`, `dig`), and installing them with apt-get where that
+ * is possible (root on Debian/Ubuntu).
  *
- * Usage: `deno run -A tests/helpers/prereqs.ts`
+ * Run as a script (`deno run -A tests/helpers/prereqs.ts`, the first step of
+ * `deno task test`), it checks the suite's tools: quiet when all are
+ * present; when some are missing and this is root on Debian/Ubuntu,
+ * installs them with apt-get; otherwise prints what to install and exits 1.
  *
  * @module
  */
 
-import { canAptInstall, onPath } from "../../scripts/system.ts";
+import { canAptInstall, onPath, which } from "../../scripts/system.ts";
 
 /** A required command and the packages that provide it. */
-interface Tool {
+export interface Tool {
+  /** The command looked up on PATH. */
   command: string;
+  /** The Debian/Ubuntu package that provides it. */
   apt: string;
+  /** The Homebrew formula that provides it. */
   brew: string;
 }
 
-/** What the suite needs. */
-const TOOLS: Tool[] = [
-  { command: "etcd", apt: "etcd-server", brew: "etcd" },
-  { command: "etcdctl", apt: "etcd-client", brew: "etcd" },
-  { command: "dig", apt: "bind9-dnsutils", brew: "bind" },
-];
+/** etcd, the server. */
+export const ETCD: Tool = { command: "etcd", apt: "etcd-server", brew: "etcd" };
+/** etcdctl, its client. */
+export const ETCDCTL: Tool = { command: "etcdctl", apt: "etcd-client", brew: "etcd" };
+/** dig, the DNS client. */
+export const DIG: Tool = { command: "dig", apt: "bind9-dnsutils", brew: "bind" };
 
-/** Runs a command with inherited output; true on success. */
-async function run(command: string, args: string[]): Promise<boolean> {
-  console.error(`prereqs: ${command} ${args.join(" ")}`);
-  const status = await new Deno.Command(command, {
-    args,
-    env: { DEBIAN_FRONTEND: "noninteractive" },
-    stdin: "null",
-  }).spawn().status;
-  return status.success;
+/** What the suite needs. */
+const TOOLS: Tool[] = [ETCD, ETCDCTL, DIG];
+
+/** The tools of `tools` that are not on PATH. */
+export function missingTools(tools: readonly Tool[]): Tool[] {
+  return tools.filter((t) => !onPath(t.command));
 }
+
+/**
+ * Runs a command with inherited output (apt-get shows its progress); true on
+ * success, false also when it cannot be started. `log` gets the command line.
+ */
+export async function runVisible(
+  command: string,
+  args: string[],
+  log: (line: string) => void = (line) => console.error(`prereqs: ${line}`),
+): Promise<boolean> {
+  log(`${command} ${args.join(" ")}`);
+  try {
+    const status = await new Deno.Command(command, {
+      args,
+      env: { DEBIAN_FRONTEND: "noninteractive" },
+      stdin: "null",
+    }).spawn().status;
+    return status.success;
+  } catch {
+    return false;
+  }
+}
+
+/** `apt-get update`, then `apt-get install -y` the packages of `tools`; true when both worked. */
+export async function aptInstall(
+  tools: readonly Tool[],
+  log?: (line: string) => void,
+): Promise<boolean> {
+  const packages = [...new Set(tools.map((t) => t.apt))];
+  return await runVisible("apt-get", ["update"], log) &&
+    await runVisible("apt-get", ["install", "-y", ...packages], log);
+}
+
+/** The install commands for `tools` on Debian/Ubuntu and macOS, one line each. */
+export function installHints(tools: readonly Tool[]): string[] {
+  const unique = (names: string[]) => [...new Set(names)].join(" ");
+  return [
+    `  Debian/Ubuntu:     sudo apt-get install -y ${unique(tools.map((t) => t.apt))}`,
+    `  macOS (Homebrew):  brew install ${unique(tools.map((t) => t.brew))}`,
+  ];
+}
+
+const run = (command: string, args: string[]) => runVisible(command, args);
 
 /** Prints what to install and exits 1. */
 function explainAndExit(missing: Tool[]): never {
-  const unique = (names: string[]) => [...new Set(names)].join(" ");
   console.error(
     [
       `Missing test prerequisites: ${missing.map((t) => t.command).join(", ")}`,
-      `  Debian/Ubuntu:     sudo apt-get install -y ${unique(missing.map((t) => t.apt))}`,
-      `  macOS (Homebrew):  brew install ${unique(missing.map((t) => t.brew))}`,
+      ...installHints(missing),
       "Then run the tests again.",
     ].join("\n"),
   );
@@ -52,23 +95,16 @@ function explainAndExit(missing: Tool[]): never {
 
 /** Checks, installs when allowed, re-checks. */
 async function main(): Promise<void> {
-  let missing = TOOLS.filter((t) => !onPath(t.command));
+  let missing = missingTools(TOOLS);
   if (missing.length === 0) return;
-  const canInstall = canAptInstall();
-  if (!canInstall) explainAndExit(missing);
-  const packages = [...new Set(missing.map((t) => t.apt))];
-  const installed = await run("apt-get", ["update"]) &&
-    await run("apt-get", ["install", "-y", ...packages]);
-  missing = TOOLS.filter((t) => !onPath(t.command));
+  if (!canAptInstall()) explainAndExit(missing);
+  const installed = await aptInstall(missing);
+  missing = missingTools(TOOLS);
   if (!installed || missing.length > 0) explainAndExit(missing.length > 0 ? missing : TOOLS);
 }
 
-await main();
-
 // ---------------------------------------------------------------------------
 // PyTorch for tests/torch_e2e_test.ts: best effort, never a failure.
-
-import { which } from "../../scripts/system.ts";
 
 /** Whether `python` finds the torch package (found, not imported: importing takes seconds). */
 function findsTorch(python: string): boolean {
@@ -128,4 +164,7 @@ async function installTorch(): Promise<void> {
   }
 }
 
-await installTorch();
+if (import.meta.main) {
+  await main();
+  await installTorch();
+}

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { waitFor } from "./wait.ts";
+import { Child } from "./child.ts";
 import { decodeMessage, encodeQuery, type Message } from "../../lib/dns/wire.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -45,52 +45,21 @@ export async function startServer(
   const args = ["run", "-A", MAIN];
   if (conf !== null) args.push("-conf", conf);
   args.push(...(options.args ?? []));
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
+  const child = await Child.spawn(Deno.execPath(), args, {
+    label: "idetcd",
     cwd: options.cwd,
-    env: { NO_COLOR: "1", ...options.env },
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  let text = "";
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
-  };
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  let exitCode: number | undefined;
-  const exited = child.status.then(async (s) => {
-    await pumps;
-    exitCode = s.code;
-    return s.code;
+    env: options.env,
   });
+  const exited = child.status.then((s) => s.code);
   const proc: ServerProcess = {
     pid: child.pid,
-    output: () => text,
-    async waitForOutput(want, timeoutMs = 20_000) {
-      await waitFor(() => {
-        const found = typeof want === "string" ? text.includes(want) : want.test(text);
-        if (!found && exitCode !== undefined) {
-          throw new Error(`process exited with ${exitCode} before printing ${want}:\n${text}`);
-        }
-        return found;
-      }, { timeoutMs, what: `output ${want}; got:\n${text}` });
-    },
+    output: () => child.output(),
+    waitForOutput: (want, timeoutMs = 20_000) => child.waitForOutput(want, timeoutMs),
     kill(signal = "SIGTERM") {
-      try {
-        child.kill(signal);
-      } catch {
-        // already exited
-      }
+      child.signal(signal);
     },
     exited,
-    async [Symbol.asyncDispose]() {
-      proc.kill("SIGTERM");
-      const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
+    [Symbol.asyncDispose]: () => child.stop(),
   };
   const ready = options.readyText === undefined ? /^idetcd-\d/m : options.readyText;
   if (ready !== null) {
@@ -120,14 +89,26 @@ export async function dig(...args: string[]): Promise<string> {
   return stdout;
 }
 
-/** Sends one query over UDP to host:port and decodes the reply (2 s timeout, 3 tries). */
+/** Options for {@link queryUdp}. */
+export interface QueryOptions {
+  /** The EDNS0 UDP size to offer (no OPT record without it). */
+  udpSize?: number;
+  /** Milliseconds to wait for each of the 3 tries (default 2,000). */
+  timeoutMs?: number;
+}
+
+/**
+ * Sends one query over UDP to host:port and decodes the reply (3 tries);
+ * datagrams that are not a DNS reply to it are ignored.
+ */
 export async function queryUdp(
   host: string,
   port: number,
   name: string,
   type: number,
-  options: { udpSize?: number } = {},
+  options: QueryOptions = {},
 ): Promise<Message> {
+  const timeoutMs = options.timeoutMs ?? 2000;
   const sock = Deno.listenDatagram({
     transport: "udp",
     hostname: host.includes(":") ? "::" : "0.0.0.0",
@@ -136,18 +117,23 @@ export async function queryUdp(
   try {
     for (let attempt = 0; attempt < 3; attempt++) {
       const id = Math.floor(Math.random() * 65536);
-      await sock.send(encodeQuery(id, name, type, options), {
+      await sock.send(encodeQuery(id, name, type, { udpSize: options.udpSize }), {
         transport: "udp",
         hostname: host,
         port,
       });
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<null>((r) => (timer = setTimeout(() => r(null), 2000)));
+      const timeout = new Promise<null>((r) => (timer = setTimeout(() => r(null), timeoutMs)));
       try {
         while (true) {
           const got = await Promise.race([sock.receive(), timeout]);
           if (!got) break;
-          const msg = decodeMessage(got[0]);
+          let msg: Message;
+          try {
+            msg = decodeMessage(got[0]);
+          } catch {
+            continue; // not a DNS message
+          }
           if (msg.id === id) return msg;
         }
       } finally {
