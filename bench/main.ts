@@ -4,7 +4,7 @@
  *
  *     deno run -A bench/main.ts [--quick] [--only SECTION[,SECTION]] [--out FILE] [--write-results]
  *
- * Sections: throughput, storm, propagation, scale, memory. Prints a Markdown table of
+ * Sections: throughput, storm, propagation, memory, scale. Prints a Markdown table of
  * every figure at the end; only `--write-results` (a full run) rewrites the
  * tracked bench/results.md, and `--out FILE` writes it anywhere. Exits 0 when every section ran (targets are reported,
  * never asserted), 1 when a section failed, 2 on bad flags, 3 when the tools
@@ -25,7 +25,7 @@ import { scale } from "./sections/scale.ts";
 import { memory } from "./sections/memory.ts";
 import { Targets } from "./lib/targets.ts";
 
-const SECTIONS = ["throughput", "storm", "propagation", "scale", "memory"] as const;
+const SECTIONS = ["throughput", "storm", "propagation", "memory", "scale"] as const;
 type Section = typeof SECTIONS[number];
 
 const USAGE = `usage: deno task bench [--quick] [--only ${
@@ -166,8 +166,8 @@ async function main(): Promise<number> {
   });
   await run("storm", () => storm(ctx));
   await run("propagation", () => propagation(ctx));
-  await run("scale", () => scale(ctx));
   await run("memory", () => memory(ctx));
+  await run("scale", () => scale(ctx));
 
   // Every figure with a target in the issue, first, next to its target.
   const targetTable = targets.table();

@@ -42,17 +42,17 @@ const EXPECTED: RegExp[] = [
   /^## 2\. Claim storm/m,
   /^## 3\. Propagation/m,
   /^\| skydns put -> A answer +\| 20 +\| [\d.]+ ms +\| /m,
-  /^## 4\. Scale/m,
+  /^## 5\. Scale/m,
   /^\| 1,000 +\| batched +\| [\d.]+ s +\| [\d.,]+ ms +\| [\d.]+ MB +\| [\d.]+ MB \/ [\d.]+ MB +\| [\d,]+ +\| [\d.]+% +\| [\d.]+ MB +\|$/m,
   /^\| 1,000 +\| portable +\| /m,
-  /^## 5\. Memory/m,
+  /^## 4\. Memory/m,
   /^\| idetcd \(-udp batched\) +\| [\d.]+ MB +\| [\d.]+ MB +\| [\d.]+ MB +\| [\d.]+ MB \(5,000 answered/m,
   /^\| idetcd \(-udp portable\) +\| [\d.]+ MB +\| /m,
 ];
 
 /** With COREDNS_BIN: CoreDNS measured beside idetcd on each of the three Corefiles. */
 const WITH_COREDNS: RegExp[] = [
-  /^Machine: .*, CoreDNS 1\.\d+\.\d+ \(COREDNS_BIN\)\.$/m,
+  /^Machine: .*, CoreDNS 1\.\d+\.\d+ \(COREDNS_BIN\)\. idetcd's default UDP path /m,
   perfRow("CoreDNS"),
   /^\| `etcd` alone: idetcd \(-udp batched\) \/ CoreDNS +\| \d+\.\d\d +\| ≥ 1\.00 /m,
   /^\| `prometheus` \+ `errors` \+ `cache` \+ `etcd`: idetcd \(-udp portable\) \/ CoreDNS +\| \d+\.\d\d +\| ≥ 1\.00 /m,
@@ -61,7 +61,7 @@ const WITH_COREDNS: RegExp[] = [
 
 /** Without it: the same places say "skipped", and nothing claims a CoreDNS figure. */
 const WITHOUT_COREDNS: RegExp[] = [
-  /^Machine: .*; CoreDNS: COREDNS_BIN unset, its runs skipped\.$/m,
+  /^Machine: .*; CoreDNS: COREDNS_BIN unset, its runs skipped\. idetcd's default UDP path /m,
   /^\| `cache` \+ `etcd`: idetcd \(-udp batched\) \/ CoreDNS +\| skipped +\| ≥ 1\.00 +\| COREDNS_BIN unset +\| skipped +\|$/m,
   /^\| CoreDNS +\| skipped \(COREDNS_BIN unset\) /m,
 ];

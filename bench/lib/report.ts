@@ -54,7 +54,7 @@ export function renderReport(report: Report): string {
     (m.coredns
       ? `, CoreDNS ${m.coredns} (COREDNS_BIN)`
       : "; CoreDNS: COREDNS_BIN unset, its runs skipped") +
-    ".",
+    `. idetcd's default UDP path (no \`-udp\`): ${m.defaultUdp}.`,
     "",
   ];
   for (const table of report.tables) {

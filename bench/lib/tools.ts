@@ -6,6 +6,7 @@
  * @module
  */
 
+import { resolveUdpPath } from "../../lib/server/udp/mod.ts";
 import { run } from "./proc.ts";
 import { canAptInstall, which } from "../../scripts/system.ts";
 
@@ -122,6 +123,18 @@ export interface Machine {
   etcd: string;
   /** CoreDNS's version line, or undefined when COREDNS_BIN is unset. */
   coredns?: string;
+  /** The UDP path a node started without `-udp` gets in this tree, and why. */
+  defaultUdp: string;
+}
+
+/** What `openUdp` would choose for 127.0.0.1 here (IDETCD_UDP included), as text. */
+function defaultUdpPath(): string {
+  try {
+    const { path, reason } = resolveUdpPath("127.0.0.1");
+    return reason ? `${path} (${reason})` : path;
+  } catch (err) {
+    return `? (${(err as Error).message})`;
+  }
 }
 
 /** Describes this machine and the tool versions. */
@@ -157,5 +170,6 @@ export async function describeMachine(tools: ToolPaths): Promise<Machine> {
     coredns: tools.coredns
       ? (await firstLine(tools.coredns, ["-version"])).replace(/^CoreDNS-/, "")
       : undefined,
+    defaultUdp: defaultUdpPath(),
   };
 }

@@ -1,5 +1,5 @@
 /**
- * 5. Memory footprint: idetcd's resident size on both UDP paths, idle with a
+ * 4. Memory footprint: idetcd's resident size on both UDP paths, idle with a
  * `whoami` Corefile (CoreDNS beside it when COREDNS_BIN is set) and with
  * idetcd + etcd, then after a flood of junk datagrams and after a run of
  * queries for random names (every one a new name: what an unbounded cache
@@ -208,7 +208,7 @@ export async function memory(ctx: Context): Promise<Table[]> {
   }
 
   return [{
-    title: "5. Memory (VmRSS of the server process)",
+    title: "4. Memory (VmRSS of the server process)",
     header: [
       "server",
       "`whoami`, idle",

@@ -1,5 +1,5 @@
 /**
- * 4. Scale: a node (one per UDP path) whose etcd plugin mirrors 10,000 and
+ * 5. Scale: a node (one per UDP path) whose etcd plugin mirrors 10,000 and
  * 100,000 SkyDNS records: its memory, its query rate, the time from start to
  * the first correct answer (the whole copy loaded), and its memory once every
  * key is deleted again.
@@ -171,7 +171,7 @@ export async function scale(ctx: Context): Promise<Table[]> {
   const rows: string[][] = [];
   for (const size of ctx.settings.scaleSizes) rows.push(...await measure(ctx, size));
   return [{
-    title: "4. Scale (SkyDNS records in the etcd plugin's in-memory copy)",
+    title: "5. Scale (SkyDNS records in the etcd plugin's in-memory copy)",
     header: [
       "records",
       "UDP path",
