@@ -16,6 +16,7 @@ export type Scheme = "dns" | "tls" | "quic" | "grpc" | "https" | "https3" | "uni
 
 /** One zone a server block serves, on one transport and port. */
 export interface ServerKey {
+  /** The transport the key names (`dns` without a scheme). */
   scheme: Scheme;
   /** Lower-case, fully qualified zone ("example.org.", "0.0.10.in-addr.arpa."). */
   zone: string;

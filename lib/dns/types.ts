@@ -119,33 +119,49 @@ export function classToString(cls: number): string {
 
 /** SRV record data. */
 export interface SRVData {
+  /** Lower values are tried first (RFC 2782). */
   priority: number;
+  /** Relative share among records of equal priority. */
   weight: number;
+  /** The service's port. */
   port: number;
+  /** The host that offers the service (fully qualified). */
   target: string;
 }
 
 /** MX record data. */
 export interface MXData {
+  /** Lower values are preferred. */
   preference: number;
+  /** The mail exchanger's name (fully qualified). */
   exchange: string;
 }
 
 /** SOA record data. */
 export interface SOAData {
+  /** The primary name server of the zone. */
   mname: string;
+  /** The responsible person's mailbox, as a name (`hostmaster.example.org.`). */
   rname: string;
+  /** The zone's version number. */
   serial: number;
+  /** Seconds between secondary refreshes. */
   refresh: number;
+  /** Seconds before a failed refresh is retried. */
   retry: number;
+  /** Seconds after which a secondary stops answering without a refresh. */
   expire: number;
+  /** The negative-caching TTL (RFC 2308), in seconds. */
   minimum: number;
 }
 
 /** OPT pseudo-record data (EDNS0), carried in the additional section. */
 export interface OPTData {
+  /** The largest UDP payload the sender can take. */
   udpSize: number;
+  /** The upper 8 bits of the extended rcode. */
   extendedRcode: number;
+  /** The EDNS version (0). */
   version: number;
   /** The DO bit. */
   dnssecOk: boolean;
@@ -165,16 +181,24 @@ export type RData = string | string[] | SRVData | MXData | SOAData | OPTData | U
 
 /** One resource record. Names are fully qualified (trailing dot). */
 export interface RR {
+  /** The owner name. */
   name: string;
+  /** The record type (Type.A, ...). */
   type: number;
+  /** The class (1 for IN). */
   class: number;
+  /** Seconds it may be cached. */
   ttl: number;
+  /** The type's data (see {@link RData}). */
   data: RData;
 }
 
 /** A question. `name` keeps the case it was sent in; `qname` is lower-cased. */
 export interface Question {
+  /** The name asked for, in the case it was sent in. */
   name: string;
+  /** The type asked for (Type.A, ...). */
   type: number;
+  /** The class asked for (1 for IN). */
   class: number;
 }

@@ -27,17 +27,25 @@ import { ipv6ToString, parseIPv4, parseIPv6 } from "../go/ip.ts";
 
 /** The 12-byte header, unpacked. */
 export interface Header {
+  /** The message ID that pairs a reply with its query. */
   id: number;
   /** QR: true for responses. */
   response: boolean;
+  /** The OPCODE (0 for a standard query). */
   opcode: number;
+  /** AA: the answer comes from the zone's authority. */
   authoritative: boolean;
+  /** TC: the message was cut to fit. */
   truncated: boolean;
+  /** RD: the client asks for recursion. */
   recursionDesired: boolean;
+  /** RA: the server offers recursion. */
   recursionAvailable: boolean;
   /** The Z bit (must be zero). */
   zero: boolean;
+  /** AD: the data is authenticated (DNSSEC). */
   authenticData: boolean;
+  /** CD: the client checks signatures itself. */
   checkingDisabled: boolean;
   /** Full rcode: the header's 4 bits plus the OPT extension when present. */
   rcode: number;
@@ -45,14 +53,19 @@ export interface Header {
 
 /** A whole message. OPT, when present, is the last record of `additional`. */
 export interface Message extends Header {
+  /** The questions (one in practice). */
   question: Question[];
+  /** The answer section. */
   answer: RR[];
+  /** The authority section. */
   authority: RR[];
+  /** The additional section (OPT last, when present). */
   additional: RR[];
 }
 
 /** Thrown for malformed wire data. */
 export class WireError extends Error {
+  /** `message` says what was malformed and where. */
   constructor(message: string) {
     super(message);
     this.name = "WireError";
@@ -366,8 +379,11 @@ export function decodeMessage(buf: Uint8Array): Message {
 
 /** A query as read from the wire: enough to route and answer it. */
 export interface ParsedQuery {
+  /** The query's header. */
   header: Header;
+  /** Its only question. */
   question: Question;
+  /** Its OPT record's data, or null without EDNS0. */
   edns: OPTData | null;
   /**
    * FORMERR: more than one OPT record, OPT not owned by the root, or a TSIG

@@ -16,6 +16,7 @@ export class NumError extends Error {
   /** The text it was given. */
   readonly input: string;
 
+  /** Go's `strconv.FUNC: parsing "INPUT": WHY`. */
   constructor(func: string, input: string, why: "invalid syntax" | "value out of range") {
     super(`strconv.${func}: parsing ${quote(input)}: ${why}`);
     this.name = "NumError";

@@ -119,7 +119,9 @@ function queryBuilder(req: Request): (id: number) => Uint8Array {
 
 /** One `forward` stanza at run time. */
 export class Forward {
+  /** The stanza's parsed configuration. */
   readonly config: ForwardConfig;
+  /** One proxy per upstream, in configuration order. */
   readonly proxies: Proxy[];
   /** Set when the next handler is another forward stanza (only then does `next RCODE` apply). */
   nextIsForward = false;
@@ -127,6 +129,7 @@ export class Forward {
   #robin = 0;
   #concurrent = 0;
 
+  /** `timeouts` overrides CoreDNS's per-exchange timeouts (tests shorten them). */
   constructor(config: ForwardConfig, timeouts: Partial<ForwardTimeouts> = {}) {
     this.config = config;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...timeouts };

@@ -19,6 +19,7 @@ export const HEALTH_CHECK_TIMEOUT_MS = 1_000;
 
 /** A failed exchange; `message` reads like Go's net errors ("read udp ...: i/o timeout"). */
 export class ExchangeError extends Error {
+  /** `message` reads like Go's net errors. */
   constructor(message: string) {
     super(message);
     this.name = "ExchangeError";
@@ -131,6 +132,7 @@ export class UdpChannel {
   #retired: Promise<void>[] = [];
   #closed = false;
 
+  /** Sockets to `remote` are replaced after `expireMs` idle. */
   constructor(remote: UpstreamAddress, expireMs: number) {
     this.#remote = remote;
     this.#expireMs = expireMs;
@@ -253,6 +255,7 @@ export class TcpExchanger {
   #open = new Set<Deno.Conn>();
   #connecting = new Set<Promise<unknown>>();
 
+  /** Connections go to `remote`. */
   constructor(remote: UpstreamAddress) {
     this.#remote = remote;
   }
@@ -362,6 +365,7 @@ export interface ProxyOptions {
 
 /** One upstream with its health state. */
 export class Proxy {
+  /** The upstream it sends to. */
   readonly address: UpstreamAddress;
   /** "host:port", for logs and errors. */
   readonly name: string;
@@ -374,6 +378,7 @@ export class Proxy {
   #sleepTimer?: ReturnType<typeof setTimeout>;
   #wake?: () => void;
 
+  /** An upstream at `address`, health-checked as `options` say. */
   constructor(address: UpstreamAddress, options: ProxyOptions) {
     this.address = address;
     this.name = formatAddress(address);

@@ -28,7 +28,9 @@ export type Policy = "random" | "round_robin" | "sequential";
 
 /** One upstream: an IP (no brackets, no zone) and a port. */
 export interface UpstreamAddress {
+  /** The IP, without brackets or zone. */
   host: string;
+  /** The port (53 unless given). */
   port: number;
 }
 
@@ -38,8 +40,11 @@ export interface ForwardConfig {
   from: string;
   /** Zones under `from` that are not forwarded. */
   except: string[];
+  /** The TO addresses, in order. */
   upstreams: UpstreamAddress[];
+  /** `force_tcp`: always ask over TCP. */
   forceTcp: boolean;
+  /** `prefer_udp`: ask over UDP even when the client asked over TCP. */
   preferUdp: boolean;
   /** Idle upstream sockets are replaced after this long, seconds (default 10). */
   expireSeconds: number;
@@ -51,6 +56,7 @@ export interface ForwardConfig {
   healthCheckRecursion: boolean;
   /** Name the health check asks NS for (default "."). */
   healthCheckDomain: string;
+  /** The order upstreams are tried in. */
   policy: Policy;
   /** Concurrent queries allowed; 0 is unlimited. */
   maxConcurrent: number;
@@ -224,7 +230,9 @@ export function parseUpstreams(tokens: Token[], configDir: string): UpstreamAddr
 
 /** Where the server block of a stanza listens: its port, and its `bind` addresses (empty: every address). */
 export interface ListenAddresses {
+  /** The block's DNS port. */
   port: number;
+  /** Its `bind` addresses; empty for every address. */
   bind: readonly string[];
 }
 

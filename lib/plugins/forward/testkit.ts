@@ -35,9 +35,11 @@ export type Responder = (
 
 /** A scripted DNS server listening on 127.0.0.1 (UDP and TCP, same port). */
 export interface FakeServer {
+  /** The port it listens on (UDP and TCP). */
   port: number;
   /** Every query received, in order, with the sender's source port. */
   received: { transport: "udp" | "tcp"; query: Message; remotePort: number }[];
+  /** Stops listening. */
   close(): Promise<void>;
 }
 
@@ -218,7 +220,9 @@ export function startFakeServer(respond: Responder): FakeServer {
 
 /** A chain served on 127.0.0.1 through the real Dispatcher and Listener. */
 export interface ChainServer {
+  /** The port it listens on (UDP and TCP). */
   port: number;
+  /** Stops serving. */
   close(): Promise<void>;
 }
 
@@ -258,13 +262,19 @@ export function serveChain(plugins: Plugin[], log: Logger = quietLog): ChainServ
 
 /** Options of {@link ask}. */
 export interface AskOptions {
+  /** Ask over TCP instead of UDP. */
   tcp?: boolean;
   /** EDNS0 buffer size; 0 or absent sends no OPT record unless `dnssecOk`. */
   udpSize?: number;
+  /** Set the DO bit (adds an OPT record). */
   dnssecOk?: boolean;
+  /** Set the CD bit. */
   checkingDisabled?: boolean;
+  /** Set the RD bit (default true). */
   recursionDesired?: boolean;
+  /** The class to ask for (default IN). */
   cls?: number;
+  /** Milliseconds to wait for the reply. */
   timeoutMs?: number;
 }
 

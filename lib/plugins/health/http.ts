@@ -14,6 +14,7 @@ export interface HttpAddress {
   text: string;
   /** "" for every address. */
   host: string;
+  /** The TCP port. */
   port: number;
 }
 
@@ -49,6 +50,7 @@ function notFound(): Response {
 
 /** One HTTP server on one address, with exact-path routes. Close it with close(). */
 export class HttpEndpoint {
+  /** Where it listens. */
   readonly address: HttpAddress;
   #server: Deno.HttpServer<Deno.NetAddr>;
   #routes = new Map<string, Route>();

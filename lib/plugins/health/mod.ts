@@ -25,6 +25,7 @@ export const DEFAULT_HEALTH_ADDRESS = ":8080";
 
 /** A parsed `health` directive (every occurrence folded in; the last address wins). */
 export interface HealthConfig {
+  /** Where /health is served (the last address of the block wins). */
   address: HttpAddress;
   /** Seconds to keep answering after a stop begins; 0 for none. */
   lameduck: number;

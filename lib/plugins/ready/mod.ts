@@ -25,7 +25,9 @@ export type MonitorMode = "until-ready" | "continuously";
 
 /** A parsed `ready` directive. */
 export interface ReadyConfig {
+  /** Where /ready is served. */
   address: HttpAddress;
+  /** Whether a plugin that said ready once is asked again. */
   monitor: MonitorMode;
 }
 
