@@ -9,9 +9,13 @@ export type Level = "DEBUG" | "INFO" | "WARNING" | "ERROR" | "FATAL";
 
 /** A logger bound to a source such as "plugin/etcd". */
 export interface Logger {
+  /** Writes `msg` at DEBUG while {@link setDebug} has DEBUG on; drops it otherwise. */
   debug(msg: string): void;
+  /** Writes `msg` at INFO (stdout, with {@link consoleSink}). */
   info(msg: string): void;
+  /** Writes `msg` at WARNING: something went wrong and was worked around (stderr). */
   warning(msg: string): void;
+  /** Writes `msg` at ERROR: something failed (stderr); it does not end the process. */
   error(msg: string): void;
   /** A logger for another source sharing this one's sink. */
   child(source: string): Logger;

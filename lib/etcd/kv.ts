@@ -30,6 +30,7 @@ export type Compare =
 
 /** One operation of a transaction. */
 export type Op =
+  /** Writes `value` under `key`, attached to `lease` when one is given and not "0". */
   | { put: { key: string; value: string; lease?: string } }
   /** Deletes `key`; with `prefix`, every key starting with it. */
   | { delete: { key: string; prefix?: boolean } }
@@ -38,13 +39,17 @@ export type Op =
 
 /** A transaction: if every compare holds, `success` runs, else `failure`. */
 export interface TxnRequest {
+  /** The conditions, all of which must hold (etcd ANDs them); empty always holds. */
   compare: Compare[];
+  /** The ops run, in order, when every compare holds. */
   success: Op[];
+  /** The ops run, in order, when a compare fails; absent runs none. */
   failure?: Op[];
 }
 
 /** What a transaction did. */
 export interface TxnResult {
+  /** True when every compare held, so `success` ran; false when `failure` ran. */
   succeeded: boolean;
   /** The store's revision after the transaction. */
   revision: number;
@@ -62,9 +67,11 @@ export interface GrantedLease {
 
 /** The etcd calls of a claim. Every call has a deadline and rejects when it passes. */
 export interface EtcdKv {
+  /** Runs one transaction atomically: the compares, then the branch they pick. */
   txn(request: TxnRequest, timeoutMs?: number): Promise<TxnResult>;
   /** Reads `key` (with `prefix`, every key starting with it). */
   range(key: string, options?: { prefix?: boolean; timeoutMs?: number }): Promise<KeyValue[]>;
+  /** Grants a new lease of `ttlSeconds`; the TTL etcd granted is in the answer and may differ. */
   grant(ttlSeconds: number, timeoutMs?: number): Promise<GrantedLease>;
   /** One keep-alive exchange: the TTL etcd reports, 0 when the lease is gone. */
   keepAlive(id: string, timeoutMs: number): Promise<number>;

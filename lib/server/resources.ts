@@ -9,8 +9,8 @@
 
 import type { ResourcePool } from "./plugin.ts";
 
-/** Something a pool can close. */
-type Closeable = { close(): Promise<void> | void };
+/** Something a pool can close (the bound of {@link ResourcePool.acquire}'s objects). */
+export type Closeable = { close(): Promise<void> | void };
 
 /** A configuration generation's hold on the pool's objects. */
 export interface ResourceScope {

@@ -10,14 +10,15 @@
  * @module
  */
 
-import { ipv6ToString } from "../../dns/wire.ts";
-import { expandIPv6 } from "../../dns/name.ts";
+import { expandIPv6, ipv6ToString } from "../../go/ip.ts";
 
 /** One network interface with the facts the selection needs. */
 export interface InterfaceInfo {
+  /** The system's interface name ("eth0"), also what the `address` directive names it by. */
   name: string;
   /** Administratively up and operationally not down. */
   up: boolean;
+  /** A loopback interface (IFF_LOOPBACK; without /sys, named "lo"): other hosts cannot reach it. */
   loopback: boolean;
   /** A Linux bridge (has /sys/class/net/<name>/bridge). */
   bridge: boolean;
@@ -175,6 +176,7 @@ export function listInterfaces(): InterfaceInfo[] {
 
 /** Why the advertised addresses could not be determined; the message is one line for the user. */
 export class AddressError extends Error {
+  /** An error whose `message` is shown to the user as is. */
   constructor(message: string) {
     super(message);
     this.name = "AddressError";

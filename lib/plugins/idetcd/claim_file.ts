@@ -20,15 +20,26 @@ import { dirname } from "node:path";
 
 /** The file while the name is held. */
 export interface HeldClaimFile {
+  /** Always true here: the discriminant readers test before trusting `id` and `name`. */
   held: true;
+  /** The ID held, in 1..limit. */
   id: number;
   /** Fully qualified ("worker4.tf.local."). */
   name: string;
+  /** The pattern's zone ("tf.local."). */
   zone: string;
+  /**
+   * The `pattern` as written in the Corefile; a later start reuses `id` only under the same
+   * pattern.
+   */
   pattern: string;
+  /** The addresses advertised under `name`. */
   addresses: string[];
+  /** The service port advertised in SRV answers and TF_CONFIG; absent when none is configured. */
   port?: number;
+  /** The sticky identity the claim was made with (see identity.ts). */
   identity: string;
+  /** When the name was claimed (ISO 8601); kept across take-overs of the same claim. */
   claimedAt: string;
   /** The fencing token: the lock's create_revision, which grows with every new claim. */
   fence: number;
@@ -36,15 +47,21 @@ export interface HeldClaimFile {
 
 /** The file while no name is held. */
 export interface UnheldClaimFile {
+  /** Always false here: no name is vouched for, whatever `lastName` says. */
   held: false;
   /** The driver's state: "claiming", "waiting", "fenced" or "stopped". */
   state: string;
+  /** Why no name is held, one line for the user. */
   reason: string;
   /** The ID held last, tried first at the next start. */
   lastId?: number;
+  /** The name held last (fully qualified); it is not this node's now. */
   lastName?: string;
+  /** The pattern's zone ("tf.local."). */
   zone: string;
+  /** The `pattern` as written in the Corefile; `lastId` is reused only under the same pattern. */
   pattern: string;
+  /** The sticky identity this node claims with (see identity.ts). */
   identity: string;
   /** When this state began (ISO 8601). */
   since: string;

@@ -25,6 +25,7 @@ export const SUBCOMMANDS = ["whoami", "tf-config", "exec", "status", "hosts"] as
 export interface CliHooks {
   /** Starts the Corefile's server in-process (for `exec` on a node with no server). */
   serve(): Promise<EmbeddedServer>;
+  /** The logger `exec` reports through (its DEBUG lines, as the server's would be). */
   log: Logger;
   /** One line for an error (CorefileError gets its file:line form). */
   describe(err: unknown): string;

@@ -50,9 +50,16 @@ export interface ExecOptions {
   waitMin?: number;
   /** Give up waiting (for the claim and the barrier) after this long, ms; undefined: forever. */
   waitTimeoutMs?: number;
+  /**
+   * The `--preset` frameworks whose environment (and host files) CMD gets, each once, in the order
+   * given.
+   */
   presets: PresetName[];
   /** SIGTERM to SIGKILL, ms; undefined: the fencing margin less {@link SUPERVISION_SLACK_MS}. */
   graceMs?: number;
+  /**
+   * MASTER_PORT / the JAX coordinator's port; undefined: the presets' default, 29500 (torch's own).
+   */
   coordinatorPort?: number;
   /** The role whose first member coordinates. */
   coordinatorRole?: string;
@@ -174,12 +181,20 @@ const POLL_MS = 100;
 
 /** A server exec started for itself. */
 export interface EmbeddedServer {
+  /**
+   * Stops the server (its claim is released); exec calls it on every way out, after CMD has ended.
+   */
   stop(): Promise<void>;
 }
 
 /** What exec needs from main.ts. */
 export interface ExecContext {
+  /**
+   * The Corefile's idetcd block: whose claim exec runs under, and its limit, roles and fence
+   * margin.
+   */
   config: IdetcdConfig;
+  /** Where exec's DEBUG lines go. */
   log: Logger;
   /** Starts this Corefile's server in-process (exec as the server). */
   serve(): Promise<EmbeddedServer>;

@@ -37,6 +37,10 @@ export const MEMBERS_LABEL = "_nodes";
 
 /** What the handler needs. */
 export interface IdetcdHandlerOptions {
+  /**
+   * The name pattern: its zone is what the handler answers for, its labels which names are
+   * members'.
+   */
   pattern: NamePattern;
   /** etcd key prefix ("/skydns"). */
   prefix: string;
@@ -68,6 +72,10 @@ export interface IdetcdHandlerOptions {
 
 /** The answering side of the plugin. */
 export interface IdetcdHandler {
+  /**
+   * Answers a query for the zone or for a member's PTR; hands anything else to `next`, and NXDOMAIN
+   * too under `fallthrough`.
+   */
   serve(req: Request, next: Handler): Promise<Reply>;
 }
 

@@ -50,7 +50,12 @@ const HOSTNAME_RE = /^# idetcd: hostname (\S+), previously (\S+)$/;
 
 /** A hostname this node set, and the one it replaced. */
 export interface HostnameChange {
+  /**
+   * The hostname this node set (the claimed name's short form); undone only while it is still the
+   * hostname.
+   */
   set: string;
+  /** The hostname it replaced, put back when the name is withdrawn. */
   previous: string;
 }
 

@@ -25,6 +25,7 @@ import { readView } from "./status.ts";
 
 /** `idetcd hosts`'s options. */
 export interface HostsOptions {
+  /** The host list format (`--format`; see {@link formatHosts}). */
   format: HostFormat;
   /** Slots per host (mpi, deepspeed); undefined: 1. */
   slots?: number;
@@ -145,6 +146,7 @@ export function writeIfChanged(path: string, text: string): boolean {
 
 /** What the watch needs from its caller. */
 export interface WatchContext {
+  /** The logger of the watch's zone copy (its etcd connection trouble). */
   log: Logger;
   /** Prints a progress or error line (stderr). */
   say(line: string): void;

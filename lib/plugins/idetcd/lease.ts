@@ -22,13 +22,19 @@ import type { Logger } from "../../log.ts";
 
 /** A clock in milliseconds and timers on it (injected in unit tests). */
 export interface Clock {
+  /**
+   * Milliseconds from an arbitrary origin; must never go back (the real clock,
+   * {@link suspendAwareClock}, also counts time the machine was suspended).
+   */
   now(): number;
   /**
    * A cheaper reading for hot paths (every DNS query), allowed to lag a
    * machine's suspend until the next {@link Clock.now}; `now` when absent.
    */
   fast?(): number;
+  /** Calls `fn` once after `ms` on this clock; returns a handle for {@link Clock.clearTimeout}. */
   setTimeout(fn: () => void, ms: number): number;
+  /** Cancels a timer {@link Clock.setTimeout} set; a handle that already fired is ignored. */
   clearTimeout(handle: number): void;
 }
 

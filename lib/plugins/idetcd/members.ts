@@ -29,11 +29,15 @@ export function memberInfos(view: ClusterView, roles: RoleMap): MemberInfo[] {
 
 /** This node as etcd records it. */
 export interface WhoAmI {
+  /** The ID this node holds, in 1..limit. */
   id: number;
   /** Fully qualified. */
   name: string;
+  /** The addresses its records advertise: IPv4 first, then IPv6. */
   addresses: string[];
+  /** The service port its record published; absent when none is configured. */
   port?: number;
+  /** The identity its record was claimed with, which found it (see identity.ts). */
   identity: string;
 }
 

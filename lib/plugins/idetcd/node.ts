@@ -55,6 +55,10 @@ export function claimRoleOf(config: IdetcdConfig): string | undefined {
 
 /** The claim of this node, shared by every configuration that names the same claim settings. */
 export class IdetcdNode {
+  /**
+   * The configuration the node was created with; later configurations sharing it name the same
+   * claim settings.
+   */
   readonly config: IdetcdConfig;
   readonly #log: Logger;
   readonly #client: Etcd3;

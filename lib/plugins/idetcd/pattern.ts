@@ -12,6 +12,7 @@ import { fqdn, lowerName } from "../../dns/name.ts";
 
 /** A pattern the user wrote that idetcd cannot use; the message starts with "pattern: ". */
 export class PatternError extends Error {
+  /** An error whose message is "pattern: " followed by `message`. */
   constructor(message: string) {
     super(`pattern: ${message}`);
     this.name = "PatternError";

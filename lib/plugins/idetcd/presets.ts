@@ -14,11 +14,16 @@ import type { RoleMap } from "./roles.ts";
 
 /** One member as the workload sees it. */
 export interface MemberInfo {
+  /** Its claimed ID; members are ordered by it, and index and rank follow that order. */
   id: number;
   /** Fully qualified, with the trailing dot ("worker4.tf.local."). */
   name: string;
   /** Its role ("" without roles). */
   role: string;
+  /**
+   * The addresses it advertises: the `hosts` format lists them, and exec finds this node's
+   * interface by them.
+   */
   addresses: readonly string[];
   /** The port it published (`port`), if any. */
   port?: number;
@@ -32,6 +37,7 @@ export interface Cluster {
   selfId: number;
   /** The claim's fencing token (its lock's create_revision). */
   fence: number;
+  /** The Corefile's roles (each member's `role` already names its own). */
   roles: RoleMap;
   /** The role whose first member coordinates; undefined: the lowest ID. */
   coordinatorRole?: string;
@@ -161,7 +167,9 @@ export function jaxEnv(cluster: Cluster, options: PresetOptions = {}): Record<st
 
 /** TensorFlow's TF_CONFIG (TFConfigClusterResolver's format). */
 export interface TfConfig {
+  /** Each task type ("worker", "chief", "ps"...) and its members' `host:port`, in ID order. */
   cluster: Record<string, string[]>;
+  /** This node's task type and its index among the members of that type. */
   task: { type: string; index: number };
 }
 

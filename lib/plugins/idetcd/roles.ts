@@ -10,12 +10,18 @@
 
 /** One role and the IDs it owns, ascending. */
 export interface Role {
+  /**
+   * As the Corefile's `role NAME` writes it: what IDETCD_ROLE, `claim-role` and `_NAME._nodes`
+   * name.
+   */
   name: string;
+  /** The IDs it owns, ascending; their count is the role's size. */
   ids: number[];
 }
 
 /** Every role of a pattern; empty when the Corefile declares none. */
 export class RoleMap {
+  /** The roles in the Corefile's order. */
   readonly roles: readonly Role[];
   readonly #byId = new Map<number, string>();
 

@@ -24,12 +24,18 @@ export interface RuntimeState {
   procStart?: string;
   /** The driver's state: starting, claiming, waiting, held, fenced, stopped. */
   state: string;
+  /**
+   * True only while the node vouches for `name` (state "held"); `id` and `name` may name a claim it
+   * no longer vouches for.
+   */
   held: boolean;
+  /** The ID held, or held last (fenced, or since lost); absent before the first claim. */
   id?: number;
   /** Fully qualified. */
   name?: string;
   /** The claim's fencing token (its lock's create_revision). */
   fence?: number;
+  /** Why the node is not holding (one line for the user); absent while held or starting. */
   reason?: string;
   /** The fencing margin of the claim, ms: how long before etcd can give the name away the node stops vouching. */
   marginMs: number;

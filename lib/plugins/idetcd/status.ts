@@ -53,15 +53,19 @@ export const EXIT_MISSING = 3;
 
 /** A claimed ID. */
 export interface ClaimedSlot {
+  /** The ID, in 1..limit unless `overLimit`. */
   id: number;
   /** Fully qualified ("worker4.tf.local."). */
   name: string;
   /** Its role; "" when no `role` line covers the ID. */
   role: string;
+  /** Always true here: the discriminant of {@link Slot}. */
   claimed: true;
+  /** The addresses the member's records advertise: IPv4 first, then IPv6. */
   addresses: string[];
   /** The port the member published, if any. */
   port?: number;
+  /** The sticky identity the member claimed with: which machine holds the ID (see identity.ts). */
   identity: string;
   /** When the name was claimed (the lock's claimedAt, ISO 8601); null when the lock has none. */
   claimedAt: string | null;
@@ -77,10 +81,13 @@ export interface ClaimedSlot {
 
 /** An ID nobody holds. */
 export interface EmptySlot {
+  /** The empty ID, in 1..limit. */
   id: number;
   /** The name the ID would have. */
   name: string;
+  /** The ID's role; "" when no `role` line covers it. */
   role: string;
+  /** Always false here: the discriminant of {@link Slot}. */
   claimed: false;
 }
 
@@ -89,8 +96,11 @@ export type Slot = ClaimedSlot | EmptySlot;
 
 /** What `idetcd status --json` prints; see the module doc. */
 export interface StatusReport {
+  /** The `pattern` as written in the Corefile ("worker{{.ID}}.tf.local."). */
   pattern: string;
+  /** The pattern's zone ("tf.local."). */
   zone: string;
+  /** The Corefile's `limit`: the IDs 1..limit are the ones that should be claimed. */
   limit: number;
   /** Members holding an ID in 1..limit. */
   claimed: number;
@@ -102,6 +112,7 @@ export interface StatusReport {
   revision: number;
   /** When the read was made (ISO 8601). */
   readAt: string;
+  /** One per ID 1..limit in ID order, then any member above `limit` (`overLimit`). */
   slots: Slot[];
 }
 
