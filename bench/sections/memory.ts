@@ -17,7 +17,7 @@ import { hasAddress, Probe } from "../lib/dns.ts";
 import { dnsperf, type PerfResult, shuffle, writeQueryFile } from "../lib/dnsperf.ts";
 import { clientIn, etcdIn, putMany } from "../lib/etcd.ts";
 import { startCoreDNS, startNode, type UdpPath } from "../lib/node.ts";
-import { memoryOf, type Proc } from "../lib/proc.ts";
+import { memoryOf, type Proc, spawn } from "../lib/proc.ts";
 import type { Table } from "../lib/report.ts";
 import { int, mb } from "../lib/stats.ts";
 
@@ -115,9 +115,20 @@ export async function memory(ctx: Context): Promise<Table[]> {
     ...paths.map((p) => start(`whoami.${p}`, whoami, p)),
     ...(tools.coredns ? [start("whoami.coredns", whoami)] : []),
   ]);
+  // The floor: a Deno process that loads nothing and waits (what any Deno program starts from).
+  // (`deno run` of a file: `deno eval` loads more.)
+  const bareScript = `${dir}/bare.js`;
+  await Deno.writeTextFile(
+    bareScript,
+    "console.log('bare ready'); setInterval(() => {}, 60_000);\n",
+  );
+  const bare = spawn(scope, Deno.execPath(), ["run", bareScript]);
+  await bare.waitForLine(/bare ready/, 30_000);
   await Promise.all(whoamiServers.map((s) => answers(s, "whoami.", () => true)));
-  const whoamiIdle = await Promise.all(whoamiServers.map((s) => settledRss(s.proc, settle)));
-  await Promise.all(whoamiServers.map((s) => s.proc.stop()));
+  const [bareIdle, ...whoamiIdle] = await Promise.all(
+    [bare, ...whoamiServers.map((s) => s.proc)].map((p) => settledRss(p, settle)),
+  );
+  await Promise.all([bare.stop(), ...whoamiServers.map((s) => s.proc.stop())]);
 
   ctx.log("memory: idetcd + etcd Corefile, idle");
   const etcd = await etcdIn(scope);
@@ -185,6 +196,14 @@ export async function memory(ctx: Context): Promise<Table[]> {
     mb(flooded[i]),
     `${mb(queried[i])} (${int(perf[i].completed)} answered, ${int(perf[i].lost)} lost)`,
     mb(peaks[i] ?? NaN),
+  ]);
+  rows.push([
+    "bare Deno process (`deno run` of an empty loop, the floor)",
+    mb(bareIdle),
+    "–",
+    "–",
+    "–",
+    "–",
   ]);
   rows.push(
     tools.coredns
