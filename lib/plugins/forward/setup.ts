@@ -10,7 +10,7 @@ import { isAbsolute, join } from "node:path";
 import { Dispenser } from "../../corefile/dispenser.ts";
 import { CorefileError, type Directive, type Token } from "../../corefile/types.ts";
 import { normalizeZones } from "../../corefile/keys.ts";
-import { parseDuration } from "../../corefile/duration.ts";
+import { parseDuration } from "../../go/time.ts";
 import { fqdn, isDomainName, lowerName } from "../../dns/name.ts";
 import { expandIPv6, isIP, parseIP, to4 } from "../../go/ip.ts";
 import { joinHostPort, splitHostPort } from "../../go/net.ts";

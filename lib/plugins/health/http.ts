@@ -119,28 +119,3 @@ export class HttpEndpoint {
 export function textResponse(status: number, body: string): Response {
   return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 }
-
-/** Go's time.Duration.String for a duration in seconds: "5s", "1m30s", "1.5s", "250ms". */
-export function formatGoDuration(seconds: number): string {
-  let ns = Math.round(seconds * 1e9);
-  if (ns === 0) return "0s";
-  const sign = ns < 0 ? "-" : "";
-  ns = Math.abs(ns);
-  const trim = (v: number, unit: string, scale: number) => {
-    const whole = Math.floor(v / scale);
-    const frac = v % scale;
-    const fracText = frac
-      ? "." + String(frac).padStart(String(scale).length - 1, "0").replace(/0+$/, "")
-      : "";
-    return `${whole}${fracText}${unit}`;
-  };
-  if (ns < 1e3) return `${sign}${ns}ns`;
-  if (ns < 1e6) return sign + trim(ns, "µs", 1e3);
-  if (ns < 1e9) return sign + trim(ns, "ms", 1e6);
-  const h = Math.floor(ns / 3.6e12);
-  const m = Math.floor((ns % 3.6e12) / 6e10);
-  const s = trim(ns % 6e10, "s", 1e9);
-  if (h) return `${sign}${h}h${m}m${s}`;
-  if (m) return `${sign}${m}m${s}`;
-  return sign + s;
-}

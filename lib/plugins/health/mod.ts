@@ -8,17 +8,11 @@
 
 import { dispensers } from "../../corefile/dispenser.ts";
 import type { Directive } from "../../corefile/types.ts";
-import { parseDuration } from "../../corefile/duration.ts";
+import { formatGoDuration, parseDuration } from "../../go/time.ts";
 import type { Logger } from "../../log.ts";
 import { counter, histogram, SLIM_TIME_BUCKETS } from "../../server/metrics.ts";
 import type { PluginDefinition, ShutdownHook } from "../../server/plugin.ts";
-import {
-  formatGoDuration,
-  type HttpAddress,
-  HttpEndpoint,
-  parseHttpAddress,
-  textResponse,
-} from "./http.ts";
+import { type HttpAddress, HttpEndpoint, parseHttpAddress, textResponse } from "./http.ts";
 
 /** CoreDNS's default health address. */
 export const DEFAULT_HEALTH_ADDRESS = ":8080";

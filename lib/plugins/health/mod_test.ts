@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { render } from "../../server/metrics.ts";
 import { Resources } from "../../server/resources.ts";
 import { freePort, waitFor } from "../../../tests/helpers/wait.ts";
-import { formatGoDuration } from "./http.ts";
+import { formatGoDuration } from "../../go/time.ts";
 import { splitHostPort } from "../../go/net.ts";
 import { healthPlugin, parseHealth } from "./mod.ts";
 import { assertSetupError, parseSnippet, setupContext } from "./testing.ts";

@@ -18,7 +18,7 @@
 
 import { Dispenser } from "../../corefile/dispenser.ts";
 import { CorefileError, type Directive, type ServerBlock } from "../../corefile/types.ts";
-import { parseDuration } from "../../corefile/duration.ts";
+import { parseDuration } from "../../go/time.ts";
 import type { Logger } from "../../log.ts";
 import { counter, gauge } from "../../server/metrics.ts";
 import type { PluginDefinition, ServerControl } from "../../server/plugin.ts";
