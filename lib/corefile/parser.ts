@@ -7,6 +7,11 @@
  * are decided between neighbouring tokens of that stream, and imported
  * tokens keep the line numbers of the file they came from.
  *
+ * The parser finds server blocks, snippets, imports and each directive's
+ * tokens; `{$ENV}` expansion is env.ts, one directive's tokens become its
+ * tree in tree.ts, and import paths and globs follow Go's path/filepath
+ * (lib/go).
+ *
  * @module
  */
 
@@ -15,11 +20,12 @@ import { glob } from "../go/filepath.ts";
 import { abs, dir, isAbs, join } from "../go/path.ts";
 import { processEnv, replaceEnvVars } from "./env.ts";
 import { lex } from "./lexer.ts";
+import { sameLine, tokenEnd } from "./token_lines.ts";
+import { buildDirective } from "./tree.ts";
 import {
   argError,
   CorefileError,
   CorefileSyntaxError,
-  type Directive,
   type ServerBlock,
   type Token,
 } from "./types.ts";
@@ -48,15 +54,6 @@ export interface ParseOptions {
 export const MAX_SNIPPET_EXPANSIONS = 10000;
 /** CoreDNS's cap on file/glob imports in one parse. */
 export const MAX_FILE_EXPANSIONS = 100000;
-
-function tokenEnd(t: Token): number {
-  return t.line + (t.lineBreaks ?? 0);
-}
-
-// Dispenser.NextArg's test: b directly continues a's line.
-function sameLine(a: Token, b: Token): boolean {
-  return a.file === b.file && tokenEnd(a) === b.line;
-}
 
 function replaceRange(tokens: Token[], start: number, count: number, items: Token[]): void {
   if (items.length < 10000) {
@@ -323,7 +320,7 @@ class Parser {
       collected.push(this.tokens[this.cursor]);
     }
     if (open.length > 0) throw unclosedBlock(open[open.length - 1], this.tokens[this.cursor]);
-    this.block.directives.push(this.buildDirective(collected));
+    this.block.directives.push(buildDirective(collected, (text) => this.expand(text)));
   }
 
   /**
@@ -432,60 +429,6 @@ class Parser {
     this.fileCache.set(absolute, tokens);
     return tokens;
   }
-
-  // --- tokens -> Directive tree ---------------------------------------------
-
-  private output(t: Token): Token {
-    const out: Token = { text: this.expand(t.text), file: t.file, line: t.line };
-    if (t.lineBreaks) out.lineBreaks = t.lineBreaks;
-    return out;
-  }
-
-  private buildDirective(tokens: Token[]): Directive {
-    const { directive, next } = this.readLine(tokens, 0);
-    if (next < tokens.length) throw unexpectedAfter(tokens[next], tokens[next - 1]);
-    return directive;
-  }
-
-  // Reads the line starting at tokens[start]: name, args up to `{`, and its block.
-  private readLine(tokens: Token[], start: number): { directive: Directive; next: number } {
-    const nameToken = tokens[start];
-    if (nameToken.text === "{") throw braceOnNewLine(nameToken);
-    const args: Token[] = [];
-    let i = start + 1;
-    while (
-      i < tokens.length && sameLine(tokens[i - 1], tokens[i]) &&
-      tokens[i].text !== "{" && tokens[i].text !== "}"
-    ) {
-      args.push(this.output(tokens[i]));
-      i++;
-    }
-    let block: Directive[] | null = null;
-    if (i < tokens.length && tokens[i].text === "{") {
-      // Caddy keeps such a brace but plugins' NextBlock() ignores it: refuse instead.
-      if (!sameLine(tokens[i - 1], tokens[i])) throw braceOnNewLine(tokens[i]);
-      i++;
-      block = [];
-      for (;;) {
-        // The parser already matched every brace; this only guards against a bug.
-        if (i >= tokens.length) throw new CorefileError("Unexpected EOF", tokens[i - 1]);
-        if (tokens[i].text === "}") {
-          i++;
-          break;
-        }
-        const line = this.readLine(tokens, i);
-        block.push(line.directive);
-        i = line.next;
-      }
-      if (i < tokens.length && sameLine(tokens[i - 1], tokens[i]) && tokens[i].text !== "}") {
-        throw unexpectedAfter(tokens[i], tokens[i - 1]);
-      }
-    }
-    return {
-      directive: { name: this.output(nameToken), args, block },
-      next: i,
-    };
-  }
 }
 
 /**
@@ -500,20 +443,6 @@ function unclosedBlock(open: Token, last?: Token): CorefileError {
     message += `; the quote opened at ${last.file}:${last.line} runs to the end of the file`;
   }
   return new CorefileSyntaxError(message, open);
-}
-
-function braceOnNewLine(t: Token): CorefileError {
-  return new CorefileError(
-    "Unexpected '{' at the start of a line; open a block on the line of its directive",
-    t,
-  );
-}
-
-function unexpectedAfter(t: Token, prev: Token): CorefileError {
-  return new CorefileError(
-    `Unexpected token '${t.text}' after '${prev.text}'; start it on a new line`,
-    t,
-  );
 }
 
 function count(s: string, ch: string): number {
