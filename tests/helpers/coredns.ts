@@ -12,6 +12,7 @@
 
 import { encodeQuery } from "../../lib/dns/wire.ts";
 import { Type } from "../../lib/dns/types.ts";
+import { Child } from "./child.ts";
 import { UdpClient } from "./exchange.ts";
 import { waitFor } from "./wait.ts";
 
@@ -66,57 +67,29 @@ export async function startCoreDNS(
   for (const [name, text] of Object.entries(files)) {
     await Deno.writeTextFile(`${dir}/${name}`, text);
   }
-  const child = new Deno.Command(bin, {
-    args: ["-conf", `${dir}/Corefile`],
+  const child = await Child.spawn(bin, ["-conf", `${dir}/Corefile`], {
+    label: "CoreDNS",
     cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  let text = "";
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
-  };
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  let exited = false;
-  const status = child.status.then(async (s) => {
-    exited = true;
-    await pumps;
-    return s;
   });
   const dispose = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // already gone
-    }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    }, 10_000);
-    await status;
-    clearTimeout(timer);
+    await child.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   const probe = new UdpClient("127.0.0.1", port);
   try {
     await waitFor(async () => {
-      if (exited) throw new Error(`CoreDNS exited during start:\n${text}`);
+      if (!child.running) throw new Error(`CoreDNS exited during start:\n${child.output()}`);
       const reply = await probe.exchange(encodeQuery(1, "probe.invalid.", Type.A), {
         timeoutMs: 200,
         tries: 1,
       });
       return reply !== null;
-    }, { timeoutMs: 20_000, what: `CoreDNS on port ${port}; output:\n${text}` });
+    }, { timeoutMs: 20_000, what: `CoreDNS on port ${port}; output:\n${child.output()}` });
   } catch (err) {
     await probe.close();
     await dispose();
     throw err;
   }
   await probe.close();
-  return { port, output: () => text, [Symbol.asyncDispose]: dispose };
+  return { port, output: () => child.output(), [Symbol.asyncDispose]: dispose };
 }
