@@ -18,9 +18,12 @@ const coredns = Deno.env.get("COREDNS_BIN") || undefined;
 
 const N = String.raw`[\d,]+`;
 const F = String.raw`[\d.]+`;
-/** A throughput row: qps, CPU µs per query, lost, RSS idle, RSS after load. */
+/** A throughput row: qps, CPU µs per query, CPU used, lost, RSS idle, RSS after load. */
 const perfRow = (label: string) =>
-  new RegExp(String.raw`^\| ${label} +\| ${N} +\| ${F} +\| ${N} \(${F}%\) +\| ${F} MB +\| `, "m");
+  new RegExp(
+    String.raw`^\| ${label} +\| ${N} +\| ${F} +\| ${F} +\| ${N} \(${F}%\) +\| ${F} MB +\| `,
+    "m",
+  );
 
 /** Rows and headings every quick run prints (sizes are the --quick ones). */
 const EXPECTED: RegExp[] = [

@@ -122,6 +122,8 @@ interface Run {
   result: PerfResult;
   /** The server's CPU time per answered query, µs. */
   cpuUs: number;
+  /** The server's CPU time over the run's length: 1.0 is one core busy all the time. */
+  cores: number;
 }
 
 /** The section's output. */
@@ -306,10 +308,11 @@ export async function throughput(ctx: Context): Promise<ThroughputResult> {
         settings.shape,
       );
       const after = await cpuTicksOf(s.proc.pid);
-      const cpuUs = before !== undefined && after !== undefined && result.completed > 0
-        ? ((after - before) / ticks) * 1e6 / result.completed
+      const cpuSeconds = before !== undefined && after !== undefined
+        ? (after - before) / ticks
         : NaN;
-      runs.push({ round, server: s.id, result, cpuUs });
+      const cpuUs = result.completed > 0 ? cpuSeconds * 1e6 / result.completed : NaN;
+      runs.push({ round, server: s.id, result, cpuUs, cores: cpuSeconds / settings.seconds });
       ctx.log(
         `throughput: round ${round + 1}/${settings.rounds} ${s.id}: ${int(result.qps)} qps, ` +
           `${cpuUs.toFixed(1)} µs CPU/query` + (result.lost ? `, ${result.lost} lost` : ""),
@@ -338,6 +341,7 @@ export async function throughput(ctx: Context): Promise<ThroughputResult> {
     s.label,
     int(qps(s.id)),
     median(of(s.id).map((r) => r.cpuUs)).toFixed(1),
+    median(of(s.id).map((r) => r.cores)).toFixed(2),
     lost(s.id),
     s.kind === "Knot" && s.workload === "names" ? "(same process)" : mb(s.rssIdle ?? NaN),
     s.kind === "Knot" && s.workload === "names" ? "(same process)" : mb(s.rssLoaded ?? NaN),
@@ -350,7 +354,7 @@ export async function throughput(ctx: Context): Promise<ThroughputResult> {
     const group = servers.filter((s) => s.corefile === spec.id);
     const coredns = group.find((s) => s.kind === "CoreDNS");
     const knotId = `knot/${spec.id === "names" ? "names" : "skydns"}`;
-    rows.push([`**${spec.label}**`, "", "", "", "", "", "", ""]);
+    rows.push([`**${spec.label}**`, "", "", "", "", "", "", "", ""]);
     for (const s of group) {
       const vsKnot = perRound(s.id, knotId);
       const vsCore = coredns && s !== coredns ? perRound(s.id, coredns.id) : NaN;
@@ -374,10 +378,10 @@ export async function throughput(ctx: Context): Promise<ThroughputResult> {
       if (spec.knotTarget) ctx.targets.atLeast(`${who} / Knot`, vsKnot, spec.knotTarget);
     }
     if (spec.coredns && !coredns) {
-      rows.push(["CoreDNS", "skipped (COREDNS_BIN unset)", "", "", "", "", "", ""]);
+      rows.push(["CoreDNS", "skipped (COREDNS_BIN unset)", "", "", "", "", "", "", ""]);
     }
   }
-  rows.push(["**references** (no DNS work for the echo loops)", "", "", "", "", "", "", ""]);
+  rows.push(["**references** (no DNS work for the echo loops)", "", "", "", "", "", "", "", ""]);
   for (const s of servers.filter((s) => s.kind === "Knot" || s.kind.startsWith("echo"))) {
     const label = s.kind === "Knot" ? `${s.label}, ${s.workload === "names" ? "names" : ZONE}` : s
       .label;
@@ -392,9 +396,11 @@ export async function throughput(ctx: Context): Promise<ThroughputResult> {
     "```txt",
     ...runs.map((r) =>
       `round ${r.round + 1}  ${r.server.padEnd(26)} ${int(r.result.qps).padStart(9)} qps  ` +
-      `${r.cpuUs.toFixed(1).padStart(6)} µs CPU/query  lost ${r.result.lost}  avg latency ${
-        r.result.latencyMs.toFixed(3)
-      } ms  ${Object.entries(r.result.rcodes).map(([k, v]) => `${k} ${v}`).join(", ")}`
+      `${r.cpuUs.toFixed(1).padStart(6)} µs CPU/query ${
+        r.cores.toFixed(2)
+      } cores  lost ${r.result.lost}  avg latency ${r.result.latencyMs.toFixed(3)} ms  ${
+        Object.entries(r.result.rcodes).map(([k, v]) => `${k} ${v}`).join(", ")
+      }`
     ),
     "```",
     "",
@@ -408,6 +414,7 @@ export async function throughput(ctx: Context): Promise<ThroughputResult> {
         "server",
         "qps",
         "CPU µs / query",
+        "CPU used (cores)",
         "lost",
         "RSS idle",
         "RSS after load",
@@ -427,7 +434,9 @@ export async function throughput(ctx: Context): Promise<ThroughputResult> {
         `\`${PATTERN}\` names (${CLAIMERS} claimers and the two nodes). Knot serves the same ` +
         `records from zone files with \`udp-workers: 1\`. CPU µs / query: the server's own ` +
         `user + system time (/proc/PID/stat, ${ticks} ticks/s) over the run divided by the ` +
-        `queries answered. RSS: VmRSS once loaded and checked, and after the last round.`,
+        `queries answered; CPU used: that time over the run's length (1.00: one core busy throughout; ` +
+        `dnsperf's one sender thread needs about one of the 2 cores). RSS: VmRSS once loaded and ` +
+        `checked, and after the last round.`,
         wrong.length > 0
           ? `WARNING: ${wrong.length} wrong or missing answers before the runs: ${
             wrong.slice(0, 10).join("; ")
