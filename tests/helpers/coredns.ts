@@ -44,6 +44,7 @@ export function corednsTest(name: string, fn: (bin: string, t: Deno.TestContext)
 
 /** A running CoreDNS. */
 export interface CoreDNSProcess {
+  /** The DNS port it serves (UDP and TCP). */
   readonly port: number;
   /** Everything it printed so far. */
   output(): string;

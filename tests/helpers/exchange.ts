@@ -24,6 +24,7 @@ export class UdpClient {
   #nextId = Math.floor(Math.random() * 65536);
   #loop: Promise<void>;
 
+  /** A client of `host`:`port`, on a socket of its own. */
   constructor(readonly host: string, readonly port: number) {
     this.#sock = Deno.listenDatagram({
       transport: "udp",

@@ -428,8 +428,11 @@ globalThis.addEventListener("unload", () => {
 
 /** What {@link sweepStaleNetworks} removed. */
 export interface SweepReport {
+  /** Network namespaces removed. */
   namespaces: string[];
+  /** Links (veth, bridge) removed. */
   links: string[];
+  /** /etc/netns folders removed. */
   etcDirs: string[];
   /** Ids of dead owners whose records were removed. */
   owners: string[];

@@ -12,6 +12,7 @@ const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 /** A running idetcd process. */
 export interface ServerProcess {
+  /** The process ID. */
   readonly pid: number;
   /** Everything it printed so far (stdout and stderr interleaved by line). */
   output(): string;
@@ -31,9 +32,11 @@ export interface StartOptions {
   args?: string[];
   /** Working directory. */
   cwd?: string;
+  /** Extra environment (NO_COLOR=1 is always set). */
   env?: Record<string, string>;
   /** Wait for this output before returning (default: the version banner). */
   readyText?: string | RegExp | null;
+  /** Milliseconds to wait for `readyText` (default 30,000). */
   timeoutMs?: number;
 }
 
