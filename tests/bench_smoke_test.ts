@@ -52,6 +52,7 @@ const EXPECTED: RegExp[] = [
   /^\| idetcd \(-udp batched\) +\| [\d.]+ MB +\| [\d.]+ MB +\| [\d.]+ MB +\| [\d.]+ MB \(5,000 answered/m,
   /^\| idetcd \(-udp portable\) +\| [\d.]+ MB +\| /m,
   /^\| bare Deno process \(`deno run` of an empty loop, the floor\) +\| [\d.]+ MB +\| /m,
+  /^\| bare Deno \+ one etcd3 client \(bench\/floor_etcd3\.ts\) +\| – +\| [\d.]+ MB +\| /m,
 ];
 
 /** With COREDNS_BIN: CoreDNS measured beside idetcd on each of the three Corefiles. */

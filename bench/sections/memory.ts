@@ -161,7 +161,18 @@ export async function memory(ctx: Context): Promise<Table[]> {
   await Promise.all(
     nodes.map((n) => answers(n, last.name, (m) => hasAddress(m, last.host))),
   );
-  const idle = await Promise.all(nodes.map((n) => settledRss(n.proc, settle)));
+  // Beside them, the etcd3 client alone (one client, one request) in a bare Deno process.
+  const etcd3Floor = spawn(scope, Deno.execPath(), [
+    "run",
+    "-A",
+    new URL("../floor_etcd3.ts", import.meta.url).pathname,
+    etcd.endpoint,
+  ]);
+  await etcd3Floor.waitForLine(/floor ready/, 30_000);
+  const [etcd3Idle, ...idle] = await Promise.all(
+    [etcd3Floor, ...nodes.map((n) => n.proc)].map((p) => settledRss(p, settle)),
+  );
+  await etcd3Floor.stop();
 
   ctx.log(`memory: flood of ${int(settings.floodPackets)} junk datagrams`);
   await Promise.all(nodes.map((n) => flood(n.port, settings.floodPackets)));
@@ -197,14 +208,17 @@ export async function memory(ctx: Context): Promise<Table[]> {
     `${mb(queried[i])} (${int(perf[i].completed)} answered, ${int(perf[i].lost)} lost)`,
     mb(peaks[i] ?? NaN),
   ]);
-  rows.push([
-    "bare Deno process (`deno run` of an empty loop, the floor)",
-    mb(bareIdle),
-    "–",
-    "–",
-    "–",
-    "–",
-  ]);
+  rows.push(
+    [
+      "bare Deno process (`deno run` of an empty loop, the floor)",
+      mb(bareIdle),
+      "–",
+      "–",
+      "–",
+      "–",
+    ],
+    ["bare Deno + one etcd3 client (bench/floor_etcd3.ts)", "–", mb(etcd3Idle), "–", "–", "–"],
+  );
   rows.push(
     tools.coredns
       ? ["CoreDNS", mb(whoamiIdle[2]), "– (no idetcd plugin)", "–", "–", "–"]
