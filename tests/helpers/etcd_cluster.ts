@@ -7,6 +7,7 @@
  * @module
  */
 
+import { Child } from "./child.ts";
 import { freePort, waitFor } from "./wait.ts";
 
 /** TLS for the members' client port. */
@@ -123,7 +124,7 @@ export async function startEtcdCluster(options: ClusterOptions = {}): Promise<Te
 
   const members: EtcdMember[] = specs.map((spec) => {
     const endpoint = `${scheme}://127.0.0.1:${spec.clientPort}`;
-    let child: Deno.ChildProcess | undefined;
+    let child: Child | undefined;
     let exited: Promise<unknown> = Promise.resolve();
     let frozen = false;
     const member: EtcdMember = {
@@ -142,20 +143,16 @@ export async function startEtcdCluster(options: ClusterOptions = {}): Promise<Te
       async kill() {
         const proc = child;
         if (!proc) return;
-        try {
-          proc.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
+        proc.signal("SIGKILL");
         await exited;
         frozen = false;
       },
       freeze() {
-        child?.kill("SIGSTOP");
+        child?.signal("SIGSTOP");
         frozen = child !== undefined;
       },
       thaw() {
-        child?.kill("SIGCONT");
+        child?.signal("SIGCONT");
         frozen = false;
       },
       async start() {
@@ -182,13 +179,20 @@ export async function startEtcdCluster(options: ClusterOptions = {}): Promise<Te
             : []),
           ...(options.args ?? []),
         ];
-        const proc = new Deno.Command("etcd", { args, stdout: "null", stderr: "null" }).spawn();
+        const proc = await Child.spawn("etcd", args, {
+          label: `etcd member ${spec.name}`,
+          maxOutput: 1_000_000,
+        });
         child = proc;
         exited = proc.status.then(() => {
           if (child === proc) child = undefined;
         });
         await waitFor(async () => {
-          if (child !== proc) throw new Error(`etcd member ${spec.name} exited during start`);
+          if (child !== proc) {
+            throw new Error(
+              `etcd member ${spec.name} exited during start (${proc.describeExit()}):\n${proc.tail()}`,
+            );
+          }
           try {
             await ctl(["endpoint", "health"], [member]);
             return true;
