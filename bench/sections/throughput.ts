@@ -167,6 +167,13 @@ export async function throughput(ctx: Context): Promise<ThroughputResult> {
 
   ctx.log("throughput: starting idetcd (both UDP paths), CoreDNS, Knot and the echo loops");
   const servers: Server[] = [];
+  // The echo loops start with the nodes (a Deno start each); they are waited for further down.
+  const echoes = Promise.all((["echo", "echo-ffi"] as const).map(async (kind): Promise<Server> => {
+    const port = await freePort();
+    const script = new URL(kind === "echo" ? "../echo.ts" : "../echo_ffi.ts", import.meta.url);
+    const proc = spawn(scope, Deno.execPath(), ["run", "-A", script.pathname, String(port)]);
+    return { id: kind, kind, label: LABELS[kind], workload: "skydns", port, proc };
+  }));
   const starts: Promise<void>[] = [];
   for (const spec of COREFILES) {
     const kinds: { kind: Kind; path?: UdpPath }[] = [
@@ -246,12 +253,9 @@ export async function throughput(ctx: Context): Promise<ThroughputResult> {
       proc: knot.proc,
     });
   }
-  for (const kind of ["echo", "echo-ffi"] as const) {
-    const port = await freePort();
-    const script = new URL(kind === "echo" ? "../echo.ts" : "../echo_ffi.ts", import.meta.url);
-    const proc = spawn(scope, Deno.execPath(), ["run", "-A", script.pathname, String(port)]);
-    await proc.waitForLine(/echo ready/, 30_000);
-    servers.push({ id: kind, kind, label: LABELS[kind], workload: "skydns", port, proc });
+  for (const echo of await echoes) {
+    await echo.proc.waitForLine(/echo ready/, 30_000);
+    servers.push(echo);
   }
 
   const files = { skydns: `${dir}/skydns.txt`, names: `${dir}/names.txt` };
