@@ -53,6 +53,15 @@ function positive(value: string | undefined, flag: string): number | undefined {
   return n;
 }
 
+/** The 1-minute load average, or "?" where /proc/loadavg is not there. */
+async function loadAverage(): Promise<string> {
+  try {
+    return (await Deno.readTextFile("/proc/loadavg")).split(" ")[0];
+  } catch {
+    return "?";
+  }
+}
+
 async function main(): Promise<number> {
   // `deno task bench -- --help` passes the `--` on; without this, parseArgs takes
   // everything after it for positionals and refuses them.
@@ -136,6 +145,7 @@ async function main(): Promise<number> {
 
   const targets = new Targets();
   const ctx: Context = { settings, quick: values.quick, tools, tmp, log, targets };
+  const loadStart = await loadAverage();
   if (!tools.coredns) log("COREDNS_BIN unset: the CoreDNS runs are skipped (bench/README.md)");
   const report: Report = {
     command: ["deno task bench", ...args].join(" "),
@@ -170,6 +180,7 @@ async function main(): Promise<number> {
   await run("scale", () => scale(ctx));
 
   // Every figure with a target in the issue, first, next to its target.
+  report.load = { start: loadStart, end: await loadAverage() };
   const targetTable = targets.table();
   if (targetTable) report.tables.unshift(targetTable);
   const text = renderReport(report);

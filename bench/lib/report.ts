@@ -26,6 +26,8 @@ export interface Report {
   failures: string[];
   /** Extra Markdown appended at the end (raw numbers). */
   appendix?: string[];
+  /** The 1-minute load average at the start and at the end (other jobs on the machine). */
+  load?: { start: string; end: string };
 }
 
 /** A Markdown table with padded columns (as `deno fmt` would lay it out). */
@@ -56,6 +58,13 @@ export function renderReport(report: Report): string {
       : "; CoreDNS: COREDNS_BIN unset, its runs skipped") +
     `. idetcd's default UDP path (no \`-udp\`): ${m.defaultUdp}.`,
     "",
+    ...(report.load
+      ? [
+        `Load average (1 min, from /proc/loadavg) at the start: ${report.load.start}, at the end: ` +
+        `${report.load.end} (${m.cpus} CPUs; above that, other jobs were waiting for them too).`,
+        "",
+      ]
+      : []),
   ];
   for (const table of report.tables) {
     out.push(`## ${table.title}`, "", markdownTable(table.header, table.rows), "");
