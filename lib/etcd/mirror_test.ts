@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { createLogger } from "../log.ts";
-import { compareKeys, describeError, KeyIndex, LeaseTracker, prefixRangeEnd } from "./mirror.ts";
+import { compareKeys, KeyIndex, prefixRangeEnd } from "./key_index.ts";
+import { LeaseTracker } from "./lease_tracker.ts";
+import { createClient } from "./client.ts";
+import { describeError, Mirror } from "./mirror.ts";
+import { sharedEtcd } from "../../tests/helpers/etcd.ts";
+import { waitFor } from "../../tests/helpers/wait.ts";
 import type { KeyValue } from "./types.ts";
 
 const utf8 = new TextEncoder();
@@ -189,3 +194,51 @@ async function waitUntil(condition: () => boolean): Promise<void> {
     await new Promise((r) => setTimeout(r, 2));
   }
 }
+
+Deno.test("KeyIndex: deleting every key leaves no entry, sorted key or pending change", () => {
+  const index = new KeyIndex();
+  for (let i = 0; i < 5_000; i++) index.put(kv(`/p/k${i}`));
+  index.commit();
+  assert.deepEqual(index.footprint(), { entries: 5_000, sorted: 5_000, pending: 0 });
+  // A few at a time (the splice path), then the rest in one batch (the merge path).
+  for (let i = 0; i < 10; i++) index.delete(`/p/k${i}`);
+  index.commit();
+  assert.deepEqual(index.footprint(), { entries: 4_990, sorted: 4_990, pending: 0 });
+  for (let i = 10; i < 4_000; i++) index.delete(`/p/k${i}`);
+  index.commit();
+  assert.deepEqual(index.footprint(), { entries: 1_000, sorted: 1_000, pending: 0 });
+  for (let i = 4_000; i < 5_000; i++) index.delete(`/p/k${i}`);
+  index.commit();
+  assert.deepEqual(index.footprint(), { entries: 0, sorted: 0, pending: 0 });
+  assert.deepEqual(index.range(""), []);
+});
+
+const shared = sharedEtcd();
+
+Deno.test("Mirror: keys deleted in etcd leave nothing in the copy (entries, sorted keys, leases)", async () => {
+  const etcd = await shared.scope();
+  const prefix = `${etcd.prefix}/skydns/`;
+  const client = createClient({ endpoints: [etcd.endpoint] }, ".");
+  const mirror = new Mirror(client, prefix, createLogger("plugin/etcd", () => {}));
+  try {
+    void mirror.start();
+    await waitFor(() => mirror.isReady(), { what: "first list", timeoutMs: 20_000 });
+    const lease = client.lease(60, { autoKeepAlive: false });
+    const count = 2_000;
+    for (let i = 0; i < count; i += 200) {
+      await Promise.all(
+        Array.from({ length: 200 }, (_, j) => lease.put(`${prefix}h${i + j}`).value("{}").exec()),
+      );
+    }
+    await waitFor(() => mirror.status().keys === count, { what: `${count} keys in the copy` });
+    await waitFor(() => mirror.footprint().leases === 1, { what: "the lease tracked" });
+    assert.deepEqual(mirror.footprint(), { entries: count, sorted: count, pending: 0, leases: 1 });
+    await client.delete().prefix(prefix).exec();
+    await waitFor(() => mirror.status().keys === 0, { what: "the deletions in the copy" });
+    assert.deepEqual(mirror.footprint(), { entries: 0, sorted: 0, pending: 0, leases: 0 });
+    await lease.revoke();
+  } finally {
+    await mirror.close();
+    client.close();
+  }
+});

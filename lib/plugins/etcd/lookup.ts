@@ -366,7 +366,15 @@ function targetAddresses(walk: Walk, target: string, extra: RR[]): void {
   if (!failed(internal)) extra.push(...internal.records);
 }
 
+/**
+ * How many bytes of keys and names {@link keyNameOf} keeps (UTF-16, 2 per
+ * code unit) before it starts over: bounded by bytes, not entries, since a
+ * key can be long, and small, since what it keeps also holds on to the keys
+ * of entries deleted from the copy.
+ */
+const KEY_NAMES_MAX_BYTES = 2 * 1024 * 1024;
 const keyNames = new Map<string, string>();
+let keyNamesBytes = 0;
 
 /** msg.Domain of a key, memoised (SRV/MX/NS answers for IP hosts name every key). */
 function keyNameOf(service: Service): string {
@@ -374,8 +382,13 @@ function keyNameOf(service: Service): string {
   let name = keyNames.get(key);
   if (name === undefined) {
     name = domainFromKey(key);
-    if (keyNames.size >= 50_000) keyNames.clear();
+    const bytes = 2 * (key.length + name.length) + 64; // + a Map entry's own cost
+    if (keyNamesBytes + bytes > KEY_NAMES_MAX_BYTES) {
+      keyNames.clear();
+      keyNamesBytes = 0;
+    }
     keyNames.set(key, name);
+    keyNamesBytes += bytes;
   }
   return name;
 }

@@ -2,115 +2,36 @@
  * The `idetcd` plugin: claims this node's name in etcd in the background,
  * holds it, and answers for every node of the pattern's zone. See README.md.
  *
+ * This module is what the composition root (plugins.ts) imports, so it stays
+ * light: everything that reaches the etcd client (npm:etcd3, which pulls in
+ * grpc-js and protobufjs, tens of MB resident) is imported when a Corefile
+ * names the directive (plugin.ts) or a subcommand asks etcd (members.ts).
+ *
  * @module
  */
 
-import { acquireClient, acquireMirror } from "../../etcd/pool.ts";
-import type { Plugin, PluginDefinition } from "../../server/plugin.ts";
-import { registerCollector } from "../../server/metrics.ts";
-import { ClaimError } from "./claim.ts";
-import { DepartedMembers } from "./departed.ts";
-import { createIdetcdHandler } from "./handler.ts";
-import { claimMetrics } from "./metrics.ts";
-import { zonePath } from "./members.ts";
-import { claimKey } from "./claim_key.ts";
-import { IdetcdNode } from "./node.ts";
-import { parseIdetcd, PLUGIN } from "./setup.ts";
+import type { Plugin, PluginDefinition, SetupContext } from "../../server/plugin.ts";
+import type { TfConfig, WhoAmI } from "./members.ts";
+import { type IdetcdConfig, PLUGIN } from "./setup.ts";
 
 /** The parsed directive and its parser, for main.ts (whoami, tf-config). */
 export { type IdetcdConfig, parseIdetcd } from "./setup.ts";
-export { tfConfig, whoami, zonePath } from "./members.ts";
-export { IdetcdNode } from "./node.ts";
-export { claimKey } from "./claim_key.ts";
+export type { TfConfig, WhoAmI } from "./members.ts";
 
-/** How long startup waits for a claim etcd is answering to show in the copy, ms at most. */
-export const STARTUP_WAIT_MS = 5_000;
-/** How long startup waits for etcd to answer at all before the listeners open anyway, ms. */
-export const ETCD_SIGN_OF_LIFE_MS = 2_000;
+/** This node's ID and name as etcd records them (see members.ts). */
+export async function whoami(config: IdetcdConfig): Promise<WhoAmI> {
+  return (await import("./members.ts")).whoami(config);
+}
+
+/** TF_CONFIG for this node, from etcd (see members.ts). */
+export async function tfConfig(config: IdetcdConfig): Promise<TfConfig> {
+  return (await import("./members.ts")).tfConfig(config);
+}
 
 /** The `idetcd` directive. */
 export const idetcdPlugin: PluginDefinition = {
   name: PLUGIN,
-  setup(ctx) {
-    const config = parseIdetcd(ctx.directives, ctx.configDir);
-    // One connection per node: the claim and the zone's copy share the pool's client.
-    const client = acquireClient(ctx.resources, config.etcd, ctx.configDir);
-    const mirror = acquireMirror(
-      ctx.resources,
-      config.etcd,
-      zonePath(config) + "/",
-      ctx.configDir,
-      ctx.log,
-    );
-    const node = ctx.resources.acquire(claimKey(config), () => {
-      const created = new IdetcdNode(config, client, mirror, ctx.log);
-      let unregister: (() => void) | undefined;
-      const close = created.close.bind(created);
-      created.close = async () => {
-        unregister?.();
-        await close();
-      };
-      created.start().then(
-        () => {
-          unregister = registerCollector(() => claimMetrics(config, created.claimer!));
-        },
-        () => {}, // reported by the startup hook below
-      );
-      return created;
-    });
-    // Whether this node's copy of etcd shows its own claim: only then does it answer its own name.
-    const seesOwnClaim = () => {
-      const held = node.current();
-      return held !== undefined && mirror.get(held.key)?.lease === held.leaseId;
-    };
-    ctx.onStartup(async () => {
-      mirror.start();
-      const claimed = node.start();
-      let failure: unknown;
-      const released = (err: unknown) =>
-        err instanceof ClaimError && /released before/.test(err.message);
-      claimed.catch((err) => (failure = err));
-      // Listeners open at once, except that while etcd answers, the claim is
-      // waited for (so that from the first answer on this node resolves its
-      // own name); a claim that fails that fast fails the start.
-      const started = performance.now();
-      while (failure === undefined && !seesOwnClaim()) {
-        const elapsed = performance.now() - started;
-        const status = mirror.status();
-        const answering = status.ready || node.current() !== undefined;
-        if (!status.connected && status.lastError !== undefined) break; // etcd refused or is away
-        if (!answering && elapsed >= ETCD_SIGN_OF_LIFE_MS) break;
-        if (elapsed >= STARTUP_WAIT_MS) break;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      if (failure !== undefined && !released(failure)) throw failure;
-      // A claim that gives up later (etcd unreachable for 15 s, `wait` timed out) ends the program.
-      claimed.catch((err) => {
-        if (!released(err)) ctx.fatal(err instanceof Error ? err : new Error(String(err)));
-      });
-    });
-    const departed = new DepartedMembers(mirror, config.prefix, config.pattern);
-    ctx.onShutdown(() => departed.close());
-    const handler = createIdetcdHandler({
-      pattern: config.pattern,
-      prefix: config.prefix,
-      ttl: config.ttl,
-      negativeTtl: config.negativeTtl,
-      port: config.port,
-      fallthrough: config.fallthrough,
-      source: mirror,
-      selfAddresses: () => node.addresses,
-      unvouched: () => node.unvouched(),
-      selfEpoch: () => node.epoch(),
-      roles: config.roles,
-      loaded: () => mirror.isReady(),
-      departed,
-    });
-    const plugin: Plugin = {
-      name: PLUGIN,
-      serve: handler.serve,
-      ready: () => mirror.isReady() && seesOwnClaim(),
-    };
-    return plugin;
+  async setup(ctx: SetupContext): Promise<Plugin> {
+    return (await import("./plugin.ts")).setupIdetcd(ctx);
   },
 };
