@@ -1,37 +1,110 @@
 /**
- * The fast path: replies kept encoded, keyed by the question as sent.
+ * The fast path: replies kept encoded, keyed by the query as sent.
  *
- * A plugin marks a reply that depends only on the question and on its data
- * (`Reply.cacheGeneration`). The dispatcher then keeps the encoded bytes; a
- * later identical question is answered by copying them and patching the ID
- * and the RD/CD bits, without decoding the query into objects, routing, or
- * running the chain. An entry dies when its generation moves (the data
- * changed) and after at most a second (lease TTLs and SOA serials move with
- * the clock), and the whole cache is dropped on reload.
+ * A plugin marks a reply that depends only on the question and on its data:
+ * `Reply.cacheGeneration` (etcd, idetcd) or `Reply.reuse` (the cache
+ * plugin's hits, whose TTLs count down). The dispatcher then keeps the
+ * encoded bytes; a later identical query is answered by copying them,
+ * patching the ID and RD bit (and, for `reuse`, every TTL in place), without
+ * decoding the query into objects, routing, or running the chain. A
+ * generation entry dies when its generation moves (the data changed) and
+ * after at most a second (lease TTLs and SOA serials move with the clock); a
+ * `reuse` entry when its `ttl()` says so. The whole cache is dropped on
+ * reload, and it is bounded by entries and by bytes.
  *
- * Replies whose chain wants to see every query (log, prometheus, cache's TTL
- * countdown, loadbalance's rotation) are never kept, so what the fast path
- * skips is only work, never behaviour.
+ * Which chains may keep replies at all is decided when the configuration is
+ * built, from each plugin's declaration (lib/server/plugin.ts `PerQuery`,
+ * lib/server/config.ts `composeChain`); the observers a kept reply carries
+ * (prometheus) hear of every reuse, so what the fast path skips is only
+ * work, never behaviour.
  *
  * @module
  */
 
-/** Longest time an encoded reply is reused, in milliseconds. */
+import type { FastObserver, Reuse } from "./plugin.ts";
+
+/** Longest time a generation-marked reply is reused, in milliseconds. */
 export const MAX_AGE_MS = 1000;
 /** Entries kept at most; the oldest goes first. */
 export const MAX_ENTRIES = 20_000;
+/** Bytes kept at most (estimated: reply, key and bookkeeping); the oldest goes first. */
+export const MAX_BYTES = 4 * 1024 * 1024;
+/** Bookkeeping bytes counted per entry besides its reply and key. */
+const ENTRY_OVERHEAD = 160;
+
+/** What the dispatcher keeps a reply with. */
+export interface Keep {
+  /** Valid while this returns the value it had when the reply was kept. */
+  generation?: () => number;
+  /** Asked on every reuse; wins over `generation`. */
+  reuse?: Reuse;
+  /** Told of every reuse. */
+  observers: readonly FastObserver[];
+}
 
 interface Entry {
   bytes: Uint8Array;
   generation: number;
-  currentGeneration: () => number;
+  currentGeneration?: () => number;
+  reuse?: Reuse;
+  /** Offsets of the TTL fields to rewrite (every record but OPT), for `reuse`. */
+  ttlOffsets?: number[];
   storedAt: number;
+  observers: readonly FastObserver[];
+  cost: number;
+}
+
+/** Limits of an {@link AnswerCache}. */
+export interface AnswerCacheLimits {
+  /** Entries at most. */
+  maxEntries: number;
+  /** Estimated bytes at most. */
+  maxBytes: number;
+}
+
+/** Skips a (possibly compressed) name at `o`; the offset after it, or -1 when malformed. */
+function skipName(bytes: Uint8Array, o: number): number {
+  while (o < bytes.length) {
+    const len = bytes[o];
+    if (len === 0) return o + 1;
+    if ((len & 0xc0) === 0xc0) return o + 2;
+    if (len > 63) return -1;
+    o += len + 1;
+  }
+  return -1;
+}
+
+/**
+ * The offsets of the TTL fields of every record but OPT in an encoded
+ * message, or undefined when it cannot be walked (then it is not kept).
+ */
+export function ttlOffsets(bytes: Uint8Array): number[] | undefined {
+  if (bytes.length < 12) return undefined;
+  const qd = (bytes[4] << 8) | bytes[5];
+  const rr = ((bytes[6] << 8) | bytes[7]) + ((bytes[8] << 8) | bytes[9]) +
+    ((bytes[10] << 8) | bytes[11]);
+  let o = 12;
+  for (let i = 0; i < qd; i++) {
+    o = skipName(bytes, o);
+    if (o < 0) return undefined;
+    o += 4;
+  }
+  const out: number[] = [];
+  for (let i = 0; i < rr; i++) {
+    o = skipName(bytes, o);
+    if (o < 0 || o + 10 > bytes.length) return undefined;
+    const type = (bytes[o] << 8) | bytes[o + 1];
+    if (type !== 41) out.push(o + 4);
+    o += 10 + ((bytes[o + 8] << 8) | bytes[o + 9]);
+  }
+  return o === bytes.length ? out : undefined;
 }
 
 /**
  * The cache key of a query, read straight from the wire: the question bytes
- * as sent (so the owner-name case of the reply matches), the EDNS0 size and
- * DO bit, and the transport (which decides truncation). Undefined for
+ * as sent (so the owner-name case of the reply matches), the AD and CD bits
+ * (the cache plugin keys on CD, and AD decides its reply's AD), the EDNS0
+ * size and DO bit, and the transport (which decides truncation). Undefined for
  * anything unusual (compression in the question, other sections, EDNS
  * options we would have to echo differently), which then takes the full path.
  */
@@ -71,6 +144,7 @@ export function answerKey(packet: Uint8Array, transport: "udp" | "tcp"): string 
     return undefined;
   }
   let key = transport === "udp" ? "u" : "t";
+  key += String.fromCharCode(48 + ((packet[3] & 0x30) >> 4));
   key += edns;
   key += "|";
   for (let i = 12; i < questionEnd; i++) key += String.fromCharCode(packet[i]);
@@ -81,9 +155,15 @@ export function answerKey(packet: Uint8Array, transport: "udp" | "tcp"): string 
 export class AnswerCache {
   #entries = new Map<string, Entry>();
   #now: () => number;
+  #limits: AnswerCacheLimits;
+  #bytes = 0;
 
-  constructor(now: () => number = () => performance.now()) {
+  constructor(
+    now: () => number = () => performance.now(),
+    limits: AnswerCacheLimits = { maxEntries: MAX_ENTRIES, maxBytes: MAX_BYTES },
+  ) {
     this.#now = now;
+    this.#limits = limits;
   }
 
   /** Entries held now. */
@@ -91,44 +171,99 @@ export class AnswerCache {
     return this.#entries.size;
   }
 
+  /** Estimated bytes held now. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   /**
    * The reply for `query` (whose key is `key`), ready to send: a copy of the
-   * kept bytes with the query's ID and RD/CD bits. Undefined on a miss.
+   * kept bytes with the query's ID and RD bit (and TTLs counted down for a
+   * `reuse` entry). Undefined on a miss. `observed` gets the entry's
+   * observers and the reply's size when it has any.
    */
-  reply(key: string, query: Uint8Array): Uint8Array | undefined {
+  reply(
+    key: string,
+    query: Uint8Array,
+    observed?: (observers: readonly FastObserver[], size: number) => void,
+  ): Uint8Array | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
-    if (
-      this.#now() - entry.storedAt > MAX_AGE_MS || entry.currentGeneration() !== entry.generation
+    let ttl: number | undefined;
+    if (entry.reuse) {
+      ttl = entry.reuse.ttl();
+      if (ttl === undefined) {
+        // Not necessarily gone (a refresh may be due): the full path decides
+        // and keeps the reply it produces again.
+        this.#delete(key, entry);
+        return undefined;
+      }
+    } else if (
+      this.#now() - entry.storedAt > MAX_AGE_MS || entry.currentGeneration!() !== entry.generation
     ) {
-      this.#entries.delete(key);
+      this.#delete(key, entry);
       return undefined;
     }
     const out = entry.bytes.slice();
     out[0] = query[0];
     out[1] = query[1];
     out[2] = (out[2] & 0xfe) | (query[2] & 0x01);
-    out[3] = (out[3] & 0xef) | (query[3] & 0x10);
+    if (ttl !== undefined) {
+      const t = Math.max(0, Math.min(ttl, 0x7fffffff));
+      for (const o of entry.ttlOffsets!) {
+        out[o] = t >>> 24;
+        out[o + 1] = (t >>> 16) & 0xff;
+        out[o + 2] = (t >>> 8) & 0xff;
+        out[o + 3] = t & 0xff;
+      }
+    }
+    if (observed && entry.observers.length) observed(entry.observers, out.length);
     return out;
   }
 
-  /** Keeps `bytes` for `key` while `generation()` stays at its current value. */
-  store(key: string, bytes: Uint8Array, generation: () => number): void {
-    // Replacing an entry frees its own place; otherwise the oldest entry goes.
-    if (!this.#entries.delete(key) && this.#entries.size >= MAX_ENTRIES) {
-      const oldest = this.#entries.keys().next().value;
-      if (oldest !== undefined) this.#entries.delete(oldest);
+  /** Keeps `bytes` for `key` as `keep` says; false when it cannot be kept (not walkable, too big). */
+  store(key: string, bytes: Uint8Array, keep: Keep): boolean {
+    let offsets: number[] | undefined;
+    if (keep.reuse) {
+      offsets = ttlOffsets(bytes);
+      if (!offsets) return false;
+    } else if (!keep.generation) {
+      return false;
+    }
+    const cost = bytes.length + key.length + ENTRY_OVERHEAD + (offsets ? offsets.length * 8 : 0);
+    if (cost > this.#limits.maxBytes) return false;
+    const old = this.#entries.get(key);
+    if (old) this.#delete(key, old);
+    // The oldest entries go until the new one fits both limits.
+    while (
+      this.#entries.size >= this.#limits.maxEntries || this.#bytes + cost > this.#limits.maxBytes
+    ) {
+      const oldest = this.#entries.entries().next().value;
+      if (!oldest) break;
+      this.#delete(oldest[0], oldest[1]);
     }
     this.#entries.set(key, {
       bytes,
-      generation: generation(),
-      currentGeneration: generation,
+      generation: keep.reuse ? 0 : keep.generation!(),
+      currentGeneration: keep.reuse ? undefined : keep.generation,
+      reuse: keep.reuse,
+      ttlOffsets: offsets,
       storedAt: this.#now(),
+      observers: keep.observers,
+      cost,
     });
+    this.#bytes += cost;
+    return true;
+  }
+
+  #delete(key: string, entry: Entry): void {
+    this.#entries.delete(key);
+    this.#bytes -= entry.cost;
   }
 
   /** Forgets everything (a reload changed the chains). */
   clear(): void {
     this.#entries.clear();
+    this.#bytes = 0;
   }
 }

@@ -1,7 +1,39 @@
 import assert from "node:assert/strict";
-import { AnswerCache, answerKey, MAX_AGE_MS } from "./answer_cache.ts";
-import { encodeQuery } from "../dns/wire.ts";
+import { AnswerCache, answerKey, MAX_AGE_MS, ttlOffsets } from "./answer_cache.ts";
+import { decodeMessage, encodeMessage, encodeQuery, type Message } from "../dns/wire.ts";
 import { Type } from "../dns/types.ts";
+import type { FastHit } from "./plugin.ts";
+
+/** A reply with two A records (compressed owners) and an OPT record. */
+function replyBytes(ttl = 300): Uint8Array {
+  const message: Message = {
+    id: 0,
+    response: true,
+    opcode: 0,
+    authoritative: true,
+    truncated: false,
+    recursionDesired: true,
+    recursionAvailable: false,
+    zero: false,
+    authenticData: false,
+    checkingDisabled: false,
+    rcode: 0,
+    question: [{ name: "a.example.", type: Type.A, class: 1 }],
+    answer: [
+      { name: "a.example.", type: Type.A, class: 1, ttl, data: "10.0.0.1" },
+      { name: "a.example.", type: Type.A, class: 1, ttl, data: "10.0.0.2" },
+    ],
+    authority: [],
+    additional: [{
+      name: ".",
+      type: Type.OPT,
+      class: 1232,
+      ttl: 0x8000,
+      data: { udpSize: 1232, extendedRcode: 0, version: 0, dnssecOk: true, options: [] },
+    }],
+  };
+  return encodeMessage(message);
+}
 
 Deno.test("answerKey: question bytes, EDNS size/DO and transport make the key", () => {
   const plain = answerKey(encodeQuery(1, "a.example.", Type.A), "udp");
@@ -37,13 +69,19 @@ Deno.test("AnswerCache: entries expire after MAX_AGE_MS and on a new generation"
   let generation = 7;
   const cache = new AnswerCache(() => now);
   const q = encodeQuery(0x1234, "a.example.", Type.A);
-  cache.store("k", new Uint8Array([0, 0, 0x85, 0x00, 9, 9]), () => generation);
+  cache.store("k", new Uint8Array([0, 0, 0x85, 0x00, 9, 9]), {
+    generation: () => generation,
+    observers: [],
+  });
   const hit = cache.reply("k", q);
   assert.deepEqual(hit?.subarray(0, 2), Uint8Array.from([0x12, 0x34]));
   now = MAX_AGE_MS + 1;
   assert.equal(cache.reply("k", q), undefined);
   now = 0;
-  cache.store("k", new Uint8Array([0, 0, 0x85, 0, 9, 9]), () => generation);
+  cache.store("k", new Uint8Array([0, 0, 0x85, 0, 9, 9]), {
+    generation: () => generation,
+    observers: [],
+  });
   generation = 8;
   assert.equal(cache.reply("k", q), undefined);
   assert.equal(cache.size, 0);
@@ -57,4 +95,77 @@ Deno.test("answerKey: a query with EDNS options takes the full path", () => {
   withOption.set([0, 10, 0], q.length);
   withOption[q.length - 1] = 3;
   assert.equal(answerKey(withOption, "udp"), undefined);
+});
+
+Deno.test("answerKey: the query's AD and CD bits are part of the key (the cache plugin keys on CD)", () => {
+  const q = encodeQuery(1, "a.example.", Type.A);
+  const cd = q.slice();
+  cd[3] |= 0x10;
+  const ad = q.slice();
+  ad[3] |= 0x20;
+  const keys = new Set([answerKey(q, "udp"), answerKey(cd, "udp"), answerKey(ad, "udp")]);
+  assert.equal(keys.size, 3);
+});
+
+Deno.test("ttlOffsets: every record's TTL but OPT's, through compressed names", () => {
+  const bytes = replyBytes();
+  const offsets = ttlOffsets(bytes);
+  assert.ok(offsets);
+  assert.equal(offsets.length, 2);
+  for (const o of offsets) assert.equal((bytes[o + 2] << 8) | bytes[o + 3], 300);
+  assert.equal(ttlOffsets(bytes.subarray(0, bytes.length - 1)), undefined, "a cut message");
+});
+
+Deno.test("AnswerCache: a reuse entry is sent with the TTL it says, and dropped when it says none", () => {
+  const cache = new AnswerCache(() => 0);
+  let ttl: number | undefined = 299;
+  const hits: [number, number][] = [];
+  const observer = (hit: FastHit) => hits.push([hit.requestSize, hit.responseSize]);
+  assert.ok(cache.store("k", replyBytes(), { reuse: { ttl: () => ttl }, observers: [observer] }));
+  const q = encodeQuery(0x4242, "a.example.", Type.A, { rd: false });
+  const sent: number[] = [];
+  const out = cache.reply("k", q, (observers, size) => {
+    sent.push(size);
+    for (const o of observers) {
+      o({
+        transport: "udp",
+        remoteAddress: "127.0.0.1",
+        localAddress: "::",
+        localPort: 53,
+        requestSize: q.length,
+        responseSize: size,
+        seconds: 0,
+      });
+    }
+  });
+  assert.ok(out);
+  const m = decodeMessage(out);
+  assert.equal(m.id, 0x4242);
+  assert.equal(m.recursionDesired, false);
+  assert.deepEqual(m.answer.map((r) => r.ttl), [299, 299]);
+  const opt = decodeMessage(out).additional.find((r) => r.type === Type.OPT);
+  assert.equal(opt?.ttl, 0x8000, "the OPT record's flags are not a TTL");
+  assert.deepEqual(hits, [[q.length, out.length]]);
+  assert.deepEqual(sent, [out.length]);
+  ttl = undefined;
+  assert.equal(cache.reply("k", q), undefined);
+  assert.equal(cache.size, 0);
+  assert.equal(cache.bytes, 0);
+});
+
+Deno.test("AnswerCache: bounded by bytes as well as entries, oldest first", () => {
+  const cache = new AnswerCache(() => 0, { maxEntries: 1000, maxBytes: 2000 });
+  const bytes = replyBytes();
+  for (let i = 0; i < 50; i++) {
+    cache.store(`k${i}`, bytes, { generation: () => 1, observers: [] });
+    assert.ok(cache.bytes <= 2000, `${cache.bytes} bytes held`);
+  }
+  assert.ok(cache.size < 50 && cache.size > 1);
+  const q = encodeQuery(1, "a.example.", Type.A);
+  assert.equal(cache.reply("k0", q), undefined, "the oldest went first");
+  assert.ok(cache.reply("k49", q));
+  const small = new AnswerCache(() => 0, { maxEntries: 2, maxBytes: 1e9 });
+  for (const k of ["a", "b", "c"]) small.store(k, bytes, { generation: () => 1, observers: [] });
+  assert.equal(small.size, 2);
+  assert.equal(small.reply("a", q), undefined);
 });

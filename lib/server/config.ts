@@ -13,6 +13,7 @@ import {
   bareReply,
   type ConfigView,
   type Handler,
+  type PerQuery,
   type Plugin,
   type PluginDefinition,
   type Reply,
@@ -44,6 +45,11 @@ export interface BlockRuntime {
   plugins: Plugin[];
   /** Whether the chain may answer classes other than IN (forward is present). */
   anyClass: boolean;
+  /**
+   * Whether replies of this chain may be kept for the fast path (see
+   * {@link composeChain}); unset means no.
+   */
+  fast?: boolean;
 }
 
 /** A listen address and the zones served on it. */
@@ -96,15 +102,45 @@ export function noNextPlugin(plugin: string): Reply {
   return bareReply(Rcode.ServerFailure, undefined, `plugin/${plugin}: no next plugin found`);
 }
 
-function composeChain(plugins: Plugin[]): Handler | null {
-  if (plugins.length === 0) return null;
+/**
+ * Registered by the server for each query that reaches a plugin needing the
+ * full path: an observer that returns no fast observer, so the dispatcher
+ * keeps no reply produced while that plugin ran.
+ */
+const fullPathOnly = (): void => {};
+
+/** A composed chain and whether any of its replies may be kept for the fast path. */
+export interface Chain {
+  /** The entry point; null for a block without plugins. */
+  handler: Handler | null;
+  /** False when the first plugin needs the full path (nothing the chain answers can be kept). */
+  fast: boolean;
+}
+
+/**
+ * Links `plugins` (outermost first) with their {@link PerQuery} roles. The
+ * fast-path rule is decided here, once per chain: a plugin that needs the
+ * full path marks every query it sees, so a reply it took part in is never
+ * kept, while replies produced before the query reaches it (a cache hit in
+ * front of `log` or `forward`) still are. Plugins that pass through or
+ * observe cost nothing extra.
+ */
+export function composeChain(plugins: Plugin[], roles: readonly (PerQuery | undefined)[]): Chain {
+  if (plugins.length === 0) return { handler: null, fast: false };
   let next: Handler = () => Promise.resolve(noNextPlugin(plugins[plugins.length - 1].name));
   for (let i = plugins.length - 1; i >= 0; i--) {
     const plugin = plugins[i];
     const after = next;
-    next = (req: Request) => plugin.serve(req, after);
+    if ((roles[i] ?? "needs-full-path") === "needs-full-path") {
+      next = (req: Request) => {
+        req.observe(fullPathOnly);
+        return plugin.serve(req, after);
+      };
+    } else {
+      next = (req: Request) => plugin.serve(req, after);
+    }
   }
-  return next;
+  return { handler: next, fast: (roles[0] ?? "needs-full-path") !== "needs-full-path" };
 }
 
 /**
@@ -147,6 +183,7 @@ export async function buildConfig(blocks: ServerBlock[], options: BuildOptions):
     // as in CoreDNS; the common case is a single port.
     const serverOptions: ServerOptions = { bind: [] };
     const plugins: Plugin[] = [];
+    const roles: (PerQuery | undefined)[] = [];
     const zones = keys.map((k) => k.zone);
     for (const [order, def] of options.plugins.entries()) {
       const directives = byDirective.get(def.name);
@@ -168,9 +205,12 @@ export async function buildConfig(blocks: ServerBlock[], options: BuildOptions):
         },
       };
       const plugin = await def.setup(ctx);
-      if (plugin) plugins.push(plugin);
+      if (plugin) {
+        plugins.push(plugin);
+        roles.push(def.perQuery);
+      }
     }
-    const chain = composeChain(plugins);
+    const chain = composeChain(plugins, roles);
     for (const port of ports) {
       const portKeys = keys.filter((k) => k.port === port);
       runtimes.push({
@@ -179,9 +219,10 @@ export async function buildConfig(blocks: ServerBlock[], options: BuildOptions):
         port,
         bind: serverOptions.bind,
         udpSize: serverOptions.udpSize,
-        chain,
+        chain: chain.handler,
         plugins,
         anyClass: plugins.some((p) => p.name === "forward"),
+        fast: chain.fast,
       });
     }
   }

@@ -30,7 +30,14 @@ import {
 } from "../dns/types.ts";
 import { lowerName, nextDot } from "../dns/name.ts";
 import type { BlockRuntime, ListenerConfig } from "./config.ts";
-import { bareReply, DEFAULT_UDP_SIZE, type Reply, type Request, type Written } from "./plugin.ts";
+import {
+  bareReply,
+  DEFAULT_UDP_SIZE,
+  type FastObserver,
+  type Reply,
+  type Request,
+  type Written,
+} from "./plugin.ts";
 import type { Logger } from "../log.ts";
 import { AnswerCache, answerKey } from "./answer_cache.ts";
 import {
@@ -51,10 +58,21 @@ export interface Peer {
   localPort: number;
 }
 
+/** One end of a conversation: an address and a port. */
+export interface Endpoint {
+  readonly address: string;
+  readonly port: number;
+}
+
 /** Request plus what only the dispatcher reads. */
 export interface ServerRequest extends Request {
   /** What {@link Request.observe} registered: called after the reply is encoded. */
-  readonly observers: ((written: Written) => void)[];
+  readonly observers: ((written: Written) => FastObserver | void)[];
+  /**
+   * After the observers ran: what they returned for the fast path, or null
+   * when one returned nothing (the reply must not be kept).
+   */
+  fastObservers?: FastObserver[] | null;
 }
 
 /** Maximum depth of internal re-entry (CNAME chasing through the server). */
@@ -76,6 +94,16 @@ export function unmapAddress(address: string): string {
   return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
 }
 
+/** How a {@link Dispatcher} runs. */
+export interface DispatcherOptions {
+  /**
+   * Whether kept replies answer repeated queries without the chain (default
+   * true). Off, every query takes the full path: what the fast path must
+   * be indistinguishable from (lib/server/fast_path_test.ts).
+   */
+  fastPath?: boolean;
+}
+
 /** Routes and answers queries for one listener's zones. */
 export class Dispatcher {
   #zones: Map<string, BlockRuntime>;
@@ -89,11 +117,22 @@ export class Dispatcher {
   #epoch = 0;
   /** The query metrics, looked up on the first dropped query (most servers never drop one). */
   #metrics?: QueryMetrics;
+  /** Whether any block on this listener may keep replies (decided when its chain was built). */
+  #fast: boolean;
+  /** The last local endpoint a fast hit was observed on, with its address unmapped. */
+  #local?: [Endpoint, string];
+  /** The fast hit being answered, for {@link #notify} (set only during the synchronous call). */
+  #hit?: { transport: "udp" | "tcp"; client: Endpoint; local: Endpoint; size: number; t0: number };
 
-  constructor(listener: ListenerConfig, log: Logger) {
+  /** False when the fast path is switched off: every query runs its chain. */
+  #fastPath: boolean;
+
+  constructor(listener: ListenerConfig, log: Logger, options: DispatcherOptions = {}) {
     this.#zones = listener.zones;
     this.#host = listener.host;
     this.#anyClass = anyClass(listener);
+    this.#fastPath = options.fastPath ?? true;
+    this.#fast = this.#fastPath && anyFast(listener);
     this.#log = log;
   }
 
@@ -101,19 +140,71 @@ export class Dispatcher {
   update(listener: ListenerConfig): void {
     this.#zones = listener.zones;
     this.#anyClass = anyClass(listener);
+    this.#fast = this.#fastPath && anyFast(listener);
     this.#epoch++;
     this.#answers.clear();
   }
 
-  /** The fast-path key of a packet (see answer_cache.ts), or undefined. */
-  keyOf(packet: Uint8Array, transport: "udp" | "tcp"): string | undefined {
-    return answerKey(packet, transport);
+  /**
+   * Answers one packet from a socket: a kept reply at once (the fast path,
+   * synchronous), else the full path's promise. `packet` and `client` need
+   * only be valid during this call (the full path copies what it keeps).
+   */
+  answer(
+    packet: Uint8Array,
+    transport: "udp" | "tcp",
+    client: Endpoint,
+    local: Endpoint,
+  ): Uint8Array | Promise<Uint8Array | null> {
+    let key: string | undefined;
+    if (this.#fast) {
+      key = answerKey(packet, transport);
+      if (key !== undefined) {
+        this.#hit = { transport, client, local, size: packet.length, t0: performance.now() };
+        let hit: Uint8Array | undefined;
+        try {
+          hit = this.#answers.reply(key, packet, this.#notify);
+        } catch (err) {
+          // A kept reply's check failed (a plugin's Reuse threw): the chain answers.
+          this.#log.error(`fast path: ${(err as Error).message}`);
+        } finally {
+          this.#hit = undefined;
+        }
+        if (hit) return hit;
+      }
+    }
+    const peer: Peer = {
+      transport,
+      remoteAddress: client.address,
+      remotePort: client.port,
+      localAddress: unmapAddress(local.address),
+      localPort: local.port,
+    };
+    return this.handle(packet.slice(), peer, key);
   }
 
-  /** A kept reply for `packet`, ready to send, or undefined: synchronous, no allocation but the copy. */
-  cached(key: string, packet: Uint8Array): Uint8Array | undefined {
-    return this.#answers.reply(key, packet);
-  }
+  /** Tells a kept reply's observers of one fast-path answer. */
+  #notify = (observers: readonly FastObserver[], size: number): void => {
+    const h = this.#hit!;
+    // A listener passes the same local endpoint every time: unmap its address once.
+    if (h.local !== this.#local?.[0]) this.#local = [h.local, unmapAddress(h.local.address)];
+    const hit = {
+      transport: h.transport,
+      remoteAddress: h.client.address,
+      localAddress: this.#local[1],
+      localPort: h.local.port,
+      requestSize: h.size,
+      responseSize: size,
+      seconds: (performance.now() - h.t0) / 1000,
+    };
+    for (const observe of observers) {
+      try {
+        observe(hit);
+      } catch (err) {
+        this.#log.error(`fast-path observer failed: ${(err as Error).message}`);
+      }
+    }
+  };
 
   /**
    * Longest-suffix match, then ".", as CoreDNS's ServeDNS does. A DS query is
@@ -215,12 +306,19 @@ export class Dispatcher {
     }
     const message = replyMessage(header, question, reply);
     const bytes = this.#finish(packet.length, message, edns, peer, req, zone, reply.plugin);
+    // Kept only when the chain may keep anything, the reply says how it stays
+    // right, every observer gave a fast counterpart (a plugin that needs the
+    // full path registers one that does not), and it was sent as produced.
     if (
-      key !== undefined && reply.cacheGeneration && req.observers.length === 0 &&
-      epoch === this.#epoch &&
+      key !== undefined && block.fast && (reply.reuse || reply.cacheGeneration) &&
+      req.fastObservers && epoch === this.#epoch &&
       reply.error === undefined && (bytes[3] & 0xf) === (reply.rcode & 0xf)
     ) {
-      this.#answers.store(key, bytes, reply.cacheGeneration);
+      this.#answers.store(key, bytes, {
+        reuse: reply.reuse,
+        generation: reply.cacheGeneration,
+        observers: req.fastObservers,
+      });
     }
     return bytes;
   }
@@ -235,7 +333,7 @@ export class Dispatcher {
     size: number,
     depth: number,
   ): ServerRequest {
-    const observers: ((written: Written) => void)[] = [];
+    const observers: ((written: Written) => FastObserver | void)[] = [];
     return {
       id: header.id,
       opcode: header.opcode,
@@ -351,13 +449,18 @@ export class Dispatcher {
       message,
     };
     if (req) {
+      let fast: FastObserver[] | null = [];
       for (const observe of req.observers) {
         try {
-          observe(written);
+          const onHit = observe(written);
+          if (typeof onHit === "function") fast?.push(onHit);
+          else fast = null;
         } catch (err) {
+          fast = null;
           this.#log.error(`observer failed: ${(err as Error).message}`);
         }
       }
+      req.fastObservers = fast;
     } else if (written.rcode === Rcode.Refused || written.rcode === Rcode.ServerFailure) {
       this.#reportDropped(written, peer, requestSize, edns);
     }
@@ -456,6 +559,12 @@ function optRecord(udpSize: number, dnssecOk: boolean): RR {
     ttl: 0,
     data: { udpSize, extendedRcode: 0, version: 0, dnssecOk, options: [] },
   };
+}
+
+/** Whether any block of the listener may keep replies for the fast path. */
+function anyFast(listener: ListenerConfig): boolean {
+  for (const block of listener.zones.values()) if (block.fast) return true;
+  return false;
 }
 
 /** CoreDNS lets other classes through when the server's chains hold a forward. */

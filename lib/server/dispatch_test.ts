@@ -17,6 +17,8 @@ import { createLogger } from "../log.ts";
 import { whoamiReply } from "../plugins/whoami/mod.ts";
 
 const quiet = createLogger("test", () => {});
+const client = { address: "127.0.0.1", port: 5353 };
+const local = { address: "127.0.0.1", port: 53 };
 const udpPeer: Peer = {
   transport: "udp",
   remoteAddress: "127.0.0.1",
@@ -30,7 +32,7 @@ function block(zones: string[], plugins: Plugin[]): BlockRuntime {
   const link = (i: number) => (req: Req): Promise<Reply> =>
     i < plugins.length ? plugins[i].serve(req, link(i + 1)) : Promise.reject();
   const chain = plugins.length ? link(0) : null;
-  return { zones, keys: [], port: 53, bind: [], chain, plugins, anyClass: false };
+  return { zones, keys: [], port: 53, bind: [], chain, plugins, anyClass: false, fast: true };
 }
 
 const whoami: Plugin = { name: "whoami", serve: (req) => Promise.resolve(whoamiReply(req)) };
@@ -188,9 +190,7 @@ Deno.test("dispatch: replies marked with a generation are served from the encode
   const d = dispatcher([[".", block(["."], [counted])]]);
   const ask2 = async (id: number, name: string, rd = true) => {
     const q = encodeQuery(id, name, Type.A, { rd });
-    const key = d.keyOf(q, "udp");
-    assert.ok(key);
-    const bytes = d.cached(key, q) ?? await d.handle(q, udpPeer, key);
+    const bytes = await d.answer(q, "udp", client, local);
     assert.ok(bytes);
     return decodeMessage(bytes);
   };
@@ -229,9 +229,9 @@ Deno.test("dispatch: replies with per-query observers are never kept", async () 
   const d = dispatcher([[".", block(["."], [observed])]]);
   for (let i = 0; i < 3; i++) {
     const q = encodeQuery(i, "a.example.", Type.A);
-    const key = d.keyOf(q, "udp")!;
-    assert.equal(d.cached(key, q), undefined);
-    await d.handle(q, udpPeer, key);
+    const answer = d.answer(q, "udp", client, local);
+    assert.ok(answer instanceof Promise, "never a kept reply");
+    await answer;
   }
   assert.equal(calls, 3);
 });

@@ -9,7 +9,7 @@
  */
 
 import type { Logger } from "../log.ts";
-import { type Dispatcher, type Peer, unmapAddress } from "./dispatch.ts";
+import { type Dispatcher, type Endpoint, unmapAddress } from "./dispatch.ts";
 import { openUdp, type UdpAnswer, type UdpSocket, type UdpSource } from "./udp/mod.ts";
 
 /** Limits for TCP connections. */
@@ -66,6 +66,8 @@ export class Listener {
   readonly host: string;
   readonly port: number;
   #udp?: UdpSocket;
+  /** The UDP socket's own address, as the dispatcher takes it (one object, not one per datagram). */
+  #udpLocal?: Endpoint;
   #tcp?: Deno.Listener;
   #sessions = new Map<Deno.Conn, TcpSession>();
   #closed = false;
@@ -111,6 +113,7 @@ export class Listener {
           throw err;
         }
         this.#udp = udp;
+        this.#udpLocal = { address: udp.localAddress, port: udp.localPort };
         this.#loops.push(udp.serve(this.#answerUdp), this.#serveTcp(this.#tcp));
         return;
       } catch (err) {
@@ -133,28 +136,17 @@ export class Listener {
   }
 
   /**
-   * One UDP datagram, on either path: the fast path's kept reply straight
-   * away, else the dispatcher's promise (the socket sends it when it
-   * resolves). `data` is only valid during this call, hence the copy for the
-   * dispatcher, which may hold it across awaits.
+   * One UDP datagram, on either path: the dispatcher answers it at once (a
+   * kept reply) or with a promise (the socket sends it when it resolves).
+   * `data` and `source` are only valid during this call; the dispatcher
+   * copies what it keeps.
    */
   #answerUdp = (data: Uint8Array, source: UdpSource): UdpAnswer => {
-    const dispatcher = this.#dispatcher;
-    const key = dispatcher.keyOf(data, "udp");
-    if (key !== undefined) {
-      const hit = dispatcher.cached(key, data);
-      if (hit) return hit;
-    }
-    const udp = this.#udp!;
-    const peer: Peer = {
-      transport: "udp",
-      remoteAddress: source.address,
-      remotePort: source.port,
-      localAddress: unmapAddress(udp.localAddress),
-      localPort: udp.localPort,
-    };
-    return dispatcher.handle(data.slice(), peer, key).catch((err) => {
-      this.#log.error(`udp query from ${peer.remoteAddress}: ${err}`);
+    const answer = this.#dispatcher.answer(data, "udp", source, this.#udpLocal!);
+    if (answer instanceof Uint8Array) return answer;
+    const from = source.address;
+    return answer.catch((err) => {
+      this.#log.error(`udp query from ${from}: ${err}`);
       return null;
     });
   };
@@ -221,14 +213,9 @@ export class Listener {
   async #serveConnection(session: TcpSession): Promise<void> {
     const conn = session.conn;
     const remote = conn.remoteAddr as Deno.NetAddr;
-    const local = conn.localAddr as Deno.NetAddr;
-    const peer: Peer = {
-      transport: "tcp",
-      remoteAddress: unmapAddress(remote.hostname),
-      remotePort: remote.port,
-      localAddress: unmapAddress(local.hostname),
-      localPort: local.port,
-    };
+    const localAddr = conn.localAddr as Deno.NetAddr;
+    const client: Endpoint = { address: unmapAddress(remote.hostname), port: remote.port };
+    const local: Endpoint = { address: localAddr.hostname, port: localAddr.port };
     // Bytes in mean a message is being read, or is in hand until its task is
     // counted below; either way the connection is not idle.
     const reader = new FrameReader(conn, () => {
@@ -277,11 +264,9 @@ export class Listener {
       );
       if (!frame) break;
       first = false;
-      const key = this.#dispatcher.keyOf(frame, "tcp");
-      const hit = key === undefined ? undefined : this.#dispatcher.cached(key, frame);
-      const task = (hit ? Promise.resolve(hit) : this.#dispatcher.handle(frame, peer, key))
+      const task = Promise.resolve(this.#dispatcher.answer(frame, "tcp", client, local))
         .then((reply) => (reply ? send(reply) : undefined))
-        .catch((err) => this.#log.error(`tcp query from ${peer.remoteAddress}: ${err}`));
+        .catch((err) => this.#log.error(`tcp query from ${client.address}: ${err}`));
       pending.add(task);
       session.pending++;
       session.midMessage = reader.buffered > 0;

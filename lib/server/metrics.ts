@@ -197,6 +197,26 @@ abstract class Metric<L extends string, S> {
     return entry.state;
   }
 
+  /**
+   * The state of one series, resolved once: what a hot path holds instead
+   * of labels, so that counting costs no label ordering or key building. It
+   * finds the series again when it was dropped (remove, reset) meanwhile.
+   */
+  protected bound(labels: Partial<Record<L, string>> | undefined): () => S {
+    const [key, ordered] = this.key(labels);
+    let entry: { labels: Labels; state: S } | undefined;
+    return () => {
+      if (entry === undefined || this.series.get(key) !== entry) {
+        entry = this.series.get(key);
+        if (!entry) {
+          entry = { labels: ordered, state: this.initial() };
+          this.series.set(key, entry);
+        }
+      }
+      return entry.state;
+    };
+  }
+
   /** Drops one series; true when it existed. */
   remove(labels?: Record<L, string>): boolean {
     return this.series.delete(this.key(labels)[0]);
@@ -254,6 +274,18 @@ export class Counter<L extends string = never> extends ValueMetric<L> {
     if (!(by >= 0)) throw new Error(`metrics: ${this.name}: counters cannot decrease`);
     this.state(labels).value += by;
   }
+
+  /** The series `labels` as a handle whose `inc` skips the label work (hot paths). */
+  bind(labels?: Record<L, string>): { inc(by?: number): void } {
+    const state = this.bound(labels);
+    const name = this.name;
+    return {
+      inc(by = 1) {
+        if (!(by >= 0)) throw new Error(`metrics: ${name}: counters cannot decrease`);
+        state().value += by;
+      },
+    };
+  }
 }
 
 /** A value that goes up and down. */
@@ -310,7 +342,16 @@ export class Histogram<L extends string = never> extends Metric<L, HistogramStat
 
   /** Records `value` in the series `labels`. */
   observe(labels: Record<L, string> | undefined, value: number): void {
-    const s = this.state(labels);
+    this.#record(this.state(labels), value);
+  }
+
+  /** The series `labels` as a handle whose `observe` skips the label work (hot paths). */
+  bind(labels?: Record<L, string>): { observe(value: number): void } {
+    const state = this.bound(labels);
+    return { observe: (value) => this.#record(state(), value) };
+  }
+
+  #record(s: HistogramState, value: number): void {
     let i = 0;
     while (i < this.buckets.length && value > this.buckets[i]) i++;
     s.counts[i]++;

@@ -88,12 +88,71 @@ export interface Request {
   /**
    * Calls `fn` once this query's reply has been encoded, with what was sent
    * (sizes are the bytes on the wire, after truncation), as CoreDNS's log
-   * and metrics plugins see it through their response recorders. A reply
-   * somebody observes is never kept for the fast path, so every query
-   * reaches the observer. Internal re-entries ({@link lookup}) send no reply
-   * of their own: their observers are never called.
+   * and metrics plugins see it through their response recorders. When `fn`
+   * returns a {@link FastObserver}, the reply may be kept for the fast path
+   * and that function hears of every later query answered from the kept
+   * copy; when it returns nothing, the reply is never kept, so every query
+   * reaches `fn`. Internal re-entries ({@link lookup}) send no reply of
+   * their own: their observers are never called.
    */
-  observe(fn: (written: Written) => void): void;
+  observe(fn: (written: Written) => FastObserver | void): void;
+}
+
+/**
+ * What a plugin does per query, declared once on its {@link PluginDefinition}
+ * so that the server decides, when it builds a chain, which replies the
+ * fast path may keep and send again without running the chain:
+ *
+ * - `"pure-answer"`: answers by itself or passes the query on, and does
+ *   nothing else per query; a reply it marks reusable
+ *   ({@link Reply.cacheGeneration}, {@link Reply.reuse}) depends only on the
+ *   question and on the data the mark watches (etcd, idetcd, whoami, cache).
+ * - `"passes-through"`: only hands the query on; whatever else it does per
+ *   query the fast path would not change (errors logs only replies with an
+ *   error, which are never kept; bufsize works before the chain).
+ * - `"observes-reply"`: watches replies through {@link Request.observe} and
+ *   returns a {@link FastObserver} there, which hears of every fast-path
+ *   answer (prometheus).
+ * - `"needs-full-path"`: must run for every query it would see (log,
+ *   loadbalance's rotation, forward). A reply produced while such a plugin
+ *   ran is never kept; a chain whose first plugin needs the full path has
+ *   no fast path at all.
+ *
+ * Undeclared plugins count as `"needs-full-path"`: forgetting the
+ * declaration costs speed, never behaviour.
+ */
+export type PerQuery = "pure-answer" | "passes-through" | "observes-reply" | "needs-full-path";
+
+/** One query answered by the fast path from a kept reply, as its {@link FastObserver} hears of it. */
+export interface FastHit {
+  /** The transport the query arrived on. */
+  readonly transport: "udp" | "tcp";
+  /** Client address, IPv4-mapped addresses unwrapped. */
+  readonly remoteAddress: string;
+  /** Local address the query arrived on. */
+  readonly localAddress: string;
+  /** Local port the query arrived on. */
+  readonly localPort: number;
+  /** Size of the query in bytes. */
+  readonly requestSize: number;
+  /** Bytes sent. */
+  readonly responseSize: number;
+  /** Time the fast path took, in seconds. */
+  readonly seconds: number;
+}
+
+/** Hears of each fast-path answer sent from the kept reply it was returned for (see {@link Request.observe}). */
+export type FastObserver = (hit: FastHit) => void;
+
+/**
+ * How a kept reply stays right ({@link Reply.reuse}): asked on every reuse,
+ * it gives the TTL every record (OPT aside) is rewritten to, or undefined
+ * when the query must go through the chain (the data moved, the entry
+ * expired, a refresh is due).
+ */
+export interface Reuse {
+  /** The TTL to send now, or undefined to take the full path. */
+  ttl(): number | undefined;
 }
 
 /** What a handler produced. The server turns it into a DNS message. */
@@ -125,6 +184,12 @@ export interface Reply {
    * generation changes (see lib/server/answer_cache.ts).
    */
   cacheGeneration?: () => number;
+  /**
+   * Set by producers whose reply stays right as long as {@link Reuse.ttl}
+   * says so, with every TTL counted down (the cache plugin's hits): the
+   * server may keep the encoded reply and rewrite its TTLs in place.
+   */
+  reuse?: Reuse;
 }
 
 /** A chain continuation. */
@@ -280,6 +345,8 @@ export interface PluginDefinition {
    * register no handler (bind, health, ready, reload).
    */
   setup(ctx: SetupContext): Plugin | null | Promise<Plugin | null>;
+  /** What the chain link does per query (see {@link PerQuery}); undeclared means `"needs-full-path"`. */
+  readonly perQuery?: PerQuery;
 }
 
 /**

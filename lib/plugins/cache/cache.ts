@@ -9,7 +9,10 @@
 
 import { matchZone } from "../../dns/name.ts";
 import { Opcode, Rcode, type RR, Type } from "../../dns/types.ts";
-import type { Handler, Reply, Request } from "../../server/plugin.ts";
+import type { Handler, Reply, Request, Reuse } from "../../server/plugin.ts";
+import { LruStore } from "./store.ts";
+
+export { LruStore } from "./store.ts";
 
 /** CoreDNS's MaximumDefaulTTL: positive answers are cached at most this long (s). */
 export const MAX_TTL = 3600;
@@ -21,6 +24,12 @@ export const MIN_TTL = 5;
 export const SHARDS = 256;
 /** Default capacity per cache (256 shards of 39). */
 export const DEFAULT_CAPACITY = 9984;
+/**
+ * Estimated bytes each of the two caches holds at most, besides its entry
+ * cap (CoreDNS bounds entries only; a few large replies must not hold
+ * the memory of thousands).
+ */
+export const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 
 /** CoreDNS's response.Type. */
 export type ResponseType =
@@ -60,6 +69,8 @@ export interface CacheOptions {
   denialExcept: string[];
   /** Hits keep the TTL the entry was stored with instead of counting down. */
   keepTTL: boolean;
+  /** Estimated bytes each cache holds at most; unset means {@link DEFAULT_MAX_BYTES}. */
+  maxBytes?: number;
 }
 
 /** CoreDNS's defaults (cache.New()). */
@@ -190,6 +201,29 @@ export interface Item {
   refreshing: boolean;
 }
 
+/** Estimated bytes a record holds in memory. */
+function recordBytes(r: RR): number {
+  const data = r.data as unknown;
+  let n = 48 + r.name.length;
+  if (typeof data === "string") n += data.length;
+  else if (data instanceof Uint8Array) n += data.byteLength;
+  else if (data && typeof data === "object") {
+    for (const v of Object.values(data)) {
+      n += 16 + (typeof v === "string" ? v.length : v instanceof Uint8Array ? v.byteLength : 8);
+    }
+  }
+  return n;
+}
+
+/** Estimated bytes an item holds in memory (its records and bookkeeping). */
+export function itemBytes(item: Item): number {
+  let n = 160;
+  for (const r of item.answer) n += recordBytes(r);
+  for (const r of item.authority) n += recordBytes(r);
+  for (const r of item.additional) n += recordBytes(r);
+  return n;
+}
+
 /** Seconds left on `item` at `now` (ms); negative once expired. */
 export function itemTTL(item: Item, now: number): number {
   return item.origTTL - Math.floor((now - item.stored) / 1000);
@@ -199,52 +233,6 @@ function withTTL(records: RR[], ttl: number): RR[] {
   const out: RR[] = [];
   for (const r of records) if (r.type !== Type.OPT) out.push({ ...r, ttl });
   return out;
-}
-
-/** A bounded map that forgets its least recently used entry when full. */
-export class LruStore<V> {
-  readonly capacity: number;
-  #map = new Map<string, V>();
-
-  constructor(capacity: number) {
-    this.capacity = Math.max(1, capacity);
-  }
-
-  /** Entries held. */
-  get size(): number {
-    return this.#map.size;
-  }
-
-  /** The value for `key`, marking it recently used. */
-  get(key: string): V | undefined {
-    const value = this.#map.get(key);
-    if (value !== undefined) {
-      this.#map.delete(key);
-      this.#map.set(key, value);
-    }
-    return value;
-  }
-
-  /** The value for `key`, leaving recency alone. */
-  peek(key: string): V | undefined {
-    return this.#map.get(key);
-  }
-
-  /** Stores `value`; returns true when an older entry was evicted for it. */
-  set(key: string, value: V): boolean {
-    let evicted = false;
-    if (!this.#map.delete(key) && this.#map.size >= this.capacity) {
-      this.#map.delete(this.#map.keys().next().value!);
-      evicted = true;
-    }
-    this.#map.set(key, value);
-    return evicted;
-  }
-
-  /** Forgets `key`. */
-  delete(key: string): void {
-    this.#map.delete(key);
-  }
 }
 
 /** The positive and negative caches of one server block. */
@@ -260,8 +248,9 @@ export class Cache {
 
   constructor(options: CacheOptions, now: () => number = Date.now) {
     this.options = options;
-    this.success = new LruStore(options.successCapacity);
-    this.denial = new LruStore(options.denialCapacity);
+    const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+    this.success = new LruStore(options.successCapacity, maxBytes, itemBytes);
+    this.denial = new LruStore(options.denialCapacity, maxBytes, itemBytes);
     this.#now = now;
   }
 
@@ -297,11 +286,53 @@ export class Cache {
       // Shift the clock so the stale entry reads TTL 0.
       at = now + ttl * 1000;
       if (!o.verifyStale) this.#refresh(req, next, key, item, at);
+      if (o.keepTTL) at = item.stored;
+      // A stale answer is not kept for the fast path: each one starts a refresh.
+      return this.#fromItem(item, req, at);
     } else if (this.#shouldPrefetch(item, now)) {
       this.#refresh(req, next, key, item, now);
     }
     if (o.keepTTL) at = item.stored;
-    return this.#fromItem(item, req, at);
+    const reply = this.#fromItem(item, req, at);
+    reply.reuse = this.#reuse(key, item);
+    return reply;
+  }
+
+  /**
+   * How the server's fast path may send this hit again (see Reply.reuse):
+   * exactly when this cache would answer the same query the same way, with
+   * the TTL counted down in place. The same lookup (key, recency, expiry)
+   * and the same prefetch bookkeeping as {@link serve}; a stale entry, or a
+   * hit that would start a prefetch, goes through the chain instead.
+   */
+  #reuse(key: string, item: Item): Reuse {
+    return {
+      ttl: () => {
+        const now = this.#now();
+        if (this.lookup(key, now) !== item) return undefined;
+        const ttl = itemTTL(item, now);
+        if (ttl <= 0) return undefined;
+        if (!this.#countFastHit(item, now)) return undefined;
+        return this.options.keepTTL ? item.origTTL : ttl;
+      },
+    };
+  }
+
+  /**
+   * {@link #shouldPrefetch} for a fast-path hit: counts it as that would,
+   * unless this hit would start a prefetch (false: the full path counts it
+   * and refreshes).
+   */
+  #countFastHit(item: Item, now: number): boolean {
+    const o = this.options;
+    if (o.prefetch <= 0) return true;
+    const f = item.freq;
+    const hits = f.last < now - o.prefetchWindow * 1000 ? 1 : f.hits + 1;
+    const threshold = Math.ceil((o.prefetchPercentage / 100) * item.origTTL);
+    if (hits >= o.prefetch && itemTTL(item, now) <= threshold) return false;
+    f.hits = hits;
+    f.last = now;
+    return true;
   }
 
   /** Starts no more background refreshes (shutdown); running ones finish on their own. */

@@ -304,3 +304,29 @@ Deno.test("cache: LRU store evicts the least recently used entry at capacity", (
   assert.equal(store.set("a", 4), false, "replacing is not evicting");
   assert.equal(store.size, 2);
 });
+
+Deno.test("cache store: bounded by estimated bytes as well as entries, least recently used first", () => {
+  const store = new LruStore<number>(100, 100, (v) => v);
+  store.set("a", 30); // 32 bytes with its key
+  store.set("b", 30);
+  store.set("c", 30);
+  assert.equal(store.bytes, 96);
+  store.get("a");
+  assert.equal(store.set("d", 30), true, "b, the least recently used, made room");
+  assert.equal(store.peek("b"), undefined);
+  assert.equal(store.peek("a"), 30);
+  assert.ok(store.bytes <= 100);
+  assert.equal(store.set("huge", 500), false);
+  assert.equal(store.peek("huge"), undefined, "larger than the whole cap: not kept");
+  store.delete("a");
+  assert.equal(store.bytes, 64);
+});
+
+Deno.test("cache: the byte cap holds whole replies out, the entry cap still counts", async () => {
+  const big = Array.from({ length: 50 }, (_, i) => a("big.example.", `10.0.0.${i}`, 300));
+  const h = harness({ maxBytes: 4096 }, () => reply({ answer: big }));
+  await h.ask(fakeRequest("one.example.", Type.A));
+  await h.ask(fakeRequest("two.example.", Type.A));
+  assert.ok(h.cache.success.bytes <= 4096, `${h.cache.success.bytes} bytes`);
+  assert.equal(h.cache.success.size, 1, "each reply is most of the cap: one fits at a time");
+});

@@ -5,12 +5,12 @@
  */
 
 import { CorefileError, type Directive } from "../../corefile/types.ts";
-import { parseDuration } from "../../corefile/duration.ts";
+import { parseDuration } from "../../go/time.ts";
 import { typeToString } from "../../dns/types.ts";
 import type { Logger } from "../../log.ts";
 import type { Plugin, PluginDefinition } from "../../server/plugin.ts";
 // Go's time.Duration.String, for the period as CoreDNS prints it ("30s", "5m0s", "500ms").
-import { formatGoDuration } from "../health/http.ts";
+import { formatGoDuration } from "../../go/time.ts";
 
 /** One `consolidate DURATION REGEXP [level] [show_first]` rule. */
 interface Consolidation {
@@ -81,6 +81,8 @@ function emit(log: Logger, level: Consolidation["level"], msg: string) {
  */
 export const errorsPlugin: PluginDefinition = {
   name: "errors",
+  // It logs only replies that carry an error, and those are never kept.
+  perQuery: "passes-through",
   setup(ctx) {
     if (ctx.directives.length > 1) {
       throw new CorefileError(

@@ -50,41 +50,76 @@ export function formatDuration(ms: number): string {
   return `${text}s`;
 }
 
-/** Fills a format's placeholders for one query and its reply. */
-export function formatLine(format: string, req: Request, w: Written, elapsedMs: number): string {
-  const remote = req.remoteAddress.includes(":") ? `[${req.remoteAddress}]` : req.remoteAddress;
-  const values: Record<string, string> = {
-    type: typeToString(req.question.type),
-    name: req.qname,
-    class: classToString(req.question.class),
-    proto: req.transport,
-    remote,
-    port: String(req.remotePort),
-    local: req.localAddress.includes(":") ? `[${req.localAddress}]` : req.localAddress,
-    size: String(req.size),
-    rcode: rcodeToString(w.rcode),
-    rsize: String(w.size),
-    duration: formatDuration(elapsedMs),
-    ">id": String(req.id),
-    ">opcode": String(req.opcode),
-    ">do": String(req.edns?.dnssecOk ?? false),
-    // CoreDNS's state.Size(): 64K over TCP, else the EDNS0 size (at least 512).
-    ">bufsize": String(
-      req.transport === "tcp" ? 65535 : Math.max(512, req.edns?.udpSize ?? 512),
-    ),
-    ">rflags": replyFlags(w),
-    "/zone": req.zone,
-  };
-  return format.replace(
+/** One placeholder's value for a query and its reply. */
+type Field = (req: Request, w: Written, elapsedMs: number) => string;
+
+const bracketed = (address: string) => (address.includes(":") ? `[${address}]` : address);
+
+/** CoreDNS's placeholders. */
+const FIELDS: Readonly<Record<string, Field>> = {
+  type: (req) => typeToString(req.question.type),
+  name: (req) => req.qname,
+  class: (req) => classToString(req.question.class),
+  proto: (req) => req.transport,
+  remote: (req) => bracketed(req.remoteAddress),
+  port: (req) => String(req.remotePort),
+  local: (req) => bracketed(req.localAddress),
+  size: (req) => String(req.size),
+  rcode: (_, w) => rcodeToString(w.rcode),
+  rsize: (_, w) => String(w.size),
+  duration: (_, __, ms) => formatDuration(ms),
+  ">id": (req) => String(req.id),
+  ">opcode": (req) => String(req.opcode),
+  ">do": (req) => String(req.edns?.dnssecOk ?? false),
+  // CoreDNS's state.Size(): 64K over TCP, else the EDNS0 size (at least 512).
+  ">bufsize": (req) =>
+    String(req.transport === "tcp" ? 65535 : Math.max(512, req.edns?.udpSize ?? 512)),
+  ">rflags": (_, w) => replyFlags(w),
+  "/zone": (req) => req.zone,
+};
+
+/** A format split once into literal text and placeholders, so a line costs only its fields. */
+export type Template = readonly (string | Field)[];
+
+/** Splits `format` ({common} and {combined} expanded; unknown placeholders stay as text). */
+export function compileFormat(format: string): Template {
+  const expanded = format.replace(
     /\{(common|combined)\}/g,
     (_, f) => f === "common" ? COMMON_FORMAT : COMBINED_FORMAT,
-  )
-    .replace(/\{([>/]?[a-z]+)\}/g, (all, key) => values[key] ?? all);
+  );
+  const parts: (string | Field)[] = [];
+  let last = 0;
+  for (const m of expanded.matchAll(/\{([>/]?[a-z]+)\}/g)) {
+    const field = FIELDS[m[1]];
+    if (!field) continue;
+    if (m.index > last) parts.push(expanded.slice(last, m.index));
+    parts.push(field);
+    last = m.index + m[0].length;
+  }
+  if (last < expanded.length) parts.push(expanded.slice(last));
+  return parts;
+}
+
+/** One line of `template` for a query and its reply. */
+export function renderLine(
+  template: Template,
+  req: Request,
+  w: Written,
+  elapsedMs: number,
+): string {
+  let line = "";
+  for (const part of template) line += typeof part === "string" ? part : part(req, w, elapsedMs);
+  return line;
+}
+
+/** Fills a format's placeholders for one query and its reply. */
+export function formatLine(format: string, req: Request, w: Written, elapsedMs: number): string {
+  return renderLine(compileFormat(format), req, w, elapsedMs);
 }
 
 interface Rule {
   names: string[];
-  format: string;
+  template: Template;
   classes: Set<ResponseClass>;
 }
 
@@ -121,26 +156,35 @@ function parseRule(d: Directive, zones: string[]): Rule {
     ["success", "denial", "error"].forEach((x) => classes.add(x as ResponseClass));
   }
   const normalized = names.length ? normalizeZones(names) : ["."];
-  return { names: normalized.length ? normalized : zones, format, classes };
+  return {
+    names: normalized.length ? normalized : zones,
+    template: compileFormat(format),
+    classes,
+  };
 }
 
 /** The log directive: `log [NAMES...] [FORMAT] { class success|denial|error|all }`, repeatable. */
 export const logPlugin: PluginDefinition = {
   name: "log",
+  // One line per query: every query it sees must run the chain.
+  perQuery: "needs-full-path",
   setup(ctx) {
     const rules = ctx.directives.map((d) => parseRule(d, ctx.zones));
     const log = ctx.log.child("");
     const plugin: Plugin = {
       name: "log",
       serve(req, next) {
-        const matching = rules.filter((r) => r.names.some((n) => isSubdomain(n, req.qname)));
-        if (matching.length === 0) return next(req);
+        // The common case, one rule: no array per query.
+        const matching = rules.length === 1
+          ? (rules[0].names.some((n) => isSubdomain(n, req.qname)) ? rules : undefined)
+          : rules.filter((r) => r.names.some((n) => isSubdomain(n, req.qname)));
+        if (!matching || matching.length === 0) return next(req);
         const started = performance.now();
         req.observe((w) => {
           const elapsed = performance.now() - started;
           const cls = classify(w);
           for (const rule of matching) {
-            if (rule.classes.has(cls)) log.info(formatLine(rule.format, req, w, elapsed));
+            if (rule.classes.has(cls)) log.info(renderLine(rule.template, req, w, elapsed));
           }
         });
         return next(req);
