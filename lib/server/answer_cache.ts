@@ -158,6 +158,7 @@ export class AnswerCache {
   #limits: AnswerCacheLimits;
   #bytes = 0;
 
+  /** An empty cache on the clock `now` (ms), within `limits`. */
   constructor(
     now: () => number = () => performance.now(),
     limits: AnswerCacheLimits = { maxEntries: MAX_ENTRIES, maxBytes: MAX_BYTES },

@@ -51,16 +51,23 @@ import {
 
 /** Where a packet came from. */
 export interface Peer {
+  /** The transport the packet arrived on. */
   transport: "udp" | "tcp";
+  /** The client's address, IPv4-mapped addresses unwrapped. */
   remoteAddress: string;
+  /** The client's port. */
   remotePort: number;
+  /** The local address the packet arrived on, unwrapped likewise. */
   localAddress: string;
+  /** The local port. */
   localPort: number;
 }
 
 /** One end of a conversation: an address and a port. */
 export interface Endpoint {
+  /** The address as text (IPv4-mapped IPv6 allowed: the dispatcher unwraps it). */
   readonly address: string;
+  /** The port. */
   readonly port: number;
 }
 
@@ -127,6 +134,7 @@ export class Dispatcher {
   /** False when the fast path is switched off: every query runs its chain. */
   #fastPath: boolean;
 
+  /** Serves `listener`'s zones; `options.fastPath` false runs every query through its chain. */
   constructor(listener: ListenerConfig, log: Logger, options: DispatcherOptions = {}) {
     this.#zones = listener.zones;
     this.#host = listener.host;

@@ -63,7 +63,9 @@ function isIdle(session: TcpSession): boolean {
 
 /** A UDP+TCP listener pair on one address. */
 export class Listener {
+  /** The address to bind ("" for every address). */
   readonly host: string;
+  /** The port as configured (0 asks the system for one). */
   readonly port: number;
   #udp?: UdpSocket;
   /** The UDP socket's own address, as the dispatcher takes it (one object, not one per datagram). */
@@ -76,6 +78,7 @@ export class Listener {
   #log: Logger;
   #limits: TcpLimits;
 
+  /** A listener on `host`:`port` feeding `dispatcher`; nothing is bound until {@link open}. */
   constructor(
     host: string,
     port: number,

@@ -157,6 +157,7 @@ export interface Reuse {
 
 /** What a handler produced. The server turns it into a DNS message. */
 export interface Reply {
+  /** The reply's rcode. */
   rcode: number;
   /** AA bit. */
   authoritative: boolean;
@@ -166,8 +167,11 @@ export interface Reply {
   recursionAvailable?: boolean;
   /** AD bit. */
   authenticData?: boolean;
+  /** The answer section. */
   answer: RR[];
+  /** The authority section. */
   authority: RR[];
+  /** The additional section (the server adds the OPT record). */
   additional: RR[];
   /**
    * True when no plugin wrote an answer (CoreDNS's `ClientWrite` false): the

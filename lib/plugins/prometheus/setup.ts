@@ -12,7 +12,9 @@ export const DEFAULT_METRICS_ADDRESS = "localhost:9153";
 
 /** A parsed `prometheus` directive. */
 export interface PrometheusConfig {
+  /** Where /metrics is served. */
   address: HttpAddress;
+  /** `runtime_metrics`: add process and runtime figures. */
   runtimeMetrics: boolean;
 }
 
