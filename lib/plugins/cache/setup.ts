@@ -7,7 +7,7 @@
 
 import { argError, CorefileError, type Directive, type Token } from "../../corefile/types.ts";
 import { normalizeZones } from "../../corefile/keys.ts";
-import { parseDuration } from "../../corefile/duration.ts";
+import { parseDuration } from "../../go/time.ts";
 import { fqdn, lowerName } from "../../dns/name.ts";
 import { type CacheOptions, defaultOptions, effectiveCapacity } from "./cache.ts";
 

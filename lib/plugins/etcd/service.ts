@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ipv6ToString } from "../../dns/wire.ts";
+import { ipv6ToString } from "../../go/ip.ts";
 import { Type } from "../../dns/types.ts";
 import type { KeyValue, KeyValueSource } from "../../etcd/types.ts";
 import { type GoStructSchema, goUnmarshalStruct } from "./gojson.ts";

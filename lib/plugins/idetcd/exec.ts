@@ -16,7 +16,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseDuration } from "../../corefile/duration.ts";
+import { parseDuration } from "../../go/time.ts";
 import { createClient } from "../../etcd/client.ts";
 import { Etcd3Kv } from "../../etcd/kv.ts";
 import type { Watcher } from "etcd3";

@@ -9,7 +9,7 @@
 
 import { isAbsolute, join } from "node:path";
 import { argError, CorefileError, type Directive, type Token } from "../../corefile/types.ts";
-import { parseDuration } from "../../corefile/duration.ts";
+import { parseDuration } from "../../go/time.ts";
 import { fqdn, lowerName } from "../../dns/name.ts";
 import { DEFAULT_ENDPOINT, type EtcdOptions } from "../../etcd/options.ts";
 import { parseEtcdConnectionOption } from "../etcd/options.ts";

@@ -8,7 +8,7 @@
  */
 
 import { C, type SockAddr } from "./abi.ts";
-import { ipv6ToString } from "../../dns/wire.ts";
+import { ipv6ToString } from "../../go/ip.ts";
 
 /** The 4 bytes of a dotted IPv4 address, or undefined. */
 export function parseIPv4(text: string): Uint8Array | undefined {
