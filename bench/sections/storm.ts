@@ -6,7 +6,9 @@
  * @module
  */
 
-import { claimerIn } from "../lib/claimers.ts";
+import { CallGate, claimerIn, PATTERN } from "../lib/claimers.ts";
+import { parsePattern } from "../../lib/plugins/idetcd/pattern.ts";
+import { ZoneView } from "../../lib/plugins/idetcd/zone_view.ts";
 import { Mirror } from "../../lib/etcd/mirror.ts";
 import { createLogger } from "../../lib/log.ts";
 
@@ -14,12 +16,15 @@ import { createLogger } from "../../lib/log.ts";
 const quietLog = createLogger("bench zone", () => {});
 import { Scope } from "../lib/cleanup.ts";
 import type { Context } from "../lib/context.ts";
-import { clientIn, etcdIn, etcdRequestCount } from "../lib/etcd.ts";
+import { clientIn, etcdIn, etcdRequestCount, putMany } from "../lib/etcd.ts";
 import { CLAIMED, corefile, idetcdDirective, MAIN_PATH, startNode } from "../lib/node.ts";
 import { type Proc, spawn } from "../lib/proc.ts";
 import type { Table } from "../lib/report.ts";
 import { mean, ms } from "../lib/stats.ts";
-import { freePort } from "../../tests/helpers/wait.ts";
+import { freePort, waitFor } from "../../tests/helpers/wait.ts";
+import { createClient } from "../../lib/etcd/client.ts";
+import type { Etcd3 } from "etcd3";
+import { encodeAddress, encodeLock, encodeMemory } from "../../lib/plugins/idetcd/records.ts";
 import { originalClaim } from "../original.ts";
 
 /** One row of the storm table. */
@@ -32,6 +37,8 @@ interface StormRow {
   elapsedMs: number;
   /** Requests per claim: mean and max (client side), or server-side per claimer. */
   requests: string;
+  /** Bytes etcd sent per claim (its /metrics), for the in-process runs. */
+  bytesPerClaim?: string;
   lostRaces?: number;
 }
 
@@ -62,12 +69,58 @@ function toRow(r: StormRow): string[] {
     duplicates,
     ms(r.elapsedMs),
     r.requests,
+    r.bytesPerClaim ?? "–",
     r.lostRaces === undefined ? "–" : String(r.lostRaces),
   ];
 }
 
-/** N idetcd claimers in this process, each with its own client, all started at once. */
-async function idetcdInProcess(ctx: Context, n: number): Promise<StormRow> {
+/** Clients the in-process claimers share (claimer i uses client i mod this), as the issue's run did. */
+const SHARED_CLIENTS = 100;
+/** etcd calls in flight from the storm's process at most (see {@link CallGate}). */
+const IN_FLIGHT = 256;
+/**
+ * The in-process claimers' lease, seconds: long enough that no keep-alive
+ * falls within the storm. A node keeps one lease alive; one process keeping
+ * 10,000 alive (a stream each every 5 s with 20 s leases) would measure that
+ * process, not the claim.
+ */
+const STORM_LEASE_SECONDS = 300;
+
+/**
+ * Bytes etcd has sent to gRPC clients so far (responses and watch events),
+ * from its /metrics: the figure that grew with N² before the claim read the
+ * zone from the copy.
+ */
+export async function etcdSentBytes(endpoint: string): Promise<number> {
+  const text = await (await fetch(`${endpoint}/metrics`)).text();
+  let total = 0;
+  for (
+    const m of text.matchAll(/^etcd_network_client_grpc_sent_bytes_total(?:\{[^}]*\})? (\S+)$/gm)
+  ) {
+    total += Number(m[1]);
+  }
+  return total;
+}
+
+/** What one in-process storm measured, beyond the table row. */
+export interface InProcessFigures {
+  row: StormRow;
+  /** Bytes etcd sent per claim over the storm (every response and watch event). */
+  bytesPerClaim: number;
+  /** Mean etcd requests per claim (client side). */
+  requestsPerClaim: number;
+  /** Zone readings computed by the shared view (each shared by all waiting claimers). */
+  readings: number;
+  /** Zone listings read from etcd because the copy lagged. */
+  directReads: number;
+}
+
+/**
+ * N idetcd claimers in this process on {@link SHARED_CLIENTS} shared clients,
+ * all started at once, reading the zone from one watch-fed copy (as a node's
+ * claim reads its DNS copy).
+ */
+export async function idetcdInProcess(ctx: Context, n: number): Promise<InProcessFigures> {
   await using scope = new Scope();
   const etcd = await etcdIn(scope);
   // One watch-fed copy of the zone for all, as a node has one for its DNS anyway.
@@ -76,40 +129,80 @@ async function idetcdInProcess(ctx: Context, n: number): Promise<StormRow> {
   });
   scope.defer(() => zone.close());
   await zone.start();
+  const clients = Array.from(
+    { length: Math.min(n, SHARED_CLIENTS) },
+    () => clientIn(scope, etcd.endpoint),
+  );
+  const view = new ZoneView(zone, "/skydns/local/tf", parsePattern(PATTERN), n);
+  const gate = new CallGate(IN_FLIGHT);
   const claimers = Array.from({ length: n }, (_, i) =>
     claimerIn(scope, {
       endpoint: etcd.endpoint,
       identity: `storm-${i + 1}`,
-      address: `10.1.${Math.floor((i + 1) / 250)}.${((i + 1) % 250) + 1}`,
+      address: `10.${Math.floor((i + 1) / 62_500)}.${Math.floor((i + 1) / 250) % 250}.${
+        ((i + 1) % 250) + 1
+      }`,
       limit: n,
+      client: clients[i % clients.length],
       zone,
+      view,
+      gate,
+      leaseSeconds: STORM_LEASE_SECONDS,
     }));
+  // Every client's KV and Lease channels connected first: the storm measures claims, not
+  // a hundred connection set-ups racing 10,000 queued calls.
+  await Promise.all(clients.map(async (c) => {
+    await c.get("/bench/warm-up").string();
+    const warm = await c.leaseClient.leaseGrant({ TTL: 5, ID: 0 });
+    await c.leaseClient.leaseRevoke({ ID: warm.ID });
+  }));
   const before = await etcdRequestCount(etcd.endpoint);
+  const bytesBefore = await etcdSentBytes(etcd.endpoint);
   const started = performance.now();
   let last = 0;
-  const claims = await Promise.all(claimers.map(async (c) => {
+  let done = 0;
+  const progress = setInterval(() => {
+    const s = ((performance.now() - started) / 1000).toFixed(0);
+    ctx.log(`storm: ${n}: ${done} claimed after ${s} s`);
+  }, 10_000);
+  const settled = await Promise.allSettled(claimers.map(async (c) => {
     const claimed = await c.claim();
     last = Math.max(last, performance.now());
+    done++;
     return claimed;
-  }));
+  })).finally(() => clearInterval(progress));
+  const bytes = (await etcdSentBytes(etcd.endpoint)) - bytesBefore;
   const serverSide = (await etcdRequestCount(etcd.endpoint)) - before;
+  const claims = settled.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+  const failures = settled.flatMap((r) => r.status === "rejected" ? [String(r.reason)] : []);
+  if (failures.length > 0) {
+    ctx.log(`storm: ${failures.length} of ${n} claims failed, first: ${failures[0]}`);
+  }
   // What etcd holds must agree with what the claimers were told.
-  const client = clientIn(scope, etcd.endpoint);
-  const locks = (await client.getAll().prefix("/skydns/local/tf/worker").keys())
+  const locks = (await clients[0].getAll().prefix("/skydns/local/tf/worker").keys())
     .filter((k) => /^\/skydns\/local\/tf\/worker\d+$/.test(k));
   if (locks.length !== new Set(claims.map((c) => c.id)).size) {
     ctx.log(`storm: WARNING etcd holds ${locks.length} locks for ${claims.length} claims`);
   }
   const requests = claimers.map((c) => c.stats.requests);
+  const perClaim = mean(requests);
+  const bytesPerClaim = bytes / Math.max(1, claims.length);
   return {
-    scenario: `idetcd, ${n} claimers in one process`,
-    claimers: n,
-    names: claims.map((c) => c.name),
-    elapsedMs: last - started,
-    requests: `${mean(requests).toFixed(1)} / ${Math.max(...requests)} (etcd saw ${
-      (serverSide / n).toFixed(1)
-    })`,
-    lostRaces: claimers.reduce((s, c) => s + c.stats.lostRaces, 0),
+    row: {
+      scenario: `idetcd, ${n} claimers in one process (${clients.length} clients)`,
+      claimers: n,
+      names: claims.map((c) => c.name),
+      elapsedMs: last - started,
+      requests: `${perClaim.toFixed(1)} / ${Math.max(...requests)} (etcd saw ${
+        (serverSide / n).toFixed(1)
+      })`,
+      bytesPerClaim: `${(bytesPerClaim / 1000).toFixed(1)} kB`,
+      lostRaces: claimers.reduce((s, c) => s + c.stats.lostRaces, 0),
+    },
+    bytesPerClaim,
+    requestsPerClaim: perClaim,
+    readings: view.readings,
+    directReads: claimers.reduce((s, c) => s + c.stats.directReads, 0),
   };
 }
 
@@ -228,12 +321,242 @@ async function processFloor(n: number): Promise<number> {
   return performance.now() - started;
 }
 
+/** Names in the copy-cost measurement of a full run. */
+const COPY_NAMES = 10_000;
+/** Nodes (copies) watching the zone while the claims' events are written, in the fan-out measurement. */
+const COPY_WATCHERS = 50;
+
+/** Writes what `names` claims leave in etcd: lock, one address record and the memory record each. */
+async function seedClaims(client: Etcd3, names: number, from = 1): Promise<void> {
+  const entries: [string, string][] = [];
+  for (let id = from; id < from + names; id++) {
+    const key = `/skydns/local/tf/worker${id}`;
+    const claimedAt = new Date().toISOString();
+    entries.push([
+      key,
+      encodeLock({
+        id,
+        name: `worker${id}.tf.local.`,
+        identity: `node-${id}`,
+        addresses: [`10.${id >> 16}.${(id >> 8) & 255}.${id & 255}`],
+        claimedAt,
+      }),
+    ]);
+    entries.push([`${key}/ip1`, encodeAddress(`10.${id >> 16}.${(id >> 8) & 255}.${id & 255}`)]);
+    entries.push([`/skydns/local/tf/_idetcd/worker${id}`, encodeMemory(`node-${id}`, claimedAt)]);
+  }
+  await putMany(client, entries);
+}
+
+/** Starts `etcd grpc-proxy` in front of `endpoint`; its client URL, or undefined when it cannot run. */
+async function grpcProxy(scope: Scope, endpoint: string): Promise<string | undefined> {
+  const port = await freePort();
+  const proc = spawn(scope, "etcd", [
+    "grpc-proxy",
+    "start",
+    `--endpoints=${endpoint.replace("http://", "")}`,
+    `--listen-addr=127.0.0.1:${port}`,
+  ]);
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(async () => {
+      const c = createClient({ endpoints: [url] }, ".");
+      try {
+        await c.get("/probe").string();
+        return true;
+      } catch {
+        return false;
+      } finally {
+        c.close();
+      }
+    }, { timeoutMs: 10_000, what: "etcd grpc-proxy" });
+    return url;
+  } catch {
+    await proc.stop();
+    return undefined;
+  }
+}
+
+/** What one node's copy of the zone costs, and what etcd sends when many copies watch it. */
+async function copyCost(ctx: Context, names: number, watchers: number): Promise<Table> {
+  await using scope = new Scope();
+  const etcd = await etcdIn(scope);
+  const writer = clientIn(scope, etcd.endpoint);
+  await seedClaims(writer, names);
+  const rows: string[][] = [];
+
+  // One node's initial list of the zone: time, bytes etcd sent, heap it holds.
+  const reader = clientIn(scope, etcd.endpoint);
+  await reader.get("/warm-up").string();
+  (globalThis as { gc?: () => void }).gc?.();
+  const heapBefore = Deno.memoryUsage().heapUsed;
+  const sentBefore = await etcdSentBytes(etcd.endpoint);
+  const started = performance.now();
+  const copy = new Mirror(reader, "/skydns/local/tf/", quietLog, { trackLeases: false });
+  scope.defer(() => copy.close());
+  await copy.start();
+  const listMs = performance.now() - started;
+  const listBytes = (await etcdSentBytes(etcd.endpoint)) - sentBefore;
+  (globalThis as { gc?: () => void }).gc?.();
+  const heap = Deno.memoryUsage().heapUsed - heapBefore;
+  rows.push([
+    `one node's initial list (${copy.status().keys} keys)`,
+    `${(listBytes / 1e6).toFixed(2)} MB`,
+    ms(listMs),
+    `${(heap / 1e6).toFixed(1)} MB heap`,
+  ]);
+  ctx.log(`storm: copy of ${names} names: ${listBytes} bytes, ${ms(listMs)}, heap +${heap}`);
+
+  // Many copies watching while 1,000 more claims' records are written: direct, then via the proxy.
+  const events = 1_000;
+  const fanOut = async (url: string, label: string, from: number) => {
+    const copies = Array.from({ length: watchers }, () => {
+      const m = new Mirror(clientIn(scope, url), "/skydns/local/tf/", quietLog, {
+        trackLeases: false,
+      });
+      scope.defer(() => m.close());
+      return m;
+    });
+    await Promise.all(copies.map((m) => m.start()));
+    const before = await etcdSentBytes(etcd.endpoint);
+    const t0 = performance.now();
+    await seedClaims(writer, events, from);
+    const target = (await writer.get(`/skydns/local/tf/_idetcd/worker${from + events - 1}`).exec())
+      .header.revision;
+    await waitFor(() => copies.every((m) => m.revision >= Number(target)), {
+      timeoutMs: 120_000,
+      what: `${label}: every copy at the last write`,
+    });
+    const took = performance.now() - t0;
+    const sent = (await etcdSentBytes(etcd.endpoint)) - before;
+    await Promise.all(copies.map((m) => m.close()));
+    rows.push([
+      `${watchers} copies watching ${events} claims (${events * 3} keys written), ${label}`,
+      `${(sent / 1e6).toFixed(2)} MB (${
+        (sent / watchers / events).toFixed(0)
+      } B per copy per claim)`,
+      ms(took),
+      "",
+    ]);
+    ctx.log(`storm: ${label}: etcd sent ${sent} bytes for ${watchers} watchers, ${ms(took)}`);
+  };
+  await fanOut(etcd.endpoint, "each straight to etcd", names + 1);
+  const proxy = await grpcProxy(scope, etcd.endpoint);
+  if (proxy) await fanOut(proxy, "through one `etcd grpc-proxy`", names + events + 1);
+  else {rows.push([
+      "through `etcd grpc-proxy`",
+      "not measured: `etcd grpc-proxy start` did not come up",
+      "",
+      "",
+    ]);}
+  return {
+    title: `2b. The watch-fed copy at ${names.toLocaleString("en")} names`,
+    header: ["what", "bytes etcd sent", "time", "memory"],
+    rows,
+    notes: [
+      `A fresh etcd holding what ${names} claims leave (lock, one address record, memory record ` +
+      `each). The first row is one node's initial list of the zone (its Mirror starting), the ` +
+      `part of a node's cost that grows with the cluster: N nodes list N names once each. Then ` +
+      `${watchers} copies (as ${watchers} nodes) watch while ${events} more claims are written, ` +
+      `each copy with its own client straight to etcd, and then through one \`etcd grpc-proxy\` ` +
+      `(Debian's etcd-server ships it), which serves all the copies' identical watches from one ` +
+      `watch of its own: bytes are etcd's \`etcd_network_client_grpc_sent_bytes_total\`.`,
+    ],
+  };
+}
+
+/** In-process storm sizes of a full run: the 100-claimer row is the bytes-per-claim baseline. */
+const FULL_SIZES = [100, 1_000, 2_000, 10_000];
+
+/** One row of the issue's targets table (bench/lib/targets.ts), written structurally. */
+interface TargetRowLike {
+  what: string;
+  measured: string;
+  target: string;
+  gap: string;
+  met?: boolean;
+}
+
+/** Adds the storm's targets to the run's targets table, when the context carries one. */
+function reportTargets(ctx: Context, runs: InProcessFigures[]): void {
+  // Structural: the targets table is optional in the context (older harnesses lack it).
+  const rows = (ctx as unknown as { targets?: { rows: TargetRowLike[] } }).targets?.rows;
+  if (!rows) return;
+  const base = runs.find((r) => r.row.claimers === 100) ?? runs[0];
+  const add = (what: string, measured: string, target: string, met: boolean, gap: string) =>
+    rows.push({ what, measured, target, gap: met ? "met" : gap, met });
+  for (const r of runs) {
+    const n = r.row.claimers;
+    const unique = r.row.names.length === n && new Set(r.row.names).size === n;
+    if (n === 1_000) {
+      add(
+        `storm ${n}: requests per claim`,
+        r.requestsPerClaim.toFixed(1),
+        "≤ 4",
+        r.requestsPerClaim <= 4,
+        `+${(r.requestsPerClaim - 4).toFixed(1)}`,
+      );
+      add(
+        `storm ${n}: time to last claim`,
+        ms(r.row.elapsedMs),
+        "< 5 s",
+        r.row.elapsedMs < 5_000,
+        `+${ms(r.row.elapsedMs - 5_000)}`,
+      );
+      add(
+        `storm ${n}: all claimed, all unique`,
+        unique ? "yes" : "no",
+        "yes",
+        unique,
+        "duplicates or failures",
+      );
+    }
+    if (n === 10_000) {
+      const factor = r.bytesPerClaim / base.bytesPerClaim;
+      add(
+        `storm ${n}: all claimed, all unique`,
+        unique ? "yes" : "no",
+        "yes",
+        unique,
+        "duplicates or failures",
+      );
+      add(
+        `storm ${n}: bytes per claim / ${base.row.claimers}-claimer figure`,
+        `×${factor.toFixed(2)}`,
+        "≤ ×2",
+        factor <= 2,
+        `×${(factor / 2).toFixed(2)} over`,
+      );
+      add(
+        `storm ${n}: time to last claim`,
+        ms(r.row.elapsedMs),
+        "< 60 s",
+        r.row.elapsedMs < 60_000,
+        `+${ms(r.row.elapsedMs - 60_000)}`,
+      );
+    }
+  }
+}
+
 /** Runs the claim storm. */
 export async function storm(ctx: Context): Promise<Table[]> {
   const { stormClaimers: n, stormProcesses: p } = ctx.settings;
+  const sizes = ctx.quick ? [n] : FULL_SIZES;
   const rows: StormRow[] = [];
-  ctx.log(`storm: ${n} idetcd claimers in one process`);
-  rows.push(await idetcdInProcess(ctx, n));
+  const runs: InProcessFigures[] = [];
+  for (const size of sizes) {
+    ctx.log(`storm: ${size} idetcd claimers in one process`);
+    const run = await idetcdInProcess(ctx, size);
+    ctx.log(
+      `storm: ${size}: ${ms(run.row.elapsedMs)}, ${run.requestsPerClaim.toFixed(2)} requests and ${
+        (run.bytesPerClaim / 1000).toFixed(2)
+      } kB per claim, ${run.readings} zone readings, ${run.directReads} direct reads`,
+    );
+    runs.push(run);
+    rows.push(run.row);
+  }
+  reportTargets(ctx, runs);
+  const copyTable = ctx.quick ? undefined : await copyCost(ctx, COPY_NAMES, COPY_WATCHERS);
   ctx.log(`storm: ${n} original get-then-put claimers in one process`);
   rows.push(await originalInProcess(n));
   ctx.log(`storm: ${p} idetcd node processes`);
@@ -245,7 +568,7 @@ export async function storm(ctx: Context): Promise<Table[]> {
   for (const r of rows) {
     ctx.log(`storm: ${r.scenario}: ${describeUnique(r).join(", ")}; last claim ${ms(r.elapsedMs)}`);
   }
-  return [{
+  const tables: Table[] = [{
     title: "2. Claim storm",
     header: [
       "scenario",
@@ -254,12 +577,16 @@ export async function storm(ctx: Context): Promise<Table[]> {
       "duplicates",
       "time to last claim",
       "etcd requests per claim (mean / max)",
+      "etcd bytes sent per claim",
       "lost races",
     ],
     rows: rows.map(toRow),
     notes: [
       `Every claimer starts at once against one fresh local etcd; the limit equals the number of ` +
-      `claimers. In-process claimers each have their own etcd client; "mean / max" counts the ` +
+      `claimers. idetcd's in-process claimers share ${SHARED_CLIENTS} etcd clients and one watch-fed ` +
+      `copy of the zone (as a node's claim reads its DNS copy); the original's have one client each. ` +
+      `Bytes per claim: etcd's \`etcd_network_client_grpc_sent_bytes_total\` over the storm ` +
+      `(every response and watch event) divided by the claims. "mean / max" counts the ` +
       `requests each claimer made (idetcd: \`Claimer.stats.requests\`), "etcd saw" is the server's ` +
       `own count (gRPC messages received, from etcd's /metrics) divided by the claimers, which for ` +
       `node processes includes their DNS mirror's list and watch. Processes: time from spawning the ` +
@@ -270,4 +597,6 @@ export async function storm(ctx: Context): Promise<Table[]> {
       `another claimer also got.`,
     ],
   }];
+  if (copyTable) tables.push(copyTable);
+  return tables;
 }

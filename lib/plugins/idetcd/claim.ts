@@ -13,12 +13,15 @@
  *     claiming  --all taken-->                         waiting    (a freed slot wakes it)
  *     any       --release / superseded / failed-->     stopped
  *
- * A claim: grant a lease; one txn joins the zone's queue and lists the zone;
- * a lock carrying our identity is taken over (txn on its mod_revision, the
+ * A claim: grant a lease; one txn joins the zone's queue (a put, nothing
+ * read); the zone is then read from its watch-fed copy once the copy has
+ * reached that put (zone_view.ts: O(1) bytes from etcd per claim, whatever
+ * the cluster's size); a lock carrying our identity is taken over (txn on its mod_revision, the
  * earlier lease revoked only after the new claim is written); else the ID the
  * queue assigns (claimers in create_revision order each take their first free
  * preference, else the lowest free ID) is claimed with
- * `txn(create_revision(lock) == 0)`; a lost race looks again. While etcd
+ * `txn(create_revision(lock) == 0)`; a lost race looks again once the copy
+ * shows the lock that won. An uncontended claim is three requests. While etcd
  * refuses writes (NOSPACE) a restarted node adopts the lease its earlier
  * instance still keeps alive instead of losing the name.
  *
@@ -29,7 +32,7 @@
  */
 
 import { Etcd3 } from "etcd3";
-import { classifyFailure, Etcd3Kv, type EtcdKv } from "../../etcd/kv.ts";
+import { classifyFailure, Etcd3Kv, type EtcdKv, type TxnResult } from "../../etcd/kv.ts";
 import { Mirror, type ZoneCopy } from "../../etcd/mirror.ts";
 import type { Logger } from "../../log.ts";
 import {
@@ -44,14 +47,8 @@ import { judgeOwnership, OwnershipMonitor } from "./ownership.ts";
 import type { NamePattern } from "./pattern.ts";
 import type { RoleMap } from "./roles.ts";
 import { decodeLock, namePath, queueKey } from "./records.ts";
-import {
-  type ClaimSubject,
-  claimTxn,
-  joinQueueAndList,
-  readZone,
-  releaseTxn,
-  repairTxn,
-} from "./txns.ts";
+import { type ClaimSubject, claimTxn, joinQueue, readZone, releaseTxn, repairTxn } from "./txns.ts";
+import { type ZoneReading, ZoneView } from "./zone_view.ts";
 
 /** What the claimer needs to know. */
 export interface ClaimOptions {
@@ -88,6 +85,12 @@ export interface ClaimOptions {
 export interface ClaimDeps {
   /** The zone's watch-fed copy; without it the claimer keeps its own (needs an Etcd3 client). */
   zone?: ZoneCopy;
+  /**
+   * Readings of that copy shared with other claimers of the same pattern,
+   * limit and roles in this process (the benchmark's storm); without it the
+   * claimer has its own.
+   */
+  view?: ZoneView;
   clock?: Clock;
 }
 
@@ -144,6 +147,8 @@ export interface ClaimStats {
   claims: number;
   /** Names lost while running (fenced or lost). */
   losses: number;
+  /** Zone listings read from etcd because the copy lagged (normally 0). */
+  directReads: number;
 }
 
 type Attempt =
@@ -160,6 +165,11 @@ const JITTER_MAX_MS = 200;
 /** Longest pause between failed attempts: a healed etcd is used within about a second. */
 const MAX_BACKOFF_MS = 1_000;
 const DEFAULT_CONNECT_TIMEOUT_S = 15;
+/**
+ * How long a claimer waits for the zone's copy to reach its queue entry (or a
+ * race's winner) before it lists the zone from etcd instead, ms.
+ */
+const COPY_PATIENCE_MS = 5_000;
 /** Deadline of the release transaction and revoke at shutdown, ms each. */
 const RELEASE_TIMEOUT_MS = 2_000;
 
@@ -189,7 +199,10 @@ export class Claimer {
   #stopRequested = false;
   #listeners = new Set<ClaimListener>();
   #stateListeners = new Set<(state: ClaimState) => void>();
-  #stats = { lostRaces: 0, claims: 0, losses: 0 };
+  #stats = { lostRaces: 0, claims: 0, losses: 0, directReads: 0 };
+  readonly #view: ZoneView;
+  /** Aborted at release: cuts short a wait for the copy. */
+  readonly #abort = new AbortController();
 
   /** Creates an idle claimer; nothing happens until {@link Claimer.claim}. */
   constructor(client: Etcd3 | EtcdKv, options: ClaimOptions, log: Logger, deps: ClaimDeps = {}) {
@@ -218,6 +231,13 @@ export class Claimer {
       });
       this.#zone = this.#ownZone;
     }
+    const { pattern, limit, roles } = options;
+    if (deps.view && !deps.view.fits(this.#zonePath, pattern, limit, roles)) {
+      throw new Error(
+        "idetcd: a shared zone view must have the claimer's pattern, limit and roles",
+      );
+    }
+    this.#view = deps.view ?? new ZoneView(this.#zone, this.#zonePath, pattern, limit, roles);
     const marginMs = options.marginMs ?? defaultMarginMs(options.leaseSeconds);
     this.#keeper = new LeaseKeeper(
       this.#kv,
@@ -291,7 +311,8 @@ export class Claimer {
     if (this.#releasing) return Promise.reject(new ClaimError("idetcd: the claimer was released"));
     if (!this.#loop) {
       this.#ownZone?.start();
-      this.#monitor = new OwnershipMonitor(this.#zone, this.#zonePath, this.#options.pattern, {
+      // Through the view: claimers sharing it share coalesced change batches.
+      this.#monitor = new OwnershipMonitor(this.#view.copy, this.#zonePath, this.#options.pattern, {
         onChange: () => this.#post("copy"),
         onSlotFreed: () => this.#post("slot"),
       });
@@ -704,7 +725,7 @@ export class Claimer {
   }
 
   async #attempt(takeover: boolean): Promise<Attempt> {
-    const { limit, identity, pattern, prefix, roles, role } = this.#options;
+    const { limit, identity, prefix, pattern, role } = this.#options;
     const lease = await this.#lease();
     const myQueueKey = queueKey(prefix, pattern, lease.id);
     const allowed = this.#allowed();
@@ -716,12 +737,11 @@ export class Claimer {
     const started = this.#clock.now();
     let tookOver = !takeover;
     let losses = 0;
+    const joined = await this.#kv.txn(joinQueue(myQueueKey, identity, declared, lease.id, role));
+    // The copy must show our queue entry (and so everything before it) before we read it.
+    let zone = await this.#look(joined.revision);
     while (true) {
       if (this.#stopRequested) throw new ClaimError("idetcd: released before a name was claimed");
-      const listed = await this.#kv.txn(
-        joinQueueAndList(this.#zonePath, myQueueKey, identity, declared, lease.id, role),
-      );
-      const zone = readZone(listed.ranges[0] ?? [], this.#zonePath, pattern, limit, roles);
       const free = allowed ? zone.free.filter((id) => allowed.has(id)) : zone.free;
 
       // Slots whose lock carries our identity, lowest ID first.
@@ -763,7 +783,9 @@ export class Claimer {
               how: "took it back from an earlier instance with the same identity",
             };
           }
-          continue; // someone changed that lock meanwhile: look again
+          // Someone changed that lock meanwhile: look again once the copy shows it.
+          zone = await this.#look(this.#afterLoss(res, zone));
+          continue;
         }
       }
 
@@ -772,10 +794,16 @@ export class Claimer {
       let id = zone.allocation.get(myQueueKey);
       if (id === undefined) {
         // Every free ID is promised to claimers ahead in the queue. They finish in
-        // milliseconds unless they died; then fall back to racing for the lowest.
-        if (this.#clock.now() - started < 2 * lease.ttl * 1000) {
-          await this.#jitter(20 + Math.random() * 80);
-          continue;
+        // milliseconds unless they died; wait for the copy to change (no request),
+        // and after twice the lease race for the lowest.
+        const left = started + 2 * lease.ttl * 1000 - this.#clock.now();
+        if (left > 0) {
+          const next = await this.#view.read(zone.revision + 1, left, this.#abort.signal);
+          if (next) {
+            zone = next;
+            continue;
+          }
+          if (this.#stopRequested) continue;
         }
         id = preferences.find((p) => free.includes(p)) ?? free[0];
       }
@@ -802,7 +830,42 @@ export class Claimer {
       this.#stats.lostRaces++;
       losses++;
       await this.#jitter(Math.random() * Math.min(JITTER_MAX_MS, 2 ** losses));
+      zone = await this.#look(this.#afterLoss(res, zone));
     }
+  }
+
+  /**
+   * The revision the next reading must reach after a lost compare: the
+   * winner's lock as the failed transaction read it (a key of the zone, so the
+   * copy gets there), else one past the last reading.
+   */
+  #afterLoss(res: TxnResult, zone: ZoneReading): number {
+    const winner = res.ranges[0]?.[0];
+    return Math.max(winner?.modRevision ?? 0, zone.revision + 1);
+  }
+
+  /**
+   * The zone at a revision ≥ `revision`, from the copy; when the copy does not
+   * get there within {@link COPY_PATIENCE_MS} (its watch is stuck or far
+   * behind), one listing from etcd instead.
+   */
+  async #look(revision: number): Promise<ZoneReading> {
+    const reading = await this.#view.read(revision, COPY_PATIENCE_MS, this.#abort.signal);
+    if (reading) return reading;
+    if (this.#stopRequested) throw new ClaimError("idetcd: released before a name was claimed");
+    this.#stats.directReads++;
+    this.#log.debug(
+      `the zone's copy is at revision ${this.#zone.revision}, not ${revision}, after ${COPY_PATIENCE_MS} ms; reading the zone from etcd`,
+    );
+    const listed = await this.#kv.txn({
+      compare: [],
+      success: [{ range: { key: this.#zonePath + "/", prefix: true } }],
+    });
+    const { pattern, limit, roles } = this.#options;
+    return {
+      ...readZone(listed.ranges[0] ?? [], this.#zonePath, pattern, limit, roles),
+      revision: listed.revision,
+    };
   }
 
   /**
@@ -888,6 +951,7 @@ export class Claimer {
   async #release(revoke: boolean): Promise<void> {
     const before = this.#state;
     this.#stopRequested = true;
+    this.#abort.abort();
     this.#post("stop");
     await this.#loop;
     this.#monitor?.close();

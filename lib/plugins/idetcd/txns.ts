@@ -1,7 +1,7 @@
 /**
  * The claim's etcd transactions, as pure functions from what the claimer
  * knows to a {@link TxnRequest}, and the zone as one snapshot reads it. No
- * I/O here: driver.ts sends these; txns_test.ts checks them without etcd.
+ * I/O here: claim.ts sends these; txns_test.ts checks them without etcd.
  *
  * @module
  */
@@ -24,6 +24,7 @@ import {
   memoryKey,
   parseSlotKey,
   type QueueEntry,
+  type SlotKey,
 } from "./records.ts";
 
 /** What every claim transaction needs to know about this node. */
@@ -55,13 +56,14 @@ export interface ZoneSnapshot {
 }
 
 /**
- * Joins (or stays in) the zone's queue under `lease` and lists the zone, in
- * one transaction: the queue key's create_revision orders claimers that start
- * together, and the listing is the snapshot they all compute the same
- * assignment from.
+ * Joins (or stays in) the zone's queue under `lease`: nothing is read. The
+ * queue key's create_revision orders claimers that start together; each
+ * learns its place, and the IDs free ahead of it, from the zone's watch-fed
+ * copy once the copy has reached this transaction's revision (see
+ * zone_view.ts), so etcd sends a claimer O(1) bytes whatever the cluster's
+ * size.
  */
-export function joinQueueAndList(
-  zonePath: string,
+export function joinQueue(
   queueKey: string,
   identity: string,
   prefers: readonly number[],
@@ -72,46 +74,89 @@ export function joinQueueAndList(
     compare: [],
     success: [
       { put: { key: queueKey, value: encodeQueue(identity, [...prefers], role), lease } },
-      { range: { key: zonePath + "/", prefix: true } },
     ],
   };
 }
 
-/** Reads a listing of the zone (any order) into a {@link ZoneSnapshot}. */
+/** What a key of the zone is, decoded once per {@link KeyValue} object (they are immutable). */
+export interface ParsedKey {
+  slot?: SlotKey;
+  /** A lock's holder identity. */
+  lockIdentity?: string;
+  /** A memory record's identity. */
+  memory?: string;
+  /** A queue record's content. */
+  queue?: ReturnType<typeof decodeQueue>;
+}
+
+/** Decodings keyed by the copy's immutable key objects, reused from one reading to the next. */
+export type ParseCache = WeakMap<KeyValue, ParsedKey>;
+
+function parseKey(
+  kv: KeyValue,
+  zonePath: string,
+  pattern: NamePattern,
+  cache: ParseCache | undefined,
+): ParsedKey {
+  const hit = cache?.get(kv);
+  if (hit) return hit;
+  const slot = parseSlotKey(zonePath, pattern, kv.key);
+  const parsed: ParsedKey = { slot };
+  if (slot?.kind === "lock") parsed.lockIdentity = decodeLock(kv.value)?.identity;
+  else if (slot?.kind === "memory") parsed.memory = decodeMemory(kv.value);
+  else if (slot?.kind === "queue") parsed.queue = decodeQueue(kv.value);
+  cache?.set(kv, parsed);
+  return parsed;
+}
+
+/**
+ * Reads a listing of the zone (any order) into a {@link ZoneSnapshot}.
+ * `cache` keeps each key's decoding for the next reading of the same copy.
+ */
 export function readZone(
   kvs: readonly KeyValue[],
   zonePath: string,
   pattern: NamePattern,
   limit: number,
   roles?: RoleMap,
+  cache?: ParseCache,
 ): ZoneSnapshot {
   const locks = new Map<number, KeyValue>();
   const children = new Map<number, string[]>();
   const remembered = new Map<string, number[]>();
-  const queued: KeyValue[] = [];
+  const holding = new Set<string | undefined>();
+  const queued: [KeyValue, NonNullable<ParsedKey["queue"]>][] = [];
   for (const kv of kvs) {
-    const slot = parseSlotKey(zonePath, pattern, kv.key);
-    if (slot?.kind === "lock") locks.set(slot.id, kv);
-    else if (slot?.kind === "address") {
-      children.set(slot.id, [...(children.get(slot.id) ?? []), kv.key]);
+    const parsed = parseKey(kv, zonePath, pattern, cache);
+    const slot = parsed.slot;
+    if (slot?.kind === "lock") {
+      locks.set(slot.id, kv);
+      holding.add(parsed.lockIdentity);
+    } else if (slot?.kind === "address") {
+      const list = children.get(slot.id);
+      if (list) list.push(kv.key);
+      else children.set(slot.id, [kv.key]);
     } else if (slot?.kind === "memory") {
-      const who = decodeMemory(kv.value);
-      if (who !== undefined) remembered.set(who, [...(remembered.get(who) ?? []), slot.id]);
-    } else if (slot?.kind === "queue") queued.push(kv);
+      const who = parsed.memory;
+      if (who !== undefined) {
+        const list = remembered.get(who);
+        if (list) list.push(slot.id);
+        else remembered.set(who, [slot.id]);
+      }
+    } else if (slot?.kind === "queue" && parsed.queue) queued.push([kv, parsed.queue]);
   }
   for (const ids of remembered.values()) ids.sort((a, b) => a - b);
   // Claimers whose identity holds a lock take that one over (or step back): not in the draw.
-  const holding = new Set([...locks.values()].map((kv) => decodeLock(kv.value)?.identity));
   const queue: QueueEntry[] = [];
-  for (const kv of queued) {
-    const entry = decodeQueue(kv.value);
-    if (!entry || holding.has(entry.identity)) continue;
+  for (const [kv, entry] of queued) {
+    if (holding.has(entry.identity)) continue;
     const allowed = roles?.idsOf(entry.role);
+    const memory = remembered.get(entry.identity);
     queue.push({
       key: kv.key,
       createRevision: kv.createRevision,
       identity: entry.identity,
-      prefers: [...entry.prefers, ...(remembered.get(entry.identity) ?? [])],
+      prefers: memory ? [...entry.prefers, ...memory] : entry.prefers,
       ...(allowed ? { allowed: new Set(allowed) } : {}),
     });
   }
@@ -171,7 +216,13 @@ export function claimTxn(
   });
   for (const old of leftovers) if (!written.has(old)) ops.push({ delete: { key: old } });
   ops.push({ delete: { key: queueKey } });
-  return { request: { compare: [{ key, ...guard }], success: ops }, key, name, claimedAt };
+  // A lost race reads the lock that won (one key): the copy must reach its revision before the next look.
+  return {
+    request: { compare: [{ key, ...guard }], success: ops, failure: [{ range: { key } }] },
+    key,
+    name,
+    claimedAt,
+  };
 }
 
 /** A claim as this node holds it: what ownership checks compare. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { KeyValue } from "../../etcd/types.ts";
 import { parsePattern } from "./pattern.ts";
 import { decodeMemoryRecord } from "./records.ts";
-import { claimTxn, joinQueueAndList, readZone, releaseTxn, repairTxn } from "./txns.ts";
+import { claimTxn, joinQueue, type ParseCache, readZone, releaseTxn, repairTxn } from "./txns.ts";
 
 const pattern = parsePattern("worker{{.ID}}.tf.local.");
 const subject = {
@@ -18,17 +18,17 @@ function kv(key: string, value: string, lease = "0", createRevision = 5): KeyVal
   return { key, value, lease, createRevision, modRevision: createRevision };
 }
 
-Deno.test("txns: joining the queue puts the queue key under the lease and lists the zone", () => {
-  const txn = joinQueueAndList(base, `${base}/_idetcd/queue/77`, "node-a", [3], "77");
+Deno.test("txns: joining the queue puts the queue key under the lease and reads nothing", () => {
+  const txn = joinQueue(`${base}/_idetcd/queue/77`, "node-a", [3], "77");
   assert.deepEqual(txn.compare, []);
-  assert.deepEqual(txn.success[0], {
+  assert.deepEqual(txn.success, [{
     put: {
       key: `${base}/_idetcd/queue/77`,
       value: JSON.stringify({ idetcdQueue: { identity: "node-a", prefers: [3] } }),
       lease: "77",
     },
-  });
-  assert.deepEqual(txn.success[1], { range: { key: `${base}/`, prefix: true } });
+  }]);
+  assert.equal(txn.failure, undefined);
 });
 
 Deno.test("txns: a claim of a free slot is guarded by create_revision 0 and writes every record", () => {
@@ -58,6 +58,8 @@ Deno.test("txns: a claim of a free slot is guarded by create_revision 0 and writ
   assert.deepEqual(JSON.parse(puts[2].value), { host: "10.0.0.1", port: 2222 });
   // ip1 is overwritten; ip3 of an earlier holder is deleted; the queue key goes.
   assert.deepEqual(deletes, [`${base}/worker4/ip3`, `${base}/_idetcd/queue/77`]);
+  // A lost race reads only the lock that won.
+  assert.deepEqual(write.request.failure, [{ range: { key: `${base}/worker4` } }]);
 });
 
 Deno.test("txns: a take-over is guarded by the old lock's mod_revision", () => {
@@ -107,6 +109,26 @@ Deno.test("txns: readZone finds locks, address records, memories and the queue's
   assert.equal(zone.allocation.get(`${base}/_idetcd/queue/20`), 2);
   assert.equal(zone.allocation.get(`${base}/_idetcd/queue/21`), 4);
   assert.equal(zone.allocation.has(`${base}/_idetcd/queue/22`), false);
+});
+
+Deno.test("txns: readZone with a cache decodes each key object once and reads the same", () => {
+  const lockKv = kv(`${base}/worker1`, JSON.stringify({ idetcd: { id: 1, identity: "x" } }), "11");
+  const queued = kv(
+    `${base}/_idetcd/queue/20`,
+    JSON.stringify({ idetcdQueue: { identity: "node-a", prefers: [] } }),
+    "20",
+    30,
+  );
+  const cache: ParseCache = new WeakMap();
+  const first = readZone([lockKv, queued], base, pattern, 3, undefined, cache);
+  assert.ok(cache.has(lockKv) && cache.has(queued));
+  const again = readZone([lockKv, queued], base, pattern, 3, undefined, cache);
+  const plain = readZone([lockKv, queued], base, pattern, 3);
+  for (const zone of [again, plain]) {
+    assert.deepEqual(zone.free, first.free);
+    assert.deepEqual([...zone.allocation], [...first.allocation]);
+  }
+  assert.equal(first.allocation.get(`${base}/_idetcd/queue/20`), 2);
 });
 
 Deno.test("txns: repair is undefined while the records are intact, guarded by the lock otherwise", () => {
