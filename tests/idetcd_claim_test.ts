@@ -707,3 +707,89 @@ Deno.test("idetcd claim: a dead claimer stuck in the queue does not block the ot
     await a.stop();
   }
 });
+
+/** Bytes etcd has sent to gRPC clients (responses and watch events), from its /metrics. */
+async function etcdSentBytes(endpoint: string): Promise<number> {
+  const text = await (await fetch(`${endpoint}/metrics`)).text();
+  let total = 0;
+  for (
+    const m of text.matchAll(/^etcd_network_client_grpc_sent_bytes_total(?:\{[^}]*\})? (\S+)$/gm)
+  ) {
+    total += Number(m[1]);
+  }
+  return total;
+}
+
+/**
+ * `n` claimers on 10 shared clients and one shared copy (as a node's claim
+ * reads its DNS copy), in a fresh etcd: the IDs they got, requests each, and
+ * the bytes etcd sent per claim.
+ */
+async function sharedStorm(n: number) {
+  await using etcd = await startEtcd();
+  const clients = Array.from(
+    { length: 10 },
+    () => createClient({ endpoints: [etcd.endpoint] }, "."),
+  );
+  const copy = new Mirror(clients[0], "/skydns/local/tf/", new Lines().log, { trackLeases: false });
+  const claimers = Array.from({ length: n }, (_, i) =>
+    new Claimer(
+      clients[i % clients.length],
+      {
+        pattern: parsePattern(PATTERN),
+        limit: n,
+        prefix: "/skydns",
+        addresses: [`10.0.${Math.floor((i + 1) / 250)}.${((i + 1) % 250) + 1}`],
+        identity: `shared-${i + 1}`,
+        leaseSeconds: 30,
+        connectTimeoutSeconds: 30,
+      },
+      new Lines().log,
+      { zone: copy },
+    ));
+  try {
+    await copy.start();
+    await Promise.all(clients.map((c) => c.get("/warm-up").string()));
+    const before = await etcdSentBytes(etcd.endpoint);
+    const claims = await Promise.all(claimers.map((c) => c.claim()));
+    const bytes = (await etcdSentBytes(etcd.endpoint)) - before;
+    return {
+      ids: claims.map((c) => c.id).sort((a, b) => a - b),
+      requests: claimers.map((c) => c.stats.requests),
+      directReads: claimers.reduce((s, c) => s + c.stats.directReads, 0),
+      bytesPerClaim: bytes / n,
+    };
+  } finally {
+    await Promise.all(claimers.map((c) => c.release()));
+    await copy.close();
+    for (const c of clients) c.close();
+  }
+}
+
+Deno.test("idetcd claim: 300 claimers on shared clients all unique in 3 requests each; bytes per claim do not grow with N", async () => {
+  const small = await sharedStorm(30);
+  const large = await sharedStorm(300);
+  for (const [n, run] of [[30, small], [300, large]] as const) {
+    assert.deepEqual(
+      run.ids,
+      Array.from({ length: n }, (_, i) => i + 1),
+      `${n}: IDs 1..${n} once each`,
+    );
+    assert.equal(run.directReads, 0, `${n}: every claim read the zone from the copy`);
+    // grant, join the queue, claim; a lost race or a keep-alive would add one.
+    assert.ok(
+      Math.max(...run.requests) <= 4,
+      `${n}: at most 4 requests, got ${Math.max(...run.requests)}`,
+    );
+  }
+  const mean = large.requests.reduce((a, b) => a + b, 0) / large.requests.length;
+  assert.ok(mean <= 3.2, `mean requests per claim ${mean}`);
+  // Ten times the claimers: listing the queue would make each claim's bytes ten times larger.
+  const ratio = large.bytesPerClaim / small.bytesPerClaim;
+  console.log(
+    `bytes per claim: ${small.bytesPerClaim.toFixed(0)} at 30, ${
+      large.bytesPerClaim.toFixed(0)
+    } at 300 (x${ratio.toFixed(2)})`,
+  );
+  assert.ok(ratio < 2, `bytes per claim grew ${ratio.toFixed(2)}x from 30 to 300 claimers`);
+});
