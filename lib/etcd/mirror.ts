@@ -546,6 +546,10 @@ export class Mirror implements ZoneCopy {
         start_revision: this.#revision + 1,
         // Progress notifications advance the revision while the prefix is quiet.
         progress_notify: true,
+        // A revision bigger than etcd's request limit (a prefix of 100,000
+        // keys deleted at once) comes in parts of about that size instead of
+        // one message of many MB: the copy's memory peak stays small.
+        fragment: true,
       },
     };
     if (!settled) stream.write(request);
@@ -596,6 +600,13 @@ export class Mirror implements ZoneCopy {
           this.#leases.ref(kv.lease);
         }
       }
+    }
+    if (res.fragment && res.events.length > 0) {
+      // More of the last event's revision follows: the copy has reached only
+      // the one before it, so that a watch resumed after a break gets the
+      // whole revision again (applying its events twice changes nothing).
+      const last = Number(res.events[res.events.length - 1].kv.mod_revision);
+      revision = Math.max(this.#revision, Math.min(revision, last - 1));
     }
     this.#revision = revision;
     if (applied === 0) return;

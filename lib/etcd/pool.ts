@@ -9,6 +9,7 @@ import type { Etcd3 } from "etcd3";
 import type { Logger } from "../log.ts";
 import type { ResourcePool } from "../server/plugin.ts";
 import { createClient, describeEndpoints, resolveTlsPaths } from "./client.ts";
+import { startMallocTrimmer } from "./malloc_trim.ts";
 import { Mirror } from "./mirror.ts";
 import { trackMirror } from "./metrics.ts";
 import type { EtcdOptions } from "./options.ts";
@@ -45,7 +46,17 @@ export function acquireClient(
   options: EtcdOptions,
   configDir: string,
 ): Etcd3 {
-  return resources.acquire(clientKey(options, configDir), () => createClient(options, configDir));
+  return resources.acquire(clientKey(options, configDir), () => {
+    const client = createClient(options, configDir);
+    // While the client lives, the gRPC buffers it frees go back to the system (malloc_trim.ts).
+    const trimmer = startMallocTrimmer();
+    const close = client.close.bind(client);
+    client.close = () => {
+      trimmer.close();
+      close();
+    };
+    return client;
+  });
 }
 
 /**

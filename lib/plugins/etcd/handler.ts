@@ -71,8 +71,12 @@ export interface EtcdHandler {
   start(): Promise<void>;
 }
 
-/** Bad values are logged once per key version; past this many, the memory is reset. */
-const MAX_REMEMBERED_BAD_VALUES = 10_000;
+/**
+ * Bad values are logged once per key version; past this many bytes of
+ * remembered versions (UTF-16 key text plus a set entry's own cost, so that
+ * long keys count for what they hold), the memory is reset.
+ */
+const MAX_REMEMBERED_BAD_VALUE_BYTES = 1024 * 1024;
 
 /** Builds the `etcd` chain link over `mirror`. */
 export function createEtcdHandler(
@@ -81,11 +85,17 @@ export function createEtcdHandler(
   log: Logger,
 ): EtcdHandler {
   const loggedBadValues = new Set<string>();
+  let loggedBytes = 0;
   const onBadValue = (kv: KeyValue, error: string) => {
     const id = `${kv.key}\u0000${kv.modRevision}`;
     if (loggedBadValues.has(id)) return;
-    if (loggedBadValues.size >= MAX_REMEMBERED_BAD_VALUES) loggedBadValues.clear();
+    const bytes = 2 * id.length + 64;
+    if (loggedBytes + bytes > MAX_REMEMBERED_BAD_VALUE_BYTES) {
+      loggedBadValues.clear();
+      loggedBytes = 0;
+    }
     loggedBadValues.add(id);
+    loggedBytes += bytes;
     log.warning(`invalid service JSON at ${error} (answering SERVFAIL for names that read it)`);
   };
   const env: LookupEnv = { source: mirror, config: config.lookup, onBadValue };

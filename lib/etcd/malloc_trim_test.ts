@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { MallocTrimmer, openMallocTrim } from "./malloc_trim.ts";
+
+const MB = 1024 * 1024;
+
+/** A trimmer over a scripted RSS: `trim` gives back what `freeable` says. */
+function scripted(slackMb = 8) {
+  const state = { rss: 80 * MB, freeable: 0, trims: 0 };
+  const trimmer = new MallocTrimmer({
+    rss: () => state.rss,
+    trim: () => {
+      state.trims++;
+      state.rss -= state.freeable;
+      state.freeable = 0;
+    },
+    slackBytes: slackMb * MB,
+  });
+  return { state, trimmer };
+}
+
+Deno.test("MallocTrimmer: trims once the RSS is well above the lowest seen, not before", () => {
+  const { state, trimmer } = scripted();
+  trimmer.tick(); // floor 80 MB
+  state.rss = 86 * MB;
+  trimmer.tick();
+  assert.equal(state.trims, 0, "6 MB above the floor is within the slack");
+  state.rss = 112 * MB;
+  state.freeable = 25 * MB;
+  trimmer.tick();
+  assert.equal(state.trims, 1);
+  assert.equal(state.rss, 87 * MB);
+  trimmer.tick();
+  assert.equal(state.trims, 1, "back within the slack: nothing to do");
+});
+
+Deno.test("MallocTrimmer: backs off while trims give nothing back (the memory is in use)", () => {
+  const { state, trimmer } = scripted();
+  trimmer.tick();
+  state.rss = 200 * MB; // a big copy of etcd, all of it live
+  const trimsAt: number[] = [];
+  for (let tick = 1; tick <= 40; tick++) {
+    const before = state.trims;
+    trimmer.tick();
+    if (state.trims > before) trimsAt.push(tick);
+  }
+  // Skips 1, 2, then 3 ticks between fruitless trims: 11 trims in 40 ticks, not 40.
+  assert.deepEqual(trimsAt, [1, 3, 6, 10, 14, 18, 22, 26, 30, 34, 38]);
+  // The copy is deleted: the GC gives its heap back (the RSS falls) and the
+  // allocator keeps 25 MB of freed buffers. The fall ends the backoff at once.
+  state.rss = 112 * MB;
+  state.freeable = 25 * MB;
+  const before = state.trims;
+  trimmer.tick();
+  assert.equal(state.trims, before + 1);
+  assert.equal(state.rss, 87 * MB);
+});
+
+Deno.test({
+  name: "openMallocTrim: glibc's malloc_trim runs through FFI on Linux",
+  ignore: Deno.build.os !== "linux",
+  fn() {
+    const trim = openMallocTrim();
+    assert.ok(trim, "malloc_trim not found at the known libc paths");
+    trim();
+  },
+});
