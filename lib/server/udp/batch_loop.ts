@@ -17,10 +17,13 @@
  * move. Replies are copied into the arena before `sendmmsg`; no other
  * JavaScript buffer's address is ever handed to the kernel. The one call
  * that runs on another thread, `poll`, gets a pollfd array in malloc'd
- * memory instead, copied to and from the arena around the call: a poll that
- * outlived the socket's JavaScript side (an isolate torn down mid-call)
- * would write where the garbage collector never frees. The struct layouts
- * come from abi.ts alone.
+ * memory instead, copied to and from the arena around the call, and freed
+ * only after the loop's last poll has returned. Deno does not wait for a
+ * nonblocking call when it tears an isolate down (a test module's, a
+ * Worker's), so a poll can return after the arena is freed; when the pollfd
+ * array lay in the arena, that late write of `revents` corrupted the heap
+ * (issue #12's "free(): invalid pointer"). Now it lands in 16 leaked bytes.
+ * The struct layouts come from abi.ts alone.
  *
  * One turn of the loop: receive and answer up to {@link MAX_BATCHES_PER_TURN}
  * batches synchronously, sending the replies that were ready after each

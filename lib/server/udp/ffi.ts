@@ -16,13 +16,18 @@
  * on this thread touches errno in between. A `nonblocking: true` call (poll)
  * runs on another thread, so its errno is lost; the loop never needs it.
  *
- * libc is opened once per process, on first use, and never closed
- * ({@link openLibc}). It is mapped into every process anyway, so the handle
- * costs nothing, and it spares Deno's rarely trodden path of closing a
- * library whose `nonblocking` symbols have run on its thread pool (a test
- * process that opened and closed libc per socket once died later with
- * "free(): invalid pointer"; the cause was not found, so that path is not
- * taken).
+ * libc is opened once per isolate (the main one, each Worker, each test
+ * module of `deno test`), on first use, and never closed by this code
+ * ({@link openLibc}); Deno drops the handle when the isolate ends. The
+ * library is mapped into the process anyway (Deno links it), so the handle
+ * costs nothing and a dlclose never unmaps it.
+ *
+ * The one call that runs on another thread, `poll`, may outlive the isolate
+ * that made it (Deno does not wait for a `nonblocking` call when it tears an
+ * isolate down), so it must be given memory that is still owned then:
+ * malloc'd, never an ArrayBuffer (batch_loop.ts). Giving it the arena was
+ * the cause of issue #12's "free(): invalid pointer": poll wrote `revents`
+ * into the arena after the isolate had freed it.
  *
  * @module
  */
@@ -86,6 +91,8 @@ export type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 /** An opened libc: its functions and the helpers that stand in for pointer access. */
 export interface Libc {
+  /** The handle, kept referenced so that it lives as long as this object (it is never closed). */
+  readonly library: Deno.DynamicLibrary<typeof SYMBOLS>;
   readonly symbols: LibcSymbols;
   /** The path it was opened from. */
   readonly path: string;
@@ -102,9 +109,16 @@ export interface Libc {
 function wrap(lib: Deno.DynamicLibrary<typeof SYMBOLS>, path: string): Libc {
   const s = lib.symbols;
   return {
+    library: lib,
     symbols: s,
     path,
     addressOf(buffer) {
+      // A view of an ArrayBuffer made with `new ArrayBuffer(n)` has its bytes
+      // outside V8's heap, where no collection moves them; a resizable one may
+      // move when it grows. (A small `new Uint8Array(n)` may live on the heap.)
+      if (buffer.buffer instanceof SharedArrayBuffer || buffer.buffer.resizable) {
+        throw new TypeError("addressOf: want a fixed-length, non-shared ArrayBuffer");
+      }
       return BigInt(s.memmove(buffer, buffer, 0n));
     },
     errno(scratch, view, offset) {
@@ -159,7 +173,7 @@ export function findLibc(
 let opened: Libc | string | undefined;
 
 /**
- * This process's libc, opened on the first call and kept for the process's
+ * This isolate's libc, opened on the first call and kept for the isolate's
  * life, or why it cannot be had (asked once: the answer does not change
  * while the process runs).
  */

@@ -6,13 +6,12 @@
  * - `portable` (lib/server/udp/portable.ts): `Deno.listenDatagram`.
  *
  * The choice, highest first: the `-udp` flag ({@link setUdpPath}), the
- * IDETCD_UDP environment variable, else `auto`, which is the portable path
- * for now: under a loaded full test suite a process that had run the batched
- * path in-process died with "free(): invalid pointer" and one node lost a UDP
- * answer, so batched is opt-in (`-udp batched`, IDETCD_UDP=batched) until that
- * is explained (issue #12). Asking for `batched` where it cannot be had is an
- * error when the socket opens (so a test run or a deployment that means the
- * batched path cannot silently get the other one).
+ * IDETCD_UDP environment variable, else `auto`: the batched path where it
+ * can be had (Linux glibc x86_64/aarch64, FFI granted for libc, an IP
+ * address to bind), the portable path elsewhere, saying why once. Asking for
+ * `batched` where it cannot be had is an error when the socket opens (so a
+ * test run or a deployment that means the batched path cannot silently get
+ * the other one).
  *
  * @module
  */
@@ -94,9 +93,6 @@ export function resolveUdpPath(hostname: string): { path: UdpPathName; reason?: 
     (toSockAddr(hostname === "" ? "::" : hostname, 0)
       ? undefined
       : `${hostname} is not an IP address`);
-  if (choice === "auto") {
-    return { path: "portable", reason: unavailable ?? "auto (batched is opt-in: -udp batched)" };
-  }
   if (!unavailable) return { path: "batched" };
   if (choice === "batched") {
     throw new Error(`${by}=batched, but the batched UDP path cannot be used: ${unavailable}`);

@@ -56,7 +56,7 @@ Deno.test("udp path: the flag beats IDETCD_UDP, which beats auto; a bad value is
   }
 });
 
-Deno.test("udp path: portable when asked and by default; batched when asked where it can be had", async () => {
+Deno.test("udp path: portable when asked; batched by default and when asked where it can be had", async () => {
   try {
     setUdpPath("portable");
     assert.deepEqual(resolveUdpPath(""), { path: "portable", reason: "-udp=portable" });
@@ -69,7 +69,12 @@ Deno.test("udp path: portable when asked and by default; batched when asked wher
       setUdpPath("batched");
       assert.throws(() => resolveUdpPath(""), /-udp=batched, but the batched UDP path cannot/);
     } else {
-      assert.equal(resolveUdpPath("").path, "portable", "auto is portable for now (issue #12)");
+      assert.deepEqual(resolveUdpPath(""), { path: "batched" }, "auto is the batched path here");
+      // A bind address the batched path cannot take gives auto the portable path, and why.
+      assert.deepEqual(resolveUdpPath("fe80::1%eth0"), {
+        path: "portable",
+        reason: "fe80::1%eth0 is not an IP address",
+      });
       setUdpPath("batched");
       assert.deepEqual(resolveUdpPath(""), { path: "batched" });
       // Not an IP address (a zone, a name): batched refuses.
@@ -91,6 +96,13 @@ Deno.test({
     // (a machine where the batched path silently fell back would pass both
     // passes on the portable path).
     assert.equal(unavailable, undefined, `the batched path is unavailable: ${unavailable}`);
+    try {
+      setUdpPath("auto");
+      assert.deepEqual(resolveUdpPath(""), { path: "batched" });
+      assert.deepEqual(resolveUdpPath("127.0.0.1"), { path: "batched" });
+    } finally {
+      setUdpPath(undefined);
+    }
   },
 });
 
@@ -168,20 +180,20 @@ Deno.test("udp path: without --allow-ffi the server serves on the portable path,
 
 Deno.test({
   name:
-    "udp path: --allow-ffi limited to libc's paths (the release binary's) is enough for batched",
+    "udp path: --allow-ffi limited to libc's paths (the release binary's) gives auto and -udp batched the batched path",
   ignore: !batchedHere,
   async fn() {
-    await using server = await serve(
-      [...SERVER_PERMISSIONS, `--allow-ffi=${libcPaths.join(",")}`],
-      [
-        "-udp",
-        "batched",
-      ],
-    );
-    assert.ok(await server.started(), server.output());
-    const reply = await queryUdp("127.0.0.1", server.port, "who.example.", Type.A);
-    assert.equal(reply.additional[0].data, "127.0.0.1");
-    assert.match(server.output(), /udp \[::\]:\d+: batched path/);
+    for (const extra of [[], ["-udp", "batched"]]) {
+      await using server = await serve(
+        [...SERVER_PERMISSIONS, `--allow-ffi=${libcPaths.join(",")}`],
+        extra,
+      );
+      assert.ok(await server.started(), server.output());
+      const reply = await queryUdp("127.0.0.1", server.port, "who.example.", Type.A);
+      assert.equal(reply.additional[0].data, "127.0.0.1");
+      assert.match(server.output(), /udp \[::\]:\d+: batched path/);
+      assert.doesNotMatch(server.output(), /portable path/);
+    }
   },
 });
 
