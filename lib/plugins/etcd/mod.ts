@@ -15,6 +15,7 @@ import type { Plugin, PluginDefinition, SetupContext } from "../../server/plugin
 /** The `etcd` directive. */
 export const etcdPlugin: PluginDefinition = {
   name: "etcd",
+  perQuery: "pure-answer",
   async setup(ctx: SetupContext): Promise<Plugin> {
     const { setupEtcd } = await import("./setup.ts");
     return setupEtcd(ctx);

@@ -31,6 +31,7 @@ export async function tfConfig(config: IdetcdConfig): Promise<TfConfig> {
 /** The `idetcd` directive. */
 export const idetcdPlugin: PluginDefinition = {
   name: PLUGIN,
+  perQuery: "pure-answer",
   async setup(ctx: SetupContext): Promise<Plugin> {
     return (await import("./plugin.ts")).setupIdetcd(ctx);
   },
