@@ -378,7 +378,7 @@ async function grpcProxy(scope: Scope, endpoint: string): Promise<string | undef
 }
 
 /** What one node's copy of the zone costs, and what etcd sends when many copies watch it. */
-async function copyCost(ctx: Context, names: number, watchers: number): Promise<Table> {
+export async function copyCost(ctx: Context, names: number, watchers: number): Promise<Table> {
   await using scope = new Scope();
   const etcd = await etcdIn(scope);
   const writer = clientIn(scope, etcd.endpoint);
