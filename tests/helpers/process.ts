@@ -40,6 +40,9 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
+/** The longest any test runs one server process; older ones are killed as hung. */
+const MAX_LIFE_MS = 5 * 60_000;
+
 /** Starts `deno run main.ts` with the Corefile at `conf`. */
 export async function startServer(
   conf: string | null,
@@ -53,7 +56,18 @@ export async function startServer(
     cwd: options.cwd,
     env: options.env,
   });
-  const exited = child.status.then((s) => s.code);
+  // A node no test keeps this long is hung (seen once under heavy load: a
+  // process that never exited); kill it so that the test waiting on it fails
+  // with its output instead of the whole run waiting for ever.
+  const lifeTimer = setTimeout(() => {
+    console.error(`idetcd pid ${child.pid} still running after ${MAX_LIFE_MS / 1000} s: SIGKILL`);
+    child.signal("SIGKILL");
+  }, MAX_LIFE_MS);
+  Deno.unrefTimer(lifeTimer);
+  const exited = child.status.then((s) => {
+    clearTimeout(lifeTimer);
+    return s.code;
+  });
   const proc: ServerProcess = {
     pid: child.pid,
     output: () => child.output(),
