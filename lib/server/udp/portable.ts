@@ -40,10 +40,16 @@ export class PortableUdp implements UdpSocket {
 
   async #run(handler: UdpHandler): Promise<void> {
     const udp = this.#conn;
+    // One receive buffer for the socket's life: without one, Deno allocates a
+    // fresh 64 KiB buffer per datagram, which the returned view keeps alive
+    // until a GC; under a flood that is hundreds of MB that the allocator
+    // keeps afterwards. Each datagram is copied out at its own size.
+    const buffer = new Uint8Array(65_536);
     while (!this.#closed) {
       let data: Uint8Array, addr: Deno.Addr;
       try {
-        [data, addr] = await udp.receive();
+        [data, addr] = await udp.receive(buffer);
+        data = data.slice();
       } catch (err) {
         if (this.#closed) return;
         // ICMP errors from earlier sends surface here on some systems; keep serving.
