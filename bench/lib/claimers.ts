@@ -42,23 +42,25 @@ export class CallGate {
   readonly #limit: number;
   #inFlight = 0;
   #queue: (() => void)[] = [];
+  /** New claims (lease grants) wait behind the calls of claims already under way: a pipeline. */
+  #later: (() => void)[] = [];
 
   /** A gate of `limit` calls in flight. */
   constructor(limit: number) {
     this.#limit = limit;
   }
 
-  /** Runs `call` once a slot is free. */
-  async run<T>(call: () => Promise<T>): Promise<T> {
+  /** Runs `call` once a slot is free; `later` calls only when no other call waits. */
+  async run<T>(call: () => Promise<T>, later = false): Promise<T> {
     if (this.#inFlight >= this.#limit) {
-      await new Promise<void>((resolve) => this.#queue.push(resolve));
+      await new Promise<void>((resolve) => (later ? this.#later : this.#queue).push(resolve));
     } else {
       this.#inFlight++;
     }
     try {
       return await call();
     } finally {
-      const next = this.#queue.shift();
+      const next = this.#queue.shift() ?? this.#later.shift();
       if (next) next();
       else this.#inFlight--;
     }
@@ -88,7 +90,7 @@ class GatedKv implements EtcdKv {
   }
 
   grant(ttlSeconds: number, timeoutMs?: number): Promise<GrantedLease> {
-    return this.#gate.run(() => this.#kv.grant(ttlSeconds, timeoutMs));
+    return this.#gate.run(() => this.#kv.grant(ttlSeconds, timeoutMs), true);
   }
 
   keepAlive(id: string, timeoutMs: number): Promise<number> {

@@ -745,9 +745,9 @@ export class Claimer {
       const free = allowed ? zone.free.filter((id) => allowed.has(id)) : zone.free;
 
       // Slots whose lock carries our identity, lowest ID first.
-      const own = [...zone.locks.entries()]
-        .filter(([, kv]) => decodeLock(kv.value)?.identity === identity)
-        .sort(([a], [b]) => a - b);
+      const own = (zone.holders.get(identity) ?? []).map((id) =>
+        [id, zone.locks.get(id)!] as const
+      );
       const mine = own.find(([, kv]) => kv.lease === lease.id);
       if (mine) {
         // Already ours under this very lease (a lost-then-found lock): keep it.

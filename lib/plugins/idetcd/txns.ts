@@ -49,6 +49,8 @@ export interface ZoneSnapshot {
   children: Map<number, string[]>;
   /** Identity -> the IDs it held last, ascending. */
   remembered: Map<string, number[]>;
+  /** Identity -> the IDs whose lock carries it (a claimer finds its own without decoding every lock). */
+  holders: Map<string, number[]>;
   /** Queue key -> the ID the queue assigns it. */
   allocation: Map<string, number>;
   /** Free IDs, ascending. */
@@ -124,14 +126,19 @@ export function readZone(
   const locks = new Map<number, KeyValue>();
   const children = new Map<number, string[]>();
   const remembered = new Map<string, number[]>();
-  const holding = new Set<string | undefined>();
+  const holders = new Map<string, number[]>();
   const queued: [KeyValue, NonNullable<ParsedKey["queue"]>][] = [];
   for (const kv of kvs) {
     const parsed = parseKey(kv, zonePath, pattern, cache);
     const slot = parsed.slot;
     if (slot?.kind === "lock") {
       locks.set(slot.id, kv);
-      holding.add(parsed.lockIdentity);
+      const who = parsed.lockIdentity;
+      if (who !== undefined) {
+        const list = holders.get(who);
+        if (list) list.push(slot.id);
+        else holders.set(who, [slot.id]);
+      }
     } else if (slot?.kind === "address") {
       const list = children.get(slot.id);
       if (list) list.push(kv.key);
@@ -149,7 +156,7 @@ export function readZone(
   // Claimers whose identity holds a lock take that one over (or step back): not in the draw.
   const queue: QueueEntry[] = [];
   for (const [kv, entry] of queued) {
-    if (holding.has(entry.identity)) continue;
+    if (holders.has(entry.identity)) continue;
     const allowed = roles?.idsOf(entry.role);
     const memory = remembered.get(entry.identity);
     queue.push({
@@ -162,7 +169,8 @@ export function readZone(
   }
   const free: number[] = [];
   for (let id = 1; id <= limit; id++) if (!locks.has(id)) free.push(id);
-  return { locks, children, remembered, allocation: allocateIds(queue, free), free };
+  for (const ids of holders.values()) ids.sort((a, b) => a - b);
+  return { locks, children, remembered, holders, allocation: allocateIds(queue, free), free };
 }
 
 /** A claim transaction and the lock it writes. */

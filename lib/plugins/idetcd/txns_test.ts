@@ -105,6 +105,7 @@ Deno.test("txns: readZone finds locks, address records, memories and the queue's
   assert.deepEqual(zone.children.get(1), [`${base}/worker1/ip1`]);
   assert.deepEqual(zone.free, [2, 4]);
   assert.deepEqual(zone.remembered.get("node-b"), [2]);
+  assert.deepEqual(zone.holders.get("node-y"), [3]);
   // node-a queued first and takes the lowest free ID; node-b its remembered ID 2 is taken, so 4.
   assert.equal(zone.allocation.get(`${base}/_idetcd/queue/20`), 2);
   assert.equal(zone.allocation.get(`${base}/_idetcd/queue/21`), 4);
