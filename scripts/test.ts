@@ -45,13 +45,16 @@ export const UNIT_ROOT = "lib/";
  * `deno task test` only.
  */
 export const NOT_UNIT = [
+  "lib/etcd/malloc_trim_test.ts", // FFI to libc
   "lib/plugins/cache/behaviour_test.ts", // the cache behind a real listener
+  "lib/plugins/etcd/lazy_test.ts", // runs `deno info` on main.ts
   "lib/plugins/forward/forward_test.ts", // fake upstreams on real sockets
   "lib/plugins/forward/proxy_test.ts", // the same
   "lib/plugins/health/mod_test.ts", // its HTTP server
   "lib/plugins/loadbalance/sockets_test.ts", // behind a real listener
   "lib/plugins/prometheus/mod_test.ts", // its HTTP server and server processes
   "lib/plugins/ready/mod_test.ts", // its HTTP server
+  "lib/server/fast_path_test.ts", // real listeners, and a real etcd behind them
   "lib/server/listen_test.ts", // UDP and TCP listeners
   "lib/server/udp/", // FFI to libc, sockets, gcc
 ] as const;

@@ -139,6 +139,28 @@ class Cluster implements AsyncDisposable {
   }
 }
 
+/**
+ * What each thread of a process is doing, from /proc: "name state wchan"
+ * per thread, so that a node that went silent shows where it is stuck.
+ */
+function threadStates(pid: number): string {
+  try {
+    return [...Deno.readDirSync(`/proc/${pid}/task`)].map(({ name: tid }) => {
+      const read = (f: string) => {
+        try {
+          return Deno.readTextFileSync(`/proc/${pid}/task/${tid}/${f}`).trim();
+        } catch {
+          return "?";
+        }
+      };
+      const state = read("stat").split(") ")[1]?.split(" ")[0] ?? "?";
+      return `${read("comm")} ${state} ${read("wchan")} [${read("syscall").split(" ")[0]}]`;
+    }).join("; ");
+  } catch (err) {
+    return `no /proc/${pid}: ${(err as Error).message}`;
+  }
+}
+
 /** One query to a node: the rcode and the answer's data of `type`. */
 async function ask(
   host: string,
@@ -529,7 +551,9 @@ Deno.test("idetcd cluster: etcd stopped under running nodes; names resolve from 
       // machine, one did; it could not be reproduced. Ask the round once more
       // (a node that stays silent fails the test) and say how long it was.
       const at = (silentAt - stoppedAt).toFixed(0);
-      const logs = nodes.map((n, i) => `--- ${n.host}:\n${n.proc.output().slice(marks[i])}`);
+      const logs = nodes.map((n, i) =>
+        `--- ${n.host} (${threadStates(n.proc.pid)}):\n${n.proc.output().slice(marks[i])}`
+      );
       const detail = `${(err as Error).message} (${at} ms into the outage)\n${logs.join("\n")}`;
       try {
         found = await mismatch(cluster, nodes, nodes, { ownMayBeFenced: true });
