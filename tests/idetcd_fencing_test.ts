@@ -32,7 +32,10 @@ interface Sample {
 /** Asks `host`'s own DNS for `name`: presenting when it answers with `host`'s own address. */
 async function dnsPresents(host: string, port: number, name: string): Promise<Presented> {
   try {
-    const reply = await queryUdp(host, port, name, Type.A);
+    // One try: a sample's interval must be that of the query its answer
+    // answers (a retry's answer, on a node stalled by a loaded machine,
+    // would stretch the interval back to the first try and fake an overlap).
+    const reply = await queryUdp(host, port, name, Type.A, { tries: 1, timeoutMs: 1_000 });
     return reply.answer.some((rr) => rr.type === Type.A && rr.data === host) ? name : undefined;
   } catch {
     return undefined;

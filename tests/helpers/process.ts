@@ -108,14 +108,16 @@ export async function dig(...args: string[]): Promise<string> {
 
 /** Options for {@link queryUdp}. */
 export interface QueryOptions {
+  /** Tries before giving up (default 3), each waiting timeoutMs. */
+  tries?: number;
   /** The EDNS0 UDP size to offer (no OPT record without it). */
   udpSize?: number;
-  /** Milliseconds to wait for each of the 3 tries (default 2,000). */
+  /** Milliseconds to wait for each try (default 2,000). */
   timeoutMs?: number;
 }
 
 /**
- * Sends one query over UDP to host:port and decodes the reply (3 tries);
+ * Sends one query over UDP to host:port and decodes the reply (3 tries by default);
  * datagrams that are not a DNS reply to it are ignored.
  */
 export async function queryUdp(
@@ -132,7 +134,7 @@ export async function queryUdp(
     port: 0,
   });
   try {
-    for (let attempt = 0; attempt < 3; attempt++) {
+    for (let attempt = 0; attempt < (options.tries ?? 3); attempt++) {
       const id = Math.floor(Math.random() * 65536);
       await sock.send(encodeQuery(id, name, type, { udpSize: options.udpSize }), {
         transport: "udp",
