@@ -19,7 +19,7 @@ import { isUdpChoice, setUdpPath, type UdpChoice } from "./lib/server/udp/mod.ts
 import denoJson from "./deno.json" with { type: "json" };
 
 /** The release version. */
-export const VERSION = denoJson.version;
+export const VERSION: string = denoJson.version;
 
 const USAGE = `Usage: idetcd [flags] [whoami | tf-config | exec ... | status ... | hosts ...]
 
