@@ -200,9 +200,12 @@ Deno.test("failover: nodes claim quickly with the leader dead and log it once wh
     console.log(
       `spawn to claimed: ${before.claimMs} ms with every member up, ${after.claimMs} ms with the leader frozen`,
     );
-    assert.ok(
-      after.claimMs <= before.claimMs + 2_000,
-      `a node started with the leader dead claims within ${after.claimMs} ms (vs ${before.claimMs} ms)`,
+    // Not a timing assertion (the machine is shared): the first claim with the
+    // leader dead must not have waited out a call's deadline and retried.
+    assert.doesNotMatch(
+      second.output(),
+      /DEADLINE_EXCEEDED|claiming a name failed/,
+      `a node started with the leader dead claimed at its first try (${after.claimMs} ms)`,
     );
     for (const node of [first, second]) await node.waitForOutput(down, 15_000);
     // Keep it dead through several keep-alives (every lease/3) and lookups.
