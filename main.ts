@@ -277,31 +277,18 @@ async function run(argv: string[]): Promise<number> {
     onFatal: (error) => void onFatal(error),
     readCorefile,
   });
-  try {
-    await instance.start(corefile.blocks);
-  } catch (err) {
-    console.error(describeError(err));
-    await instance.stop().catch(() => {});
-    return 1;
-  }
-  if (flags.pidfile) {
-    try {
-      await Deno.writeTextFile(flags.pidfile, `${Deno.pid}\n`);
-    } catch (err) {
-      console.error(`cannot write pidfile ${flags.pidfile}: ${(err as Error).message}`);
-      await instance.stop();
-      return 1;
-    }
-  }
-  if (!flags.quiet) console.log(banner(instance));
-
+  // The signal listeners go in before the start: a SIGTERM that comes while the plugins
+  // start (a claim under way, etcd still loading) stops the server once it has started,
+  // instead of killing it with the default action.
+  let started = false;
+  let startup: Promise<void> = Promise.resolve();
   // Instance.reload logs the outcome; stop() waits for a reload under way.
-  const reload = (why: string) => void instance.reload(why);
-
+  const reload = (why: string) => void (started && instance.reload(why));
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     rootLog.info(`${signal}: shutting down`);
+    await startup.catch(() => {});
     await instance.stop();
     if (flags.pidfile) await Deno.remove(flags.pidfile).catch(() => {});
     done.resolve(0);
@@ -318,10 +305,33 @@ async function run(argv: string[]): Promise<number> {
       () => Deno.exit(0),
     ]);
   }
+  // The listeners stay until the process exits: removing the last one restores the
+  // default action, and a late second SIGTERM (deno task forwards the one its process
+  // group got) would then end a clean shutdown with 143.
   for (const [sig, fn] of handlers) Deno.addSignalListener(sig, fn);
-  const code = await done.promise;
-  for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
-  return code;
+
+  startup = instance.start(corefile.blocks);
+  try {
+    await startup;
+  } catch (err) {
+    console.error(describeError(err));
+    await instance.stop().catch(() => {});
+    return 1;
+  }
+  started = true;
+  if (stopping) return await done.promise;
+  if (flags.pidfile) {
+    try {
+      await Deno.writeTextFile(flags.pidfile, `${Deno.pid}\n`);
+    } catch (err) {
+      console.error(`cannot write pidfile ${flags.pidfile}: ${(err as Error).message}`);
+      stopping = true;
+      await instance.stop();
+      return 1;
+    }
+  }
+  if (!flags.quiet) console.log(banner(instance));
+  return await done.promise;
 }
 
 if (import.meta.main) {

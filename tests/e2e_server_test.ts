@@ -129,3 +129,31 @@ Deno.test("e2e: SIGTERM stops the server and removes the pidfile", async () => {
   assert.equal(await server.exited, 0);
   await assert.rejects(Deno.stat(pidfile));
 });
+
+Deno.test("e2e: SIGTERMs that keep coming while it stops still end in exit 0", async () => {
+  // deno task and shells pass a process group's SIGTERM on to the server, so a second
+  // one may land at any point of the shutdown, the very end included. The window at the
+  // end is narrow: a few rounds make a regression show.
+  const port = await freePort();
+  const conf = await writeCorefile(`.:${port} {\n    whoami\n}\n`);
+  for (let round = 1; round <= 5; round++) {
+    const server = await startServer(conf);
+    let exited = false;
+    const code = server.exited.finally(() => exited = true);
+    let sent = 0;
+    while (!exited) {
+      try {
+        server.kill("SIGTERM");
+        sent++;
+      } catch {
+        break; // gone between the check and the signal
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    assert.equal(
+      await code,
+      0,
+      `round ${round}, exit code after ${sent} SIGTERMs:\n${server.output()}`,
+    );
+  }
+});

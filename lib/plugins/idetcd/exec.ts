@@ -473,17 +473,18 @@ async function supervise(
     ctx.say(`idetcd exec: cannot run ${cmd}: ${(err as Error).message}`);
     return 127;
   }
-  const forward = FORWARDED.map((signal) => {
-    const fn = () => {
+  // The listeners stay until exit: with none a late SIGTERM (a process group's signal
+  // that deno task or a shell passes on) would kill exec with 143 while it releases the
+  // name it held for the command. child.kill on a finished child throws.
+  for (const signal of FORWARDED) {
+    Deno.addSignalListener(signal, () => {
       try {
         child.kill(signal);
       } catch {
         // already gone
       }
-    };
-    Deno.addSignalListener(signal, fn);
-    return [signal, fn] as const;
-  });
+    });
+  }
   let lost: string | undefined;
   let done = false;
   const watcher = (async () => {
@@ -524,6 +525,5 @@ async function supervise(
   const status = await child.status;
   done = true;
   await watcher;
-  for (const [signal, fn] of forward) Deno.removeSignalListener(signal, fn);
   return lost !== undefined ? EXIT_NAME_LOST : exitCode(status);
 }

@@ -66,21 +66,17 @@ function parseStatusArgs(args: string[]): { json: boolean } {
   }
 }
 
-/** Resolves on the first SIGTERM or SIGINT; `dispose` removes the listeners. */
-function stopSignal(): { stopped: Promise<Deno.Signal>; dispose(): void } {
+/**
+ * Resolves on the first SIGTERM or SIGINT. The listeners stay until the process exits:
+ * removing the last one restores the default action, and a second signal that a shell
+ * or deno task passes on late would then end a clean stop with 143.
+ */
+function stopSignal(): { stopped: Promise<Deno.Signal> } {
   const { promise, resolve } = Promise.withResolvers<Deno.Signal>();
-  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-  const handlers = signals.map((signal) => {
-    const fn = () => resolve(signal);
-    Deno.addSignalListener(signal, fn);
-    return [signal, fn] as const;
-  });
-  return {
-    stopped: promise,
-    dispose: () => {
-      for (const [signal, fn] of handlers) Deno.removeSignalListener(signal, fn);
-    },
-  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(signal, () => resolve(signal));
+  }
+  return { stopped: promise };
 }
 
 /** Writes all of `text` to stdout as is (writeSync may take only part of it into a pipe). */
@@ -131,16 +127,11 @@ async function runHosts(args: string[], config: IdetcdConfig): Promise<number> {
     writeOut(text);
     return 0;
   }
-  const signal = stopSignal();
-  try {
-    return await watchHosts(config, { ...options, watch }, {
-      log: rootLog,
-      say: (line) => console.error(line),
-      stop: signal.stopped,
-    });
-  } finally {
-    signal.dispose();
-  }
+  return await watchHosts(config, { ...options, watch }, {
+    log: rootLog,
+    say: (line) => console.error(line),
+    stop: stopSignal().stopped,
+  });
 }
 
 /** Runs `status` or `hosts` with its own arguments; resolves with the exit code. */
