@@ -15,6 +15,13 @@
  */
 
 import type { PluginDefinition } from "./lib/server/plugin.ts";
+
+// The plugin API, so that the list's type and what a plugin sees are documented with it.
+export type * from "./lib/server/plugin.ts";
+export type { Directive, ServerBlock, Token } from "./lib/corefile/types.ts";
+export type * from "./lib/dns/types.ts";
+export type { Header, Message } from "./lib/dns/wire.ts";
+export type { Logger } from "./lib/log.ts";
 import { reloadPlugin } from "./lib/plugins/reload/mod.ts";
 import { bufsizePlugin } from "./lib/plugins/bufsize/mod.ts";
 import { bindPlugin } from "./lib/plugins/bind/mod.ts";
