@@ -38,17 +38,22 @@ function sameHost(a: string, b: string): boolean {
   return !!x && !!y && x.every((byte, i) => byte === y[i]);
 }
 
-// Query IDs come from the CSPRNG, drawn in batches.
-const idPool = new Uint16Array(512);
-let idNext = idPool.length;
+/**
+ * Random 16-bit message IDs (miekg's dns.Id), drawn from the CSPRNG in
+ * batches: one per transport, so no two share a buffer.
+ */
+export class MessageIds {
+  #batch = new Uint16Array(512);
+  #next = this.#batch.length;
 
-/** A random 16-bit message ID (miekg's dns.Id). */
-export function randomId(): number {
-  if (idNext >= idPool.length) {
-    crypto.getRandomValues(idPool);
-    idNext = 0;
+  /** The next random ID. */
+  next(): number {
+    if (this.#next >= this.#batch.length) {
+      crypto.getRandomValues(this.#batch);
+      this.#next = 0;
+    }
+    return this.#batch[this.#next++];
   }
-  return idPool[idNext++];
 }
 
 interface Pending {
@@ -131,6 +136,7 @@ export class UdpChannel {
   #socket?: UdpSocket;
   #retired: Promise<void>[] = [];
   #closed = false;
+  #ids = new MessageIds();
 
   /** Sockets to `remote` are replaced after `expireMs` idle. */
   constructor(remote: UpstreamAddress, expireMs: number) {
@@ -179,8 +185,8 @@ export class UdpChannel {
     if (socket.pending.size >= 60_000) {
       return Promise.reject(new ExchangeError("too many queries in flight"));
     }
-    let id = randomId();
-    while (socket.pending.has(id)) id = randomId();
+    let id = this.#ids.next();
+    while (socket.pending.has(id)) id = this.#ids.next();
     const packet = build(id);
     const remote = formatAddress(this.#remote);
     return new Promise<Uint8Array>((resolve, reject) => {
@@ -254,6 +260,7 @@ export class TcpExchanger {
   #remote: UpstreamAddress;
   #open = new Set<Deno.Conn>();
   #connecting = new Set<Promise<unknown>>();
+  #ids = new MessageIds();
 
   /** Connections go to `remote`. */
   constructor(remote: UpstreamAddress) {
@@ -266,7 +273,7 @@ export class TcpExchanger {
    */
   async exchange(build: (id: number) => Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     const remote = formatAddress(this.#remote);
-    const id = randomId();
+    const id = this.#ids.next();
     const packet = build(id);
     let conn: Deno.Conn | undefined;
     let timedOut = false;

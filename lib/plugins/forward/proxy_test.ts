@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { waitFor } from "../../../tests/helpers/wait.ts";
 import { encodeMessage, encodeQuery } from "../../dns/wire.ts";
 import { Type } from "../../dns/types.ts";
-import { ExchangeError, formatAddress, UdpChannel } from "./proxy.ts";
+import { ExchangeError, formatAddress, MessageIds, UdpChannel } from "./proxy.ts";
 import { replyTo, startFakeServer } from "./testkit.ts";
 import { decodeMessage } from "../../dns/wire.ts";
 
@@ -11,6 +11,18 @@ const query = (id: number) => encodeQuery(id, "x.example.", Type.A);
 Deno.test("proxy: addresses print as Go's JoinHostPort", () => {
   assert.equal(formatAddress({ host: "192.0.2.1", port: 53 }), "192.0.2.1:53");
   assert.equal(formatAddress({ host: "::1", port: 5353 }), "[::1]:5353");
+});
+
+Deno.test("proxy: message IDs are 16-bit, varied, and each source draws its own batch", () => {
+  const a = new MessageIds();
+  const b = new MessageIds();
+  const drawn = Array.from({ length: 2_000 }, () => a.next());
+  assert.ok(drawn.every((id) => Number.isInteger(id) && id >= 0 && id <= 0xffff));
+  // 2,000 draws over 65,536 values: far more than 1,000 distinct unless the source is broken.
+  assert.ok(new Set(drawn).size > 1_000, `only ${new Set(drawn).size} distinct IDs`);
+  // b starts its own batch; a's draws did not use it up.
+  const other = Array.from({ length: 512 }, () => b.next());
+  assert.notDeepEqual(other, drawn.slice(0, 512));
 });
 
 Deno.test("proxy: one UDP socket carries concurrent queries, matched by ID", async () => {
