@@ -16,7 +16,8 @@ import { CorefileError, type ServerBlock } from "../corefile/types.ts";
 import type { Logger } from "../log.ts";
 import { buildConfig, type Config } from "./config.ts";
 import { Dispatcher } from "./dispatch.ts";
-import { Listener } from "./listen.ts";
+import { DEFAULT_TCP_LIMITS, Listener } from "./listen.ts";
+import { type UdpChoice, UdpPaths } from "./udp/mod.ts";
 import type { PluginDefinition, ServerControl, ShutdownEvent } from "./plugin.ts";
 import { Resources } from "./resources.ts";
 
@@ -38,6 +39,8 @@ export interface InstanceOptions {
    * keeps the running configuration.
    */
   readCorefile?: () => Promise<ServerBlock[]>;
+  /** The `-udp` flag (main.ts): the UDP path; undefined goes by IDETCD_UDP, else auto. */
+  udp?: UdpChoice;
 }
 
 interface Bound {
@@ -55,6 +58,8 @@ function describe(err: unknown): string {
 export class Instance {
   #options: InstanceOptions;
   #resources = new Resources();
+  /** Chooses every listener's UDP path, and says once why it is not the batched one. */
+  #udpPaths: UdpPaths;
   #config?: Config;
   #release?: () => Promise<void>;
   #bound = new Map<string, Bound>();
@@ -70,6 +75,7 @@ export class Instance {
   /** A server that runs nothing until {@link start}. */
   constructor(options: InstanceOptions) {
     this.#options = options;
+    this.#udpPaths = new UdpPaths(options.udp);
   }
 
   /** The ports actually bound, by listen address ("[host]:port" -> port). */
@@ -153,7 +159,14 @@ export class Instance {
         const existing = this.#bound.get(id);
         if (existing) continue;
         const dispatcher = new Dispatcher(l, this.#options.log);
-        const listener = new Listener(l.host, l.port, dispatcher, this.#options.log);
+        const listener = new Listener(
+          l.host,
+          l.port,
+          dispatcher,
+          this.#options.log,
+          DEFAULT_TCP_LIMITS,
+          this.#udpPaths,
+        );
         listener.open();
         opened.push([id, { listener, dispatcher }]);
       }

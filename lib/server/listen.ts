@@ -10,7 +10,7 @@
 
 import type { Logger } from "../log.ts";
 import { type Dispatcher, type Endpoint, unmapAddress } from "./dispatch.ts";
-import { openUdp, type UdpAnswer, type UdpSocket, type UdpSource } from "./udp/mod.ts";
+import { type UdpAnswer, UdpPaths, type UdpSocket, type UdpSource } from "./udp/mod.ts";
 
 /** Limits for TCP connections. */
 export interface TcpLimits {
@@ -77,20 +77,27 @@ export class Listener {
   #dispatcher: Dispatcher;
   #log: Logger;
   #limits: TcpLimits;
+  #udpPaths: UdpPaths;
 
-  /** A listener on `host`:`port` feeding `dispatcher`; nothing is bound until {@link open}. */
+  /**
+   * A listener on `host`:`port` feeding `dispatcher`; nothing is bound until
+   * {@link open}. `udpPaths` chooses the UDP path: the server's own (with its
+   * `-udp` flag), or one of its own going by IDETCD_UDP and auto.
+   */
   constructor(
     host: string,
     port: number,
     dispatcher: Dispatcher,
     log: Logger,
     limits: TcpLimits = DEFAULT_TCP_LIMITS,
+    udpPaths: UdpPaths = new UdpPaths(),
   ) {
     this.host = host;
     this.port = port;
     this.#dispatcher = dispatcher;
     this.#log = log;
     this.#limits = limits;
+    this.#udpPaths = udpPaths;
   }
 
   /** The port actually bound (useful with port 0). */
@@ -107,7 +114,7 @@ export class Listener {
     let lastError: unknown;
     for (const hostname of hosts) {
       try {
-        const udp = openUdp(hostname, this.port, this.#log);
+        const udp = this.#udpPaths.open(hostname, this.port, this.#log);
         const port = udp.localPort;
         try {
           this.#tcp = Deno.listen({ transport: "tcp", hostname, port });

@@ -5,7 +5,7 @@
  *   libc; Linux glibc on x86_64 or aarch64, with the FFI permission for libc.
  * - `portable` (lib/server/udp/portable.ts): `Deno.listenDatagram`.
  *
- * The choice, highest first: the `-udp` flag ({@link setUdpPath}), the
+ * The choice, highest first: the `-udp` flag (given to {@link UdpPaths}), the
  * IDETCD_UDP environment variable, else `auto`: the batched path where it
  * can be had (Linux glibc x86_64/aarch64, FFI granted for libc, an IP
  * address to bind), the portable path elsewhere, saying why once. Asking for
@@ -33,24 +33,21 @@ export const UDP_ENV = "IDETCD_UDP";
 
 const CHOICES: readonly UdpChoice[] = ["auto", "batched", "portable"];
 
-let flagChoice: UdpChoice | undefined;
-
 /** True for "auto", "batched" and "portable". */
 export function isUdpChoice(text: string): text is UdpChoice {
   return (CHOICES as readonly string[]).includes(text);
 }
 
-/** The `-udp` flag's value (main.ts); undefined goes back to IDETCD_UDP / auto. */
-export function setUdpPath(choice: UdpChoice | undefined): void {
-  flagChoice = choice;
-}
-
 /**
- * The choice in force and where it came from. An IDETCD_UDP value that is
- * no choice throws, naming the variable, so a typo is not a silent default.
+ * The choice in force and where it came from: `flag` (the `-udp` flag's
+ * value; undefined goes on to IDETCD_UDP, then auto). An IDETCD_UDP value
+ * that is no choice throws, naming the variable, so a typo is not a silent
+ * default.
  */
-export function udpChoice(): { choice: UdpChoice; from: "flag" | "env" | "default" } {
-  if (flagChoice) return { choice: flagChoice, from: "flag" };
+export function udpChoice(
+  flag?: UdpChoice,
+): { choice: UdpChoice; from: "flag" | "env" | "default" } {
+  if (flag) return { choice: flag, from: "flag" };
   const env = readEnv();
   if (env !== undefined && env !== "") {
     const value = env.trim().toLowerCase();
@@ -84,9 +81,15 @@ export function batchedUnavailable(): string | undefined {
   return typeof libc === "string" ? libc : undefined;
 }
 
-/** The path `openUdp` takes for `hostname` now, and why when it is not the batched one. */
-export function resolveUdpPath(hostname: string): { path: UdpPathName; reason?: string } {
-  const { choice, from } = udpChoice();
+/**
+ * The path {@link UdpPaths.open} takes for `hostname` now with the `-udp`
+ * flag's `flag`, and why when it is not the batched one.
+ */
+export function resolveUdpPath(
+  hostname: string,
+  flag?: UdpChoice,
+): { path: UdpPathName; reason?: string } {
+  const { choice, from } = udpChoice(flag);
   const by = from === "flag" ? "-udp" : from === "env" ? UDP_ENV : "";
   if (choice === "portable") return { path: "portable", reason: `${by}=portable` };
   const unavailable = batchedUnavailable() ??
@@ -100,23 +103,49 @@ export function resolveUdpPath(hostname: string): { path: UdpPathName; reason?: 
   return { path: "portable", reason: unavailable };
 }
 
-const told = new Set<string>();
-
 /**
- * Binds a UDP socket on the chosen path. Throws what Deno.listenDatagram
- * throws (AddrInUse, PermissionDenied, ...) on either path.
+ * Opens a server's UDP sockets on the path its `-udp` flag, IDETCD_UDP or
+ * auto chooses. One per server ({@link Instance} owns one), so what it has
+ * said about the path is said once per server, not once per socket.
  */
-export function openUdp(hostname: string, port: number, log: Logger): UdpSocket {
-  const { path, reason } = resolveUdpPath(hostname);
-  if (path === "batched") {
-    const socket = BatchedUdp.open(hostname, port, log);
-    log.debug(`udp [${socket.localAddress}]:${socket.localPort}: batched path (recvmmsg/sendmmsg)`);
-    return socket;
+export class UdpPaths {
+  readonly #flag?: UdpChoice;
+  /** Reasons for the portable path already logged. */
+  readonly #told = new Set<string>();
+
+  /** Paths chosen by the `-udp` flag's `flag` (undefined: IDETCD_UDP, else auto). */
+  constructor(flag?: UdpChoice) {
+    this.#flag = flag;
   }
-  if (reason && !told.has(reason)) {
-    // Once per reason: a reload re-opens listeners and need not say it again.
-    told.add(reason);
-    log.debug(`udp: portable path (Deno.listenDatagram): ${reason}`);
+
+  /** {@link udpChoice} with this server's flag. */
+  choice(): { choice: UdpChoice; from: "flag" | "env" | "default" } {
+    return udpChoice(this.#flag);
   }
-  return PortableUdp.open(hostname, port, log);
+
+  /** {@link resolveUdpPath} with this server's flag. */
+  resolve(hostname: string): { path: UdpPathName; reason?: string } {
+    return resolveUdpPath(hostname, this.#flag);
+  }
+
+  /**
+   * Binds a UDP socket on the chosen path. Throws what Deno.listenDatagram
+   * throws (AddrInUse, PermissionDenied, ...) on either path.
+   */
+  open(hostname: string, port: number, log: Logger): UdpSocket {
+    const { path, reason } = this.resolve(hostname);
+    if (path === "batched") {
+      const socket = BatchedUdp.open(hostname, port, log);
+      log.debug(
+        `udp [${socket.localAddress}]:${socket.localPort}: batched path (recvmmsg/sendmmsg)`,
+      );
+      return socket;
+    }
+    if (reason && !this.#told.has(reason)) {
+      // Once per reason: a reload re-opens listeners and need not say it again.
+      this.#told.add(reason);
+      log.debug(`udp: portable path (Deno.listenDatagram): ${reason}`);
+    }
+    return PortableUdp.open(hostname, port, log);
+  }
 }

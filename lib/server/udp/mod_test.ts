@@ -9,14 +9,13 @@ import assert from "node:assert/strict";
 import {
   batchedUnavailable,
   isUdpChoice,
-  openUdp,
   resolveUdpPath,
-  setUdpPath,
   UDP_ENV,
   udpChoice,
+  UdpPaths,
 } from "./mod.ts";
 import { LIBC_PATHS } from "./ffi.ts";
-import { createLogger } from "../../log.ts";
+import { createLogger, type Logger } from "../../log.ts";
 import { queryUdp, startServer } from "../../../tests/helpers/process.ts";
 import { freePort, waitFor } from "../../../tests/helpers/wait.ts";
 import { Type } from "../../dns/types.ts";
@@ -40,52 +39,66 @@ function withEnv<T>(value: string | undefined, fn: () => T): T {
 }
 
 Deno.test("udp path: the flag beats IDETCD_UDP, which beats auto; a bad value is an error", () => {
-  try {
-    withEnv(undefined, () => assert.deepEqual(udpChoice(), { choice: "auto", from: "default" }));
-    withEnv("Portable", () => {
-      assert.deepEqual(udpChoice(), { choice: "portable", from: "env" });
-      setUdpPath("batched");
-      assert.deepEqual(udpChoice(), { choice: "batched", from: "flag" });
-      setUdpPath(undefined);
-    });
-    withEnv("fast", () => assert.throws(() => udpChoice(), /IDETCD_UDP=fast: want auto/));
-    assert.ok(isUdpChoice("auto") && isUdpChoice("batched") && isUdpChoice("portable"));
-    assert.ok(!isUdpChoice("Batched") && !isUdpChoice(""));
-  } finally {
-    setUdpPath(undefined);
-  }
+  withEnv(undefined, () => assert.deepEqual(udpChoice(), { choice: "auto", from: "default" }));
+  withEnv("Portable", () => {
+    assert.deepEqual(udpChoice(), { choice: "portable", from: "env" });
+    assert.deepEqual(udpChoice("batched"), { choice: "batched", from: "flag" });
+    assert.deepEqual(new UdpPaths("batched").choice(), { choice: "batched", from: "flag" });
+    assert.deepEqual(new UdpPaths().choice(), { choice: "portable", from: "env" });
+  });
+  withEnv("fast", () => assert.throws(() => udpChoice(), /IDETCD_UDP=fast: want auto/));
+  assert.ok(isUdpChoice("auto") && isUdpChoice("batched") && isUdpChoice("portable"));
+  assert.ok(!isUdpChoice("Batched") && !isUdpChoice(""));
 });
 
 Deno.test("udp path: portable when asked; batched by default and when asked where it can be had", async () => {
-  try {
-    setUdpPath("portable");
-    assert.deepEqual(resolveUdpPath(""), { path: "portable", reason: "-udp=portable" });
-    const portable = openUdp("127.0.0.1", 0, quiet);
-    assert.equal(portable.path, "portable");
-    await portable.close();
-    setUdpPath("auto");
-    if (unavailable) {
-      assert.equal(resolveUdpPath("").path, "portable");
-      setUdpPath("batched");
-      assert.throws(() => resolveUdpPath(""), /-udp=batched, but the batched UDP path cannot/);
-    } else {
-      assert.deepEqual(resolveUdpPath(""), { path: "batched" }, "auto is the batched path here");
-      // A bind address the batched path cannot take gives auto the portable path, and why.
-      assert.deepEqual(resolveUdpPath("fe80::1%eth0"), {
-        path: "portable",
-        reason: "fe80::1%eth0 is not an IP address",
-      });
-      setUdpPath("batched");
-      assert.deepEqual(resolveUdpPath(""), { path: "batched" });
-      // Not an IP address (a zone, a name): batched refuses.
-      assert.throws(() => resolveUdpPath("fe80::1%eth0"), /not an IP address/);
-      const batched = openUdp("127.0.0.1", 0, quiet);
-      assert.equal(batched.path, "batched");
-      await batched.close();
-    }
-  } finally {
-    setUdpPath(undefined);
+  assert.deepEqual(resolveUdpPath("", "portable"), { path: "portable", reason: "-udp=portable" });
+  const portable = new UdpPaths("portable").open("127.0.0.1", 0, quiet);
+  assert.equal(portable.path, "portable");
+  await portable.close();
+  if (unavailable) {
+    assert.equal(resolveUdpPath("", "auto").path, "portable");
+    assert.throws(
+      () => resolveUdpPath("", "batched"),
+      /-udp=batched, but the batched UDP path cannot/,
+    );
+  } else {
+    assert.deepEqual(
+      resolveUdpPath("", "auto"),
+      { path: "batched" },
+      "auto is the batched path here",
+    );
+    // A bind address the batched path cannot take gives auto the portable path, and why.
+    assert.deepEqual(resolveUdpPath("fe80::1%eth0", "auto"), {
+      path: "portable",
+      reason: "fe80::1%eth0 is not an IP address",
+    });
+    assert.deepEqual(resolveUdpPath("", "batched"), { path: "batched" });
+    // Not an IP address (a zone, a name): batched refuses.
+    assert.throws(() => resolveUdpPath("fe80::1%eth0", "batched"), /not an IP address/);
+    const batched = new UdpPaths("batched").open("127.0.0.1", 0, quiet);
+    assert.equal(batched.path, "batched");
+    await batched.close();
   }
+});
+
+Deno.test("udp path: each UdpPaths says why it took the portable path once, whatever the other does", async () => {
+  const lines: string[] = [];
+  // Every level kept, DEBUG included (createLogger's DEBUG follows the process's -debug switch).
+  const log: Logger = {
+    debug: (msg) => lines.push(msg),
+    info: (msg) => lines.push(msg),
+    warning: (msg) => lines.push(msg),
+    error: (msg) => lines.push(msg),
+    child: () => log,
+  };
+  const said = () => lines.filter((l) => l.includes("udp: portable path")).length;
+  const first = new UdpPaths("portable");
+  for (let i = 0; i < 2; i++) await first.open("127.0.0.1", 0, log).close();
+  assert.equal(said(), 1, lines.join("\n"));
+  // A second server in the process (its own UdpPaths) says it for itself.
+  await new UdpPaths("portable").open("127.0.0.1", 0, log).close();
+  assert.equal(said(), 2, lines.join("\n"));
 });
 
 Deno.test({
@@ -96,13 +109,8 @@ Deno.test({
     // (a machine where the batched path silently fell back would pass both
     // passes on the portable path).
     assert.equal(unavailable, undefined, `the batched path is unavailable: ${unavailable}`);
-    try {
-      setUdpPath("auto");
-      assert.deepEqual(resolveUdpPath(""), { path: "batched" });
-      assert.deepEqual(resolveUdpPath("127.0.0.1"), { path: "batched" });
-    } finally {
-      setUdpPath(undefined);
-    }
+    assert.deepEqual(resolveUdpPath("", "auto"), { path: "batched" });
+    assert.deepEqual(resolveUdpPath("127.0.0.1", "auto"), { path: "batched" });
   },
 });
 
