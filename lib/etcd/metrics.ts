@@ -2,30 +2,32 @@
  * idetcd's own metrics about etcd: every live mirror's watch revision, lag
  * and errors, reported at scrape time.
  *
+ * Each tracked mirror is its own collector in the process's registry (which
+ * merges families of one name), so this module keeps no list of mirrors.
+ *
  * @module
  */
 
-import { type MetricFamily, registerCollector } from "../server/metrics.ts";
+import {
+  type MetricFamily,
+  type Registry,
+  registry as processRegistry,
+} from "../server/metrics.ts";
 import type { Mirror } from "./mirror.ts";
 
-const liveMirrors = new Set<Mirror>();
-let unregister: (() => void) | undefined;
-
-/** Reports `mirror` in the metrics until `forget` is called (the pool calls it on close). */
-export function trackMirror(mirror: Mirror): () => void {
-  liveMirrors.add(mirror);
-  unregister ??= registerCollector(collectMirrors);
-  return () => {
-    liveMirrors.delete(mirror);
-    if (liveMirrors.size === 0) {
-      unregister?.();
-      unregister = undefined;
-    }
-  };
+/**
+ * Reports `mirror` in `registry` (the process's by default) until the
+ * returned function is called (the pool calls it on close).
+ */
+export function trackMirror(
+  mirror: Mirror,
+  registry: Pick<Registry, "registerCollector"> = processRegistry,
+): () => void {
+  return registry.registerCollector(() => collectMirrors([mirror]));
 }
 
-/** The metric families of every live mirror. */
-export function collectMirrors(): MetricFamily[] {
+/** The metric families of `mirrors`, one series of each per mirror. */
+export function collectMirrors(mirrors: Iterable<Mirror>): MetricFamily[] {
   const revision: MetricFamily = {
     name: "idetcd_etcd_watch_revision",
     help: "The etcd revision the in-memory copy of a prefix has applied.",
@@ -69,7 +71,7 @@ export function collectMirrors(): MetricFamily[] {
     samples: [],
   };
   const now = Date.now();
-  for (const mirror of liveMirrors) {
+  for (const mirror of mirrors) {
     const s = mirror.status();
     const labels = { prefix: s.prefix };
     revision.samples.push({ labels, value: s.revision });
