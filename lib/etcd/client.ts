@@ -152,7 +152,8 @@ export function clientOptions(
   return result;
 }
 
-let ipServerNamesAllowed = false;
+/** Marks node:tls's `connect` as the one {@link allowIpServerNames} put in. */
+const DROPS_IP_SERVER_NAMES = Symbol("idetcd: drops IP server names");
 
 /**
  * grpc-js passes the endpoint host as TLS `servername` (SNI), also when it is
@@ -160,11 +161,14 @@ let ipServerNamesAllowed = false;
  * Deno's node:tls rejects it, so no `https://127.0.0.1:2379` endpoint could
  * connect. Drops IP-literal server names; the certificate is still checked
  * against the IP (via `host`).
+ *
+ * node:tls is one module per process, so the patch is process-wide by
+ * nature; whether it is in is read off `tls.connect` itself (a mark on the
+ * patched function), not kept in a flag here.
  */
 function allowIpServerNames(): void {
-  if (ipServerNamesAllowed) return;
-  ipServerNamesAllowed = true;
-  const connect = tls.connect;
+  const connect = tls.connect as typeof tls.connect & { [DROPS_IP_SERVER_NAMES]?: true };
+  if (connect[DROPS_IP_SERVER_NAMES]) return;
   const patched = function (this: unknown, ...args: unknown[]) {
     const first = args[0] as { servername?: unknown } | undefined;
     if (
@@ -176,6 +180,7 @@ function allowIpServerNames(): void {
     }
     return (connect as (...a: unknown[]) => tls.TLSSocket).apply(this, args);
   };
+  Object.defineProperty(patched, DROPS_IP_SERVER_NAMES, { value: true });
   (tls as { connect: unknown }).connect = patched;
 }
 
@@ -379,11 +384,20 @@ function superviseConnects(hosts: Etcd3Host[], health: EndpointHealth): () => vo
   return () => clearInterval(timer);
 }
 
-const healthOf = new WeakMap<Etcd3, EndpointHealth>();
+/** A client made by {@link createClient}: etcd3's, carrying its member health tracker. */
+class TrackedClient extends Etcd3 {
+  /** The tracker of this client's members. */
+  readonly health: EndpointHealth;
+
+  constructor(options: IOptions, health: EndpointHealth) {
+    super(options);
+    this.health = health;
+  }
+}
 
 /** The member health tracker of a client made by {@link createClient}. */
 export function endpointHealth(client: Etcd3): EndpointHealth | undefined {
-  return healthOf.get(client);
+  return client instanceof TrackedClient ? client.health : undefined;
 }
 
 /**
@@ -404,7 +418,7 @@ export function createClient(
   );
   const etcdOptions = clientOptions(options, configDir, health);
   if (etcdOptions.credentials) allowIpServerNames();
-  const client = new Etcd3(etcdOptions);
+  const client = new TrackedClient(etcdOptions, health);
 
   const pool = poolOf(client);
   const hosts = pool.hosts ?? [];
@@ -421,7 +435,6 @@ export function createClient(
     return await probeEndpoint(target);
   });
   const stopSupervising = superviseConnects(hosts, health);
-  healthOf.set(client, health);
   const close = client.close.bind(client);
   client.close = () => {
     stopSupervising();

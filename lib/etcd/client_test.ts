@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import tls from "node:tls";
 import * as cockatiel from "cockatiel";
 import {
   cleanEtcdError,
@@ -241,4 +242,17 @@ Deno.test("createClient: has a health tracker, stopped by close()", () => {
     ["127.0.0.1:2", "up"],
   ]);
   client.close();
+});
+
+Deno.test("createClient: node:tls gets the IP server-name patch once, however many TLS clients", () => {
+  const first = createClient({ endpoints: ["https://127.0.0.1:1"] }, ".");
+  const patched = tls.connect;
+  const second = createClient({ endpoints: ["https://127.0.0.1:2"] }, ".");
+  try {
+    // A second patch would wrap the first (each TLS connect walking both).
+    assert.equal(tls.connect, patched);
+  } finally {
+    second.close();
+    first.close();
+  }
 });

@@ -102,6 +102,12 @@ const DIAGNOSIS_WAIT_MS = 300;
  * Members announced as down in this process, by address, with the trackers
  * that hold them down: a process with several clients on one cluster (one
  * per plugin) logs each member once each way, not once per client.
+ *
+ * Process-wide by nature, as the log it keeps quiet is: the clients come
+ * from places that share nothing but the process (the server's pool, a
+ * subcommand's own client, `idetcd exec`'s command and its server), and
+ * every one of them writes to the one process log. An entry lives only
+ * while a tracker holds it; {@link EndpointHealth.close} lets go of its own.
  */
 const announcedDown = new Map<string, Set<EndpointHealth>>();
 
