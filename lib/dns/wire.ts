@@ -730,6 +730,18 @@ function writeRR(w: Writer, rr: RR, extendedRcode: number) {
   w.view.setUint16(lenAt, w.pos - lenAt - 2);
 }
 
+/**
+ * The one work buffer of {@link encodeMessage}, kept per process (per
+ * isolate: a Worker has its own module instance) for speed: a reply is
+ * encoded without allocating a buffer or a compression map each time.
+ *
+ * Safe to share because JavaScript runs one call at a time and an encode
+ * is synchronous from start to end: it is never held across an await, every
+ * encode starts by clearing it (position and compression table), and what
+ * leaves is a copy (`slice`), never a view of it. An encode that throws
+ * leaves it replaced, so not even a half-written state outlives the call.
+ * lib/dns/wire_test.ts checks all of that.
+ */
 let shared = new Writer(4096);
 
 /**

@@ -331,3 +331,54 @@ Deno.test("wire: a TSIG record goes last, after OPT, its owner uncompressed", ()
   const tail = bytes.subarray(bytes.length - (13 + 10 + 16), bytes.length - 10 - 16);
   assert.deepEqual([...tail], [7, ...new TextEncoder().encode("example"), 3, 111, 114, 103, 0]);
 });
+
+// encodeMessage reuses one work buffer per process (see `shared` in wire.ts):
+// these check what makes that safe.
+
+Deno.test("wire: the shared work buffer: results are copies, never views of it", () => {
+  const first = encodeMessage(reply({ answer: sample }));
+  const kept = first.slice();
+  const second = encodeMessage(reply({ id: 7, answer: sample.slice(0, 2) }));
+  assert.deepEqual(first, kept, "a later encode changed an earlier result");
+  assert.notEqual(first.buffer, second.buffer);
+});
+
+Deno.test("wire: the shared work buffer: an encode that throws leaves nothing behind", () => {
+  const msg = reply({ answer: sample });
+  const before = encodeMessage(msg);
+  // The first records are written (and their names are compression targets) before the bad one throws.
+  const bad = reply({
+    answer: [...sample, { name: "bad.example.org.", type: Type.A, class: 1, ttl: 1, data: "x" }],
+  });
+  assert.throws(() => encodeMessage(bad), /bad IPv4 address x/);
+  assert.deepEqual(encodeMessage(msg), before);
+  // A reply that outgrew the buffer (it doubles) changes nothing for the next one either.
+  const big = reply({
+    answer: Array.from({ length: 400 }, (_, i) => ({
+      name: `n${i}.example.org.`,
+      type: Type.TXT,
+      class: 1,
+      ttl: 1,
+      data: ["x".repeat(200)],
+    })),
+  });
+  assert.ok(encodeMessage(big, 65_535).length > 4096);
+  assert.deepEqual(encodeMessage(msg), before);
+});
+
+Deno.test("wire: the shared work buffer: encodes interleaved with awaits give what fresh encodes give", async () => {
+  const messages = Array.from(
+    { length: 50 },
+    (_, i) => reply({ id: i, answer: sample.slice(0, 1 + (i % sample.length)) }),
+  );
+  const alone = messages.map((m) => encodeMessage(m));
+  // Many async tasks encoding at once: each encode runs whole between awaits.
+  const together = await Promise.all(messages.map(async (m, i) => {
+    for (let k = 0; k < i % 3; k++) await Promise.resolve();
+    const out = encodeMessage(m);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    return out;
+  }));
+  assert.deepEqual(together, alone);
+  for (const [i, bytes] of together.entries()) assert.equal(decodeMessage(bytes).id, i);
+});
