@@ -7,7 +7,11 @@
  *
  * The parser has already split lines and blocks (a {@link Directive}
  * tree), so there is no NextBlock bookkeeping: {@link Dispenser.blockLines}
- * hands out the lines between `{` and `}`.
+ * hands out the lines between `{` and `}`. A setup whose CoreDNS reads a
+ * block as one token stream, so that what an option leaves unread on its
+ * line is taken for the next option (etcd's `path /a b` is `unknown
+ * property 'b'`), reads it with {@link TokenStream}, Caddy's cursor over the
+ * flat tokens.
  *
  * @module
  */
@@ -32,6 +36,14 @@ export class Dispenser {
   /** The directive or option name (the line's first token). */
   get name(): Token {
     return this.line.name;
+  }
+
+  /**
+   * The line's arguments, the cursor left where it is (so that an argErr()
+   * after a count check names the option, as these setups always have).
+   */
+  get args(): readonly Token[] {
+    return this.line.args;
   }
 
   /** The token under the cursor. */
@@ -102,4 +114,126 @@ export function onlyOnce(plugin: string, directives: readonly Directive[]): Disp
     );
   }
   return new Dispenser(plugin, directives[0]);
+}
+
+/** Line breaks inside a (quoted) token, which Caddy adds to its line when comparing lines. */
+function lineBreaks(token: Token): number {
+  if (token.lineBreaks !== undefined) return token.lineBreaks;
+  let n = 0;
+  for (const ch of token.text) if (ch === "\n") n++;
+  return n;
+}
+
+/** The directive's tokens as Caddy holds them: `{` on the opening line, `}` on a line of its own. */
+function flatten(directive: Directive, out: Token[] = []): Token[] {
+  out.push(directive.name, ...directive.args);
+  if (directive.block !== null) {
+    const opener = out[out.length - 1];
+    out.push({ text: "{", file: opener.file, line: opener.line + lineBreaks(opener) });
+    for (const line of directive.block) flatten(line, out);
+    const last = out[out.length - 1];
+    out.push({ text: "}", file: last.file, line: last.line + lineBreaks(last) + 1 });
+  }
+  return out;
+}
+
+/**
+ * Caddy's Dispenser over one directive's flat token stream (braces
+ * restored), for setups that must read stray tokens as CoreDNS's do:
+ * NextArg does not stop at a line's end inside a block by itself, so a
+ * token an option leaves unread becomes the next NextBlock's option.
+ */
+export class TokenStream {
+  /** The plugin whose errors these are, as `plugin/NAME:` prints it. */
+  readonly plugin: string;
+  readonly #tokens: Token[];
+  #cursor = -1;
+  #nesting = 0;
+
+  /** A stream before `directive`'s name (call next() to stand on it). */
+  constructor(plugin: string, directive: Directive) {
+    this.plugin = plugin;
+    this.#tokens = flatten(directive);
+  }
+
+  /** The current token (the last one when past the end). */
+  token(): Token {
+    return this.#tokens[Math.min(Math.max(this.#cursor, 0), this.#tokens.length - 1)];
+  }
+
+  /** Caddy's Val: the current token's text; "" before the first token. */
+  val(): string {
+    return this.#cursor < 0 || this.#cursor >= this.#tokens.length
+      ? ""
+      : this.#tokens[this.#cursor].text;
+  }
+
+  /** Caddy's Next: moves to the next token, on any line; false at the end. */
+  next(): boolean {
+    if (this.#cursor < this.#tokens.length - 1) {
+      this.#cursor++;
+      return true;
+    }
+    return false;
+  }
+
+  /** Caddy's NextArg: the next token if it is on the same line as the current one. */
+  nextArg(): boolean {
+    if (this.#cursor < 0) {
+      this.#cursor++;
+      return true;
+    }
+    if (this.#cursor >= this.#tokens.length - 1) return false;
+    const here = this.#tokens[this.#cursor];
+    const there = this.#tokens[this.#cursor + 1];
+    if (here.file === there.file && here.line + lineBreaks(here) === there.line) {
+      this.#cursor++;
+      return true;
+    }
+    return false;
+  }
+
+  /** Caddy's RemainingArgs: the rest of the line, stopping before a `{`. */
+  remainingArgs(): Token[] {
+    const args: Token[] = [];
+    while (this.nextArg()) {
+      if (this.val() === "{") {
+        this.#cursor--;
+        break;
+      }
+      args.push(this.token());
+    }
+    return args;
+  }
+
+  /** Caddy's NextBlock: enters or walks a `{ }` block; false at its end (or when there is none). */
+  nextBlock(): boolean {
+    if (this.#nesting > 0) {
+      this.next();
+      if (this.val() === "}") {
+        this.#nesting--;
+        return false;
+      }
+      return true;
+    }
+    if (!this.nextArg()) return false;
+    if (this.val() !== "{") {
+      this.#cursor--;
+      return false;
+    }
+    this.next();
+    if (this.val() === "}") return false;
+    this.#nesting++;
+    return true;
+  }
+
+  /** Caddy's ArgErr at the current token. */
+  argErr(): CorefileError {
+    return argError(this.token(), this.plugin);
+  }
+
+  /** Caddy's Err: `message` at the current token. */
+  err(message: string): CorefileError {
+    return new CorefileError(message, this.token(), this.plugin);
+  }
 }

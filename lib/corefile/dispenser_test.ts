@@ -1,5 +1,5 @@
 import { deepStrictEqual as equal, ok, throws } from "node:assert/strict";
-import { Dispenser, dispensers, onlyOnce } from "./dispenser.ts";
+import { Dispenser, dispensers, onlyOnce, TokenStream } from "./dispenser.ts";
 import { parseCorefile } from "./parser.ts";
 import { CorefileError, type Directive } from "./types.ts";
 
@@ -52,4 +52,42 @@ Deno.test("dispenser: err defaults to the cursor's token; onlyOnce refuses a sec
     message: "this plugin can only be used once per Server Block",
   });
   equal(onlyOnce("demo", lines("demo")).name.text, "demo");
+});
+
+Deno.test("dispenser: args leaves the cursor on the name, so argErr names the option", () => {
+  const d = new Dispenser("demo", lines("demo a b")[0]);
+  equal(d.args.map((t) => t.text), ["a", "b"]);
+  equal(d.argErr().message, "Wrong argument count or unexpected line ending after 'demo'");
+});
+
+Deno.test("token stream: Caddy's NextBlock reads an option's unread tokens as the next option", () => {
+  const s = new TokenStream("demo", lines("demo z {\n  path /a b\n  other 1\n}")[0]);
+  ok(s.next());
+  equal(s.val(), "demo");
+  equal(s.remainingArgs().map((t) => t.text), ["z"]);
+  ok(s.nextBlock());
+  equal(s.val(), "path");
+  ok(s.nextArg());
+  equal(s.val(), "/a");
+  // "b" is on the same line: the next NextBlock stands on it.
+  ok(s.nextBlock());
+  equal(s.val(), "b");
+  equal(s.err("unknown property 'b'").line, 3);
+  ok(s.nextBlock());
+  equal(s.val(), "other");
+  ok(s.nextArg());
+  equal(s.val(), "1");
+  ok(!s.nextArg());
+  equal(s.argErr().message, "Wrong argument count or unexpected line ending after '1'");
+  ok(!s.nextBlock());
+  equal(s.val(), "}");
+});
+
+Deno.test("token stream: a `{` under the cursor is Caddy's `expecting argument`", () => {
+  const s = new TokenStream("demo", lines("demo {\n  x\n}")[0]);
+  s.next();
+  ok(s.nextArg());
+  equal(s.val(), "{");
+  equal(s.argErr().message, "Unexpected token '{', expecting argument");
+  equal(s.argErr().plugin, "demo");
 });

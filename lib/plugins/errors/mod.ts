@@ -4,7 +4,7 @@
  * @module
  */
 
-import { CorefileError, type Directive } from "../../corefile/types.ts";
+import { type Dispenser, onlyOnce } from "../../corefile/dispenser.ts";
 import { parseDuration } from "../../go/time.ts";
 import { typeToString } from "../../dns/types.ts";
 import type { Logger } from "../../log.ts";
@@ -23,26 +23,20 @@ interface Consolidation {
   timer?: ReturnType<typeof setTimeout>;
 }
 
-function parseConsolidate(line: Directive): Consolidation {
+function parseConsolidate(line: Dispenser): Consolidation {
   const args = line.args.map((a) => a.text);
-  if (args.length < 2 || args.length > 4) {
-    throw new CorefileError(
-      `Wrong argument count or unexpected line ending after '${line.name.text}'`,
-      line.name,
-      "errors",
-    );
-  }
+  if (args.length < 2 || args.length > 4) throw line.argErr();
   let periodMs: number;
   try {
     periodMs = parseDuration(args[0]) * 1000;
   } catch (err) {
-    throw new CorefileError((err as Error).message, line.args[0], "errors");
+    throw line.err((err as Error).message, line.args[0]);
   }
   let pattern: RegExp;
   try {
     pattern = new RegExp(args[1]);
   } catch (err) {
-    throw new CorefileError(`invalid regexp: ${(err as Error).message}`, line.args[1], "errors");
+    throw line.err(`invalid regexp: ${(err as Error).message}`, line.args[1]);
   }
   let level: Consolidation["level"] = "error";
   let showFirst = false;
@@ -51,11 +45,7 @@ function parseConsolidate(line: Directive): Consolidation {
     else if (["warning", "error", "info", "debug"].includes(extra)) {
       level = extra as Consolidation["level"];
     } else {
-      throw new CorefileError(
-        `unknown log level argument in consolidate: ${extra}`,
-        line.name,
-        "errors",
-      );
+      throw line.err(`unknown log level argument in consolidate: ${extra}`, line.name);
     }
   }
   return { pattern, source: args[1], periodMs, level, showFirst, count: 0 };
@@ -84,26 +74,14 @@ export const errorsPlugin: PluginDefinition = {
   // It logs only replies that carry an error, and those are never kept.
   perQuery: "passes-through",
   setup(ctx) {
-    if (ctx.directives.length > 1) {
-      throw new CorefileError(
-        "this plugin can only be used once per Server Block",
-        ctx.directives[1].name,
-        "errors",
-      );
-    }
-    const d = ctx.directives[0];
-    if (d.args.length) {
-      throw new CorefileError(
-        `Wrong argument count or unexpected line ending after '${d.name.text}'`,
-        d.args[0],
-        "errors",
-      );
-    }
+    const d = onlyOnce("errors", ctx.directives);
+    // CoreDNS's ArgErr names the directive (the cursor has not moved), at the argument's place.
+    if (d.args.length) throw d.err(d.argErr().message, d.args[0]);
     const rules: Consolidation[] = [];
-    for (const line of d.block ?? []) {
+    for (const line of d.blockLines()) {
       if (line.name.text === "stacktrace") continue;
       if (line.name.text === "consolidate") rules.push(parseConsolidate(line));
-      else throw new CorefileError(`unknown property '${line.name.text}'`, line.name, "errors");
+      else throw line.unknownProperty();
     }
     const log = ctx.log;
     let stopped = false;

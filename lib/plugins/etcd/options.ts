@@ -6,7 +6,7 @@
  */
 
 import { isAbsolute, join, normalize } from "node:path";
-import { argError, CorefileError, type Directive } from "../../corefile/types.ts";
+import type { Dispenser } from "../../corefile/dispenser.ts";
 import type { EtcdOptions, EtcdTLS } from "../../etcd/options.ts";
 
 /**
@@ -16,25 +16,19 @@ import type { EtcdOptions, EtcdTLS } from "../../etcd/options.ts";
  * (`credentials requires 2 arguments, username and password`); `tls` at
  * most three (`maximum of three arguments allowed for TLS config, found N`).
  */
-export function parseEtcdConnectionOption(
-  line: Directive,
-  options: EtcdOptions,
-  plugin: string,
-): boolean {
+export function parseEtcdConnectionOption(line: Dispenser, options: EtcdOptions): boolean {
   const args = line.args.map((t) => t.text);
-  const last = line.args.length ? line.args[line.args.length - 1] : line.name;
   switch (line.name.text) {
     case "endpoint":
-      if (args.length === 0) throw argError(line.name, plugin);
+      if (args.length === 0) throw line.argErr();
       options.endpoints = args;
       return true;
     case "credentials":
-      if (args.length === 0) throw argError(line.name, plugin);
+      if (args.length === 0) throw line.argErr();
       if (args.length !== 2) {
-        throw new CorefileError(
+        throw line.err(
           "credentials requires 2 arguments, username and password",
-          last,
-          plugin,
+          line.args[line.args.length - 1],
         );
       }
       // The client authenticates only when both are non-empty; a later line replaces an earlier one.
@@ -47,7 +41,7 @@ export function parseEtcdConnectionOption(
       }
       return true;
     case "tls":
-      options.tls = tlsFromArgs(args, line, plugin);
+      options.tls = tlsFromArgs(args, line);
       return true;
     default:
       return false;
@@ -55,7 +49,7 @@ export function parseEtcdConnectionOption(
 }
 
 /** NewTLSConfigFromArgs' reading of 0..3 arguments: CA / cert key / cert key CA. */
-function tlsFromArgs(args: string[], line: Directive, plugin: string): EtcdTLS {
+function tlsFromArgs(args: string[], line: Dispenser): EtcdTLS {
   switch (args.length) {
     case 0:
       return {};
@@ -66,10 +60,9 @@ function tlsFromArgs(args: string[], line: Directive, plugin: string): EtcdTLS {
     case 3:
       return { cert: args[0], key: args[1], ca: args[2] };
     default:
-      throw new CorefileError(
+      throw line.err(
         `maximum of three arguments allowed for TLS config, found ${args.length}`,
         line.name,
-        plugin,
       );
   }
 }

@@ -15,7 +15,7 @@
  * ```
  *
  * The block is read the way Caddy's Dispenser reads it (NextBlock, NextArg,
- * RemainingArgs over the tokens), so stray tokens fail the same way they do
+ * RemainingArgs over the tokens: the shared {@link TokenStream}), so stray tokens fail the same way they do
  * in CoreDNS (`path /a b` -> `unknown property 'b'`).
  *
  * @module
@@ -23,7 +23,8 @@
 
 import { normalizeZones } from "../../corefile/keys.ts";
 import { parseTTL } from "../../corefile/duration.ts";
-import { CorefileError, type Directive, type Token } from "../../corefile/types.ts";
+import { Dispenser, TokenStream } from "../../corefile/dispenser.ts";
+import type { Directive } from "../../corefile/types.ts";
 import { DEFAULT_ENDPOINT, type EtcdOptions } from "../../etcd/options.ts";
 import { acquireMirror } from "../../etcd/pool.ts";
 import type { Plugin, SetupContext } from "../../server/plugin.ts";
@@ -49,121 +50,6 @@ export interface EtcdConfig {
   etcd: EtcdOptions;
 }
 
-/** Caddy's Dispenser over one directive's tokens (braces restored). */
-class Dispenser {
-  private cursor = -1;
-  private nesting = 0;
-
-  constructor(private readonly tokens: Token[]) {}
-
-  /** The current token (the last one when past the end). */
-  token(): Token {
-    return this.tokens[Math.min(Math.max(this.cursor, 0), this.tokens.length - 1)];
-  }
-
-  val(): string {
-    return this.cursor < 0 || this.cursor >= this.tokens.length
-      ? ""
-      : this.tokens[this.cursor].text;
-  }
-
-  next(): boolean {
-    if (this.cursor < this.tokens.length - 1) {
-      this.cursor++;
-      return true;
-    }
-    return false;
-  }
-
-  /** The next token if it is on the same line as the current one. */
-  nextArg(): boolean {
-    if (this.cursor < 0) {
-      this.cursor++;
-      return true;
-    }
-    if (this.cursor >= this.tokens.length - 1) return false;
-    const here = this.tokens[this.cursor];
-    const there = this.tokens[this.cursor + 1];
-    if (here.file === there.file && here.line + lineBreaks(here) === there.line) {
-      this.cursor++;
-      return true;
-    }
-    return false;
-  }
-
-  /** The rest of the line, stopping before a `{`. */
-  remainingArgs(): Token[] {
-    const args: Token[] = [];
-    while (this.nextArg()) {
-      if (this.val() === "{") {
-        this.cursor--;
-        break;
-      }
-      args.push(this.token());
-    }
-    return args;
-  }
-
-  /** Enters or walks a `{ }` block; false at its end (or when there is none). */
-  nextBlock(): boolean {
-    if (this.nesting > 0) {
-      this.next();
-      if (this.val() === "}") {
-        this.nesting--;
-        return false;
-      }
-      return true;
-    }
-    if (!this.nextArg()) return false;
-    if (this.val() !== "{") {
-      this.cursor--;
-      return false;
-    }
-    this.next();
-    if (this.val() === "}") return false;
-    this.nesting++;
-    return true;
-  }
-
-  /** Caddy's ArgErr at the current token. */
-  argErr(): CorefileError {
-    if (this.val() === "{") {
-      return new CorefileError("Unexpected token '{', expecting argument", this.token(), PLUGIN);
-    }
-    return new CorefileError(
-      `Wrong argument count or unexpected line ending after '${this.val()}'`,
-      this.token(),
-      PLUGIN,
-    );
-  }
-
-  /** Caddy's Errf at the current token. */
-  err(message: string): CorefileError {
-    return new CorefileError(message, this.token(), PLUGIN);
-  }
-}
-
-/** Line breaks inside a (quoted) token, which Caddy adds to its line when comparing lines. */
-function lineBreaks(token: Token): number {
-  if (token.lineBreaks !== undefined) return token.lineBreaks;
-  let n = 0;
-  for (const ch of token.text) if (ch === "\n") n++;
-  return n;
-}
-
-/** The directive's tokens as Caddy holds them: `{` on the opening line, `}` on a line of its own. */
-function flatten(directive: Directive, out: Token[] = []): Token[] {
-  out.push(directive.name, ...directive.args);
-  if (directive.block !== null) {
-    const opener = out[out.length - 1];
-    out.push({ text: "{", file: opener.file, line: opener.line + lineBreaks(opener) });
-    for (const line of directive.block) flatten(line, out);
-    const last = out[out.length - 1];
-    out.push({ text: "}", file: last.file, line: last.line + lineBreaks(last) + 1 });
-  }
-  return out;
-}
-
 /**
  * Parses the first `etcd` directive of a block (CoreDNS ignores later ones).
  * `blockZones` are the server block's zones, used when the line names none.
@@ -182,7 +68,7 @@ export function parseEtcdConfig(
     maxLeaseTTL: 0,
     etcd: { endpoints: [DEFAULT_ENDPOINT] },
   };
-  const d = new Dispenser(flatten(directive));
+  const d = new TokenStream(PLUGIN, directive);
   d.next();
   const zoneArgs = d.remainingArgs().map((t) => t.text);
   config.zones = zoneArgs.length > 0 ? normalizeZones(zoneArgs) : [...blockZones];
@@ -204,11 +90,15 @@ export function parseEtcdConfig(
       case "endpoint":
       case "credentials":
       case "tls": {
-        const line: Directive = { name: property, args: d.remainingArgs(), block: null };
-        parseEtcdConnectionOption(line, config.etcd, PLUGIN);
+        const line = new Dispenser(PLUGIN, {
+          name: property,
+          args: d.remainingArgs(),
+          block: null,
+        });
+        parseEtcdConnectionOption(line, config.etcd);
         if (property.text === "tls") {
           const problem = checkEtcdTLSFiles(config.etcd.tls!, configDir);
-          if (problem !== undefined) throw new CorefileError(problem, property, PLUGIN);
+          if (problem !== undefined) throw line.err(problem, property);
         }
         break;
       }

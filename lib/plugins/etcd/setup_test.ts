@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Dispenser } from "../../corefile/dispenser.ts";
 import { parseCorefile } from "../../corefile/parser.ts";
 import { CorefileError, type Directive } from "../../corefile/types.ts";
 import { Rcode, Type } from "../../dns/types.ts";
@@ -214,12 +215,18 @@ Deno.test("setup: tls arguments and file checks", async () => {
 Deno.test("parseEtcdConnectionOption: owns endpoint/credentials/tls only", () => {
   const [directive] = etcdDirectives("etcd {\n limit 5\n endpoint a:1\n}");
   const options = { endpoints: ["x"] };
-  assert.equal(parseEtcdConnectionOption(directive.block![0], options, "idetcd"), false);
-  assert.equal(parseEtcdConnectionOption(directive.block![1], options, "idetcd"), true);
+  assert.equal(
+    parseEtcdConnectionOption(new Dispenser("idetcd", directive.block![0]), options),
+    false,
+  );
+  assert.equal(
+    parseEtcdConnectionOption(new Dispenser("idetcd", directive.block![1]), options),
+    true,
+  );
   assert.deepEqual(options.endpoints, ["a:1"]);
   const [bad] = etcdDirectives("etcd {\n endpoint\n}");
   try {
-    parseEtcdConnectionOption(bad.block![0], options, "idetcd");
+    parseEtcdConnectionOption(new Dispenser("idetcd", bad.block![0]), options);
     assert.fail("expected an error");
   } catch (err) {
     assert.ok(err instanceof CorefileError);

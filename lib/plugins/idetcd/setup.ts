@@ -8,7 +8,8 @@
  */
 
 import { isAbsolute, join } from "node:path";
-import { argError, CorefileError, type Directive, type Token } from "../../corefile/types.ts";
+import { type Dispenser, onlyOnce } from "../../corefile/dispenser.ts";
+import type { Directive, Token } from "../../corefile/types.ts";
 import { parseDuration } from "../../go/time.ts";
 import { fqdn, lowerName } from "../../dns/name.ts";
 import { DEFAULT_ENDPOINT, type EtcdOptions } from "../../etcd/options.ts";
@@ -77,13 +78,9 @@ export interface IdetcdConfig {
   where: { file: string; line: number };
 }
 
-function fail(message: string, where: Token): CorefileError {
-  return new CorefileError(message, where, PLUGIN);
-}
-
-function exactlyOne(line: Directive): Token {
+function exactlyOne(line: Dispenser): Token {
   if (line.args.length !== 1) {
-    throw line.args.length === 0 ? argError(line.name, PLUGIN) : fail(
+    throw line.args.length === 0 ? line.argErr() : line.err(
       `${line.name.text} takes one argument, got ${line.args.length}`,
       line.args[1],
     );
@@ -91,23 +88,29 @@ function exactlyOne(line: Directive): Token {
   return line.args[0];
 }
 
-function parseInteger(token: Token, what: string, min: number, max: number): number {
+function parseInteger(
+  line: Dispenser,
+  token: Token,
+  what: string,
+  min: number,
+  max: number,
+): number {
   if (!/^\d+$/.test(token.text) || Number(token.text) < min || Number(token.text) > max) {
-    throw fail(`${what} must be an integer from ${min} to ${max}, got '${token.text}'`, token);
+    throw line.err(`${what} must be an integer from ${min} to ${max}, got '${token.text}'`, token);
   }
   return Number(token.text);
 }
 
-function parseSeconds(token: Token, what: string): number {
+function parseSeconds(line: Dispenser, token: Token, what: string): number {
   let seconds: number;
   try {
     // Bare integers are seconds ("30"); anything else is a Go duration ("1m30s").
     seconds = /^\d+$/.test(token.text) ? Number(token.text) : parseDuration(token.text);
   } catch (err) {
-    throw fail(`invalid ${what} value '${token.text}': ${(err as Error).message}`, token);
+    throw line.err(`invalid ${what} value '${token.text}': ${(err as Error).message}`, token);
   }
   if (!Number.isFinite(seconds) || seconds < 0) {
-    throw fail(`invalid ${what} value '${token.text}'`, token);
+    throw line.err(`invalid ${what} value '${token.text}'`, token);
   }
   return seconds;
 }
@@ -121,10 +124,10 @@ export function normalizePrefix(prefix: string): string {
 /** Reads the `idetcd` directive(s) of a server block; throws CorefileError ("plugin/idetcd: ..."). */
 export function parseIdetcd(directives: readonly Directive[], configDir: string): IdetcdConfig {
   if (directives.length === 0) throw new Error("parseIdetcd: no directive");
-  const head = directives[0];
-  if (directives.length > 1) {
-    throw fail("this plugin can only be used once per Server Block", directives[1].name);
-  }
+  const d = onlyOnce(PLUGIN, directives);
+  const head = d.line;
+  // Errors about the directive as a whole are raised at the token they name.
+  const fail = (message: string, where: Token) => d.err(message, where);
   if (head.args.length > 0) {
     throw fail(
       `idetcd takes no arguments (its zone comes from pattern), got '${head.args[0].text}'`,
@@ -154,77 +157,75 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
   let claimRoleToken: Token | undefined;
   let hostname = false;
 
-  for (const line of head.block ?? []) {
+  for (const line of d.blockLines()) {
     const name = line.name.text;
     switch (name) {
       case "endpoint":
       case "credentials":
       case "tls":
-        if (!parseEtcdConnectionOption(line, etcd, PLUGIN)) {
-          throw fail(`unknown property '${name}'`, line.name);
-        }
+        if (!parseEtcdConnectionOption(line, etcd)) throw line.unknownProperty();
         break;
       case "limit":
         limitToken = exactlyOne(line);
-        limit = parseInteger(limitToken, "limit", 1, MAX_LIMIT);
+        limit = parseInteger(line, limitToken, "limit", 1, MAX_LIMIT);
         break;
       case "pattern": {
         patternToken = exactlyOne(line);
         try {
           pattern = parsePattern(patternToken.text);
         } catch (err) {
-          if (err instanceof PatternError) throw fail(err.message, patternToken);
+          if (err instanceof PatternError) throw line.err(err.message, patternToken);
           throw err;
         }
         break;
       }
       case "address":
-        if (line.args.length === 0) throw argError(line.name, PLUGIN);
+        if (line.args.length === 0) throw line.argErr();
         for (const a of line.args) addressSpecs.push(a.text);
         break;
       case "ttl": {
         const t = exactlyOne(line);
-        ttl = Math.floor(parseSeconds(t, "ttl"));
-        if (ttl > 2_147_483_647) throw fail(`ttl ${t.text} is too large`, t);
+        ttl = Math.floor(parseSeconds(line, t, "ttl"));
+        if (ttl > 2_147_483_647) throw line.err(`ttl ${t.text} is too large`, t);
         break;
       }
       case "lease": {
         const t = exactlyOne(line);
-        const seconds = Math.ceil(parseSeconds(t, "lease"));
+        const seconds = Math.ceil(parseSeconds(line, t, "lease"));
         if (seconds < MIN_LEASE_SECONDS) {
-          throw fail(`lease must be at least ${MIN_LEASE_SECONDS}s, got '${t.text}'`, t);
+          throw line.err(`lease must be at least ${MIN_LEASE_SECONDS}s, got '${t.text}'`, t);
         }
-        if (seconds > 9_000_000_000) throw fail(`lease ${t.text} is too large`, t);
+        if (seconds > 9_000_000_000) throw line.err(`lease ${t.text} is too large`, t);
         leaseSeconds = seconds;
         break;
       }
       case "fence-margin": {
         marginToken = exactlyOne(line);
-        fenceMarginMs = Math.round(parseSeconds(marginToken, "fence-margin") * 1000);
+        fenceMarginMs = Math.round(parseSeconds(line, marginToken, "fence-margin") * 1000);
         break;
       }
       case "negative-ttl": {
         const t = exactlyOne(line);
-        negativeTtl = Math.floor(parseSeconds(t, "negative-ttl"));
-        if (negativeTtl > 86_400) throw fail(`negative-ttl ${t.text} is too large`, t);
+        negativeTtl = Math.floor(parseSeconds(line, t, "negative-ttl"));
+        if (negativeTtl > 86_400) throw line.err(`negative-ttl ${t.text} is too large`, t);
         break;
       }
       case "prefix": {
         const t = exactlyOne(line);
         prefix = normalizePrefix(t.text);
-        if (prefix === "/") throw fail(`prefix must name a path, got '${t.text}'`, t);
+        if (prefix === "/") throw line.err(`prefix must name a path, got '${t.text}'`, t);
         break;
       }
       case "port":
-        port = parseInteger(exactlyOne(line), "port", 1, 65535);
+        port = parseInteger(line, exactlyOne(line), "port", 1, 65535);
         break;
       case "wait":
         if (line.args.length > 1) {
-          throw fail(`wait takes at most one argument (a timeout)`, line.args[1]);
+          throw line.err(`wait takes at most one argument (a timeout)`, line.args[1]);
         }
         wait = line.args.length === 0
           ? {}
-          : { timeoutSeconds: parseSeconds(line.args[0], "wait timeout") || undefined };
+          : { timeoutSeconds: parseSeconds(line, line.args[0], "wait timeout") || undefined };
         break;
       case "file": {
         const t = exactlyOne(line);
@@ -233,26 +234,29 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
       }
       case "identity": {
         const t = exactlyOne(line);
-        if (t.text.trim() === "") throw fail("identity must not be empty", t);
+        if (t.text.trim() === "") throw line.err("identity must not be empty", t);
         identity = t.text;
         break;
       }
       case "role": {
         if (line.args.length < 2) {
-          throw fail("role takes a name and IDs, e.g. 'role ps 2-3'", line.args[0] ?? line.name);
+          throw line.err(
+            "role takes a name and IDs, e.g. 'role ps 2-3'",
+            line.args[0] ?? line.name,
+          );
         }
         const name = line.args[0].text;
         if (!isRoleName(name)) {
-          throw fail(
+          throw line.err(
             `role name must be lower-case letters, digits and '-', got '${name}'`,
             line.args[0],
           );
         }
-        if (roleTokens.has(name)) throw fail(`role ${name} is declared twice`, line.args[0]);
+        if (roleTokens.has(name)) throw line.err(`role ${name} is declared twice`, line.args[0]);
         const ids: number[] = [];
         for (const t of line.args.slice(1)) {
           const range = parseIdRange(t.text);
-          if (!range) throw fail(`role ${name}: '${t.text}' is not an ID or a range N-M`, t);
+          if (!range) throw line.err(`role ${name}: '${t.text}' is not an ID or a range N-M`, t);
           ids.push(...range);
         }
         roleTokens.set(name, line.args[0]);
@@ -260,14 +264,14 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
         break;
       }
       case "claim-role":
-        if (line.args.length > 1) throw fail("claim-role takes one role name", line.args[1]);
+        if (line.args.length > 1) throw line.err("claim-role takes one role name", line.args[1]);
         // `claim-role {$ROLE}` with ROLE unset leaves no argument: any role.
         claimRole = line.args[0]?.text || undefined;
         claimRoleToken = line.args[0] ?? line.name;
         break;
       case "hostname":
         if (line.args.length > 0) {
-          throw fail(`hostname takes no arguments, got '${line.args[0].text}'`, line.args[0]);
+          throw line.err(`hostname takes no arguments, got '${line.args[0].text}'`, line.args[0]);
         }
         hostname = true;
         break;
@@ -277,7 +281,7 @@ export function parseIdetcd(directives: readonly Directive[], configDir: string)
           : line.args.map((a) => lowerName(fqdn(a.text.replace(/^dns:\/\//, ""))));
         break;
       default:
-        throw fail(`unknown property '${name}'`, line.name);
+        throw line.unknownProperty();
     }
   }
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { CorefileError, type Directive } from "../../corefile/types.ts";
+import { type Dispenser, dispensers } from "../../corefile/dispenser.ts";
 import { normalizeZones } from "../../corefile/keys.ts";
 import { isSubdomain } from "../../dns/name.ts";
 import { classToString, Rcode, rcodeToString, Type, typeToString } from "../../dns/types.ts";
@@ -123,7 +123,7 @@ interface Rule {
   classes: Set<ResponseClass>;
 }
 
-function parseRule(d: Directive, zones: string[]): Rule {
+function parseRule(d: Dispenser, zones: string[]): Rule {
   const args = d.args.map((a) => a.text);
   let format = COMMON_FORMAT;
   let names = args;
@@ -133,23 +133,15 @@ function parseRule(d: Directive, zones: string[]): Rule {
     names = args.slice(0, -1);
   }
   const classes = new Set<ResponseClass>();
-  for (const line of d.block ?? []) {
-    if (line.name.text !== "class") {
-      throw new CorefileError(`unknown property '${line.name.text}'`, line.name, "log");
-    }
-    if (line.args.length === 0) {
-      throw new CorefileError(
-        `Wrong argument count or unexpected line ending after 'class'`,
-        line.name,
-        "log",
-      );
-    }
+  for (const line of d.blockLines()) {
+    if (line.name.text !== "class") throw line.unknownProperty();
+    if (line.args.length === 0) throw line.argErr();
     for (const a of line.args) {
       const c = a.text.toLowerCase();
       if (c === "all") {
         ["success", "denial", "error"].forEach((x) => classes.add(x as ResponseClass));
       } else if (c === "success" || c === "denial" || c === "error") classes.add(c);
-      else throw new CorefileError(`invalid class: ${a.text}`, a, "log");
+      else throw line.err(`invalid class: ${a.text}`, a);
     }
   }
   if (classes.size === 0) {
@@ -169,7 +161,7 @@ export const logPlugin: PluginDefinition = {
   // One line per query: every query it sees must run the chain.
   perQuery: "needs-full-path",
   setup(ctx) {
-    const rules = ctx.directives.map((d) => parseRule(d, ctx.zones));
+    const rules = dispensers("log", ctx.directives).map((d) => parseRule(d, ctx.zones));
     const log = ctx.log.child("");
     const plugin: Plugin = {
       name: "log",

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { argError, CorefileError, type Directive } from "../../corefile/types.ts";
+import { onlyOnce } from "../../corefile/dispenser.ts";
+import type { Directive, Token } from "../../corefile/types.ts";
 import { type HttpAddress, parseHttpAddress } from "../health/http.ts";
 
 /** CoreDNS's default metrics address. */
@@ -20,34 +21,23 @@ export interface PrometheusConfig {
 
 /** Reads `prometheus [ADDRESS] { runtime_metrics }` (once per block). */
 export function parsePrometheus(directives: Directive[]): PrometheusConfig {
-  if (directives.length > 1) {
-    throw new CorefileError(
-      "this plugin can only be used once per Server Block",
-      directives[1].name,
-      "prometheus",
-    );
+  const d = onlyOnce("prometheus", directives);
+  let at: Token | undefined;
+  if (d.nextArg()) {
+    at = d.token();
+    if (d.nextArg()) throw d.argErr();
   }
-  const d = directives[0];
-  if (d.args.length > 1) throw argError(d.args[1], "prometheus");
-  const address = parseHttpAddress(
-    d.args[0]?.text ?? DEFAULT_METRICS_ADDRESS,
-    d.args[0],
-    "prometheus",
-  );
+  const address = parseHttpAddress(at?.text ?? DEFAULT_METRICS_ADDRESS, at, "prometheus");
   let runtimeMetrics = false;
-  for (const line of d.block ?? []) {
+  for (const line of d.blockLines()) {
     const option = line.name.text;
     if (option === "runtime_metrics") {
-      if (line.args.length) throw argError(line.args[0], "prometheus");
+      if (line.nextArg()) throw line.argErr();
       runtimeMetrics = true;
     } else if (option === "tls") {
-      throw new CorefileError(
-        "tls is not supported by idetcd; serve /metrics over plain HTTP",
-        line.name,
-        "prometheus",
-      );
+      throw line.err("tls is not supported by idetcd; serve /metrics over plain HTTP", line.name);
     } else {
-      throw new CorefileError(`unknown option: ${option}`, line.name, "prometheus");
+      throw line.err(`unknown option: ${option}`, line.name);
     }
   }
   return { address, runtimeMetrics };
