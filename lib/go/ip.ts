@@ -125,6 +125,16 @@ export function isIP(text: string): boolean {
   return parseIP(text) !== undefined;
 }
 
+/** Whether `text` is a dotted IPv4 address (netip's `Is4()` of a parse that succeeded). */
+export function isIPv4(text: string): boolean {
+  return parseIPv4(text) !== undefined;
+}
+
+/** Whether `text` is an IPv6 address, v4-mapped ones included (no zone). */
+export function isIPv6(text: string): boolean {
+  return parseIPv6(text) !== undefined;
+}
+
 /** Go's IP.To4: the 4 bytes of an IPv4 or v4-mapped address, else undefined. */
 export function to4(ip: Uint8Array): Uint8Array | undefined {
   if (ip.length === 4) return ip;

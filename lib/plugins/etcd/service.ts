@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ipv6ToString } from "../../go/ip.ts";
+import { ipToString, parseIP, to4 } from "../../go/ip.ts";
 import { Type } from "../../dns/types.ts";
 import type { KeyValue, KeyValueSource } from "../../etcd/types.ts";
 import { type GoStructSchema, goUnmarshalStruct } from "./gojson.ts";
@@ -83,114 +83,6 @@ export function decodeServiceValue(json: string): ServiceValue | string {
 
 // ------------------------------------------------------------------ addresses
 
-function parseIPv4Into(text: string, out: Uint8Array, at: number): boolean {
-  // netip's parseIPv4Fields: four decimal fields, no leading zeros, each <= 255.
-  let field = 0;
-  let value = 0;
-  let digits = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 0x30 && c <= 0x39) {
-      if (digits === 1 && value === 0) return false;
-      value = value * 10 + c - 0x30;
-      digits++;
-      if (value > 255) return false;
-    } else if (c === 0x2e) {
-      if (i === 0 || i === text.length - 1 || text.charCodeAt(i - 1) === 0x2e) return false;
-      if (field === 3) return false;
-      out[at + field++] = value;
-      value = 0;
-      digits = 0;
-    } else {
-      return false;
-    }
-  }
-  if (field < 3) return false;
-  out[at + 3] = value;
-  return true;
-}
-
-function parseIPv6(text: string): Uint8Array | null {
-  // netip's parseIPv6, without zones (net.ParseIP rejects them).
-  const ip = new Uint8Array(16);
-  let s = text;
-  let ellipsis = -1;
-  if (s.length >= 2 && s[0] === ":" && s[1] === ":") {
-    ellipsis = 0;
-    s = s.slice(2);
-    if (s.length === 0) return ip;
-  }
-  let i = 0;
-  while (i < 16) {
-    let off = 0;
-    let acc = 0;
-    for (; off < s.length; off++) {
-      const c = s.charCodeAt(off);
-      let d: number;
-      if (c >= 0x30 && c <= 0x39) d = c - 0x30;
-      else if (c >= 0x61 && c <= 0x66) d = c - 0x61 + 10;
-      else if (c >= 0x41 && c <= 0x46) d = c - 0x41 + 10;
-      else break;
-      acc = acc * 16 + d;
-      if (off > 3 || acc > 0xffff) return null;
-    }
-    if (off === 0) return null;
-    if (off < s.length && s[off] === ".") {
-      if (ellipsis < 0 && i !== 12) return null;
-      if (i + 4 > 16) return null;
-      if (!parseIPv4Into(s, ip, i)) return null;
-      s = "";
-      i += 4;
-      break;
-    }
-    ip[i] = acc >> 8;
-    ip[i + 1] = acc & 0xff;
-    i += 2;
-    s = s.slice(off);
-    if (s.length === 0) break;
-    if (s[0] !== ":" || s.length === 1) return null;
-    s = s.slice(1);
-    if (s[0] === ":") {
-      if (ellipsis >= 0) return null;
-      ellipsis = i;
-      s = s.slice(1);
-      if (s.length === 0) break;
-    }
-  }
-  if (s.length !== 0) return null;
-  if (i < 16) {
-    if (ellipsis < 0) return null;
-    const n = 16 - i;
-    for (let j = i - 1; j >= ellipsis; j--) ip[j + n] = ip[j];
-    ip.fill(0, ellipsis, ellipsis + n);
-  } else if (ellipsis >= 0) {
-    return null;
-  }
-  return ip;
-}
-
-/** Go's net.ParseIP: 16 bytes (IPv4 as v4-mapped), or null ("010.0.0.1", "fe80::1%eth0"). */
-export function parseGoIP(text: string): Uint8Array | null {
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === ".") {
-      const ip = new Uint8Array(16);
-      ip[10] = 0xff;
-      ip[11] = 0xff;
-      return parseIPv4Into(text, ip, 12) ? ip : null;
-    }
-    if (c === ":") return text.includes("%") ? null : parseIPv6(text);
-    if (c === "%") return null;
-  }
-  return null;
-}
-
-/** Whether a parsed address is IPv4 or v4-mapped (Go's `ip.To4() != nil`). */
-function isV4(ip: Uint8Array): boolean {
-  for (let i = 0; i < 10; i++) if (ip[i] !== 0) return false;
-  return ip[10] === 0xff && ip[11] === 0xff;
-}
-
 /** How a record's host is used (msg.Service.HostType). */
 export interface HostType {
   /** Type.A, Type.AAAA, Type.CNAME (a name) or Type.TXT (a name or nothing, with text). */
@@ -201,10 +93,10 @@ export interface HostType {
 
 /** msg.Service.HostType: an IP host wins over text and mail; otherwise text makes it TXT. */
 export function hostType(host: string, text: string): HostType {
-  const ip = parseGoIP(host);
-  if (ip === null) return { type: text === "" ? Type.CNAME : Type.TXT, address: "" };
-  if (isV4(ip)) return { type: Type.A, address: `${ip[12]}.${ip[13]}.${ip[14]}.${ip[15]}` };
-  return { type: Type.AAAA, address: ipv6ToString(ip) };
+  const ip = parseIP(host);
+  if (ip === undefined) return { type: text === "" ? Type.CNAME : Type.TXT, address: "" };
+  // Go's ip.To4() != nil: IPv4 and v4-mapped addresses are A records, in dotted form.
+  return { type: to4(ip) ? Type.A : Type.AAAA, address: ipToString(ip) };
 }
 
 // ----------------------------------------------------------------------- text

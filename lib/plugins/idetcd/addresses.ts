@@ -10,7 +10,10 @@
  * @module
  */
 
-import { expandIPv6, ipv6ToString } from "../../go/ip.ts";
+import { ipv6ToString, isIP, isIPv4, isIPv6, parseIPv4, parseIPv6 } from "../../go/ip.ts";
+
+// The one IP module's tests, re-exported for this plugin's record readers (records.ts).
+export { isIP, isIPv4, isIPv6 };
 
 /** One network interface with the facts the selection needs. */
 export interface InterfaceInfo {
@@ -50,57 +53,34 @@ export function isVirtualInterfaceName(name: string): boolean {
   return VIRTUAL_INTERFACE_PREFIXES.some((p) => name.startsWith(p));
 }
 
-/** Whether `text` is an IPv4 address in dotted-quad form (no leading zeros). */
-export function isIPv4(text: string): boolean {
-  const parts = text.split(".");
-  return parts.length === 4 &&
-    parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
-}
-
-/** Whether `text` is an IPv6 address (no zone suffix). */
-export function isIPv6(text: string): boolean {
-  return text.includes(":") && expandIPv6(text) !== undefined;
-}
-
-/** Whether `text` is an IPv4 or IPv6 address. */
-export function isIP(text: string): boolean {
-  return isIPv4(text) || isIPv6(text);
-}
-
 /** The canonical (RFC 5952) text of an IPv6 address: lower case, longest zero run as "::". */
 export function canonicalIPv6(text: string): string {
-  const groups = expandIPv6(text);
-  if (!groups) return text;
-  const bytes = new Uint8Array(16);
-  groups.forEach((g, i) => {
-    bytes[2 * i] = g >> 8;
-    bytes[2 * i + 1] = g & 0xff;
-  });
-  return ipv6ToString(bytes);
+  const bytes = parseIPv6(text);
+  return bytes ? ipv6ToString(bytes) : text;
 }
 
-/** The canonical text of an IP address (IPv6 per RFC 5952, IPv4 as is). */
+/** The canonical text of an IP address (IPv6 per RFC 5952, v4-mapped kept; IPv4 as is). */
 export function canonicalIP(text: string): string {
-  return isIPv6(text) ? canonicalIPv6(text) : text;
+  return canonicalIPv6(text);
 }
 
 /** What kind of address it is, for deciding whether other hosts can reach it. */
 export function addressScope(
   address: string,
 ): "loopback" | "link-local" | "unspecified" | "ula" | "global" | "invalid" {
-  if (isIPv4(address)) {
-    const [a, b] = address.split(".").map(Number);
-    if (a === 127) return "loopback";
-    if (a === 169 && b === 254) return "link-local";
-    if (a === 0) return "unspecified";
+  const v4 = parseIPv4(address);
+  if (v4) {
+    if (v4[0] === 127) return "loopback";
+    if (v4[0] === 169 && v4[1] === 254) return "link-local";
+    if (v4[0] === 0) return "unspecified";
     return "global";
   }
-  const g = expandIPv6(address);
-  if (!g) return "invalid";
-  if (g.every((x) => x === 0)) return "unspecified";
-  if (g.slice(0, 7).every((x) => x === 0) && g[7] === 1) return "loopback";
-  if ((g[0] & 0xffc0) === 0xfe80) return "link-local";
-  if ((g[0] & 0xfe00) === 0xfc00) return "ula";
+  const ip = parseIPv6(address);
+  if (!ip) return "invalid";
+  if (ip.every((x) => x === 0)) return "unspecified";
+  if (ip.subarray(0, 15).every((x) => x === 0) && ip[15] === 1) return "loopback";
+  if (ip[0] === 0xfe && (ip[1] & 0xc0) === 0x80) return "link-local";
+  if ((ip[0] & 0xfe) === 0xfc) return "ula";
   return "global";
 }
 
