@@ -1,136 +1,81 @@
 /**
  * Child processes with time-stamped output lines, registered for clean-up.
+ * The processes are tests/helpers/child.ts's {@link Child} (the harness the
+ * tests and the demo use); {@link Proc} gives the benchmarks its exit code
+ * as a number and its lines joined.
  *
  * @module
  */
 
+import { Child, type Line } from "../../tests/helpers/child.ts";
 import type { Scope } from "./cleanup.ts";
 
-/** One line a child printed, with the time (performance.now()) it arrived. */
-export interface Line {
-  at: number;
-  text: string;
-}
+export type { Line };
 
 /** Options for {@link spawn}. */
 export interface SpawnOptions {
+  /** Working directory. */
   cwd?: string;
+  /** Extra environment (NO_COLOR=1 is always set). */
   env?: Record<string, string>;
 }
 
-/** A running child process. */
+/** A running child process: a {@link Child} keeping stamped lines. */
 export class Proc {
-  readonly pid: number;
-  /** performance.now() just before the spawn. */
-  readonly spawnedAt: number;
-  readonly lines: Line[] = [];
+  /** The process underneath. */
+  readonly child: Child;
   /** Resolves with the exit code once the process has exited and its output is read. */
   readonly exited: Promise<number>;
-  #child: Deno.ChildProcess;
-  #code?: number;
-  #waiters = new Set<() => void>();
 
+  /** Starts `command` with `args` (synchronously: {@link spawnedAt} is now). */
   constructor(command: string, args: string[], options: SpawnOptions = {}) {
-    this.spawnedAt = performance.now();
-    this.#child = new Deno.Command(command, {
-      args,
+    this.child = Child.spawnSync(command, args, {
       cwd: options.cwd,
-      env: { NO_COLOR: "1", ...options.env },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.pid = this.#child.pid;
-    const pumps = Promise.all([this.#pump(this.#child.stdout), this.#pump(this.#child.stderr)]);
-    this.exited = this.#child.status.then(async (status) => {
-      await pumps;
-      this.#code = status.code;
-      this.#notify();
-      return status.code;
+      env: options.env,
+      lines: true,
     });
+    this.exited = this.child.status.then((status) => status.code);
   }
 
-  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
-    const decoder = new TextDecoder();
-    let partial = "";
-    for await (const chunk of stream) {
-      // Stamp lines when their bytes arrive: that is what "time to the claimed line" measures.
-      const at = performance.now();
-      partial += decoder.decode(chunk, { stream: true });
-      const parts = partial.split("\n");
-      partial = parts.pop()!;
-      for (const text of parts) this.lines.push({ at, text });
-      if (parts.length > 0) this.#notify();
-    }
-    if (partial) this.lines.push({ at: performance.now(), text: partial });
+  /** The process ID. */
+  get pid(): number {
+    return this.child.pid;
   }
 
-  #notify(): void {
-    for (const wake of this.#waiters) wake();
+  /** performance.now() just before the spawn. */
+  get spawnedAt(): number {
+    return this.child.spawnedAt;
   }
 
-  /** Everything printed so far. */
+  /** Its output lines, stamped with the time they arrived. */
+  get lines(): Line[] {
+    return this.child.lines;
+  }
+
+  /** Everything printed so far, line by line. */
   output(): string {
     return this.lines.map((l) => l.text).join("\n");
   }
 
-  /** True once the process has exited. */
+  /** True once the process has exited (and its output is read). */
   get hasExited(): boolean {
-    return this.#code !== undefined;
+    return !this.child.running;
   }
 
   /** Waits for the first line matching `pattern`; throws on exit or after `timeoutMs`. */
-  async waitForLine(pattern: RegExp, timeoutMs = 30_000): Promise<Line> {
-    const deadline = performance.now() + timeoutMs;
-    while (true) {
-      const line = this.lines.find((l) => pattern.test(l.text));
-      if (line) return line;
-      if (this.#code !== undefined) {
-        throw new Error(
-          `process ${this.pid} exited with ${this.#code} before printing ${pattern}:\n${this.output()}`,
-        );
-      }
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        throw new Error(
-          `timed out waiting for ${pattern} from process ${this.pid}:\n${this.output()}`,
-        );
-      }
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          clearTimeout(timer);
-          this.#waiters.delete(wake);
-          resolve();
-        };
-        const timer = setTimeout(wake, Math.min(left, 1_000));
-        this.#waiters.add(wake);
-      });
-    }
+  waitForLine(pattern: RegExp, timeoutMs = 30_000): Promise<Line> {
+    return this.child.waitForLine(pattern, timeoutMs);
   }
 
   /** Sends a signal (ignored once the process is gone). */
   kill(signal: Deno.Signal = "SIGTERM"): void {
-    if (this.#code !== undefined) return;
-    try {
-      this.#child.kill(signal);
-    } catch {
-      // already exited
-    }
+    if (this.child.running) this.child.signal(signal);
   }
 
   /** SIGTERM, SIGKILL after `graceMs`, and waits for the exit. */
   async stop(graceMs = 10_000): Promise<void> {
-    if (this.#code !== undefined) {
-      await this.exited;
-      return;
-    }
-    this.kill("SIGTERM");
-    const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
-    try {
-      await this.exited;
-    } finally {
-      clearTimeout(timer);
-    }
+    await this.child.stop(graceMs);
+    await this.exited;
   }
 }
 
