@@ -43,6 +43,17 @@ export function fqdn(name: string): string {
   return isFqdn(name) ? name : name + ".";
 }
 
+/**
+ * CoreDNS's dnsutil.Join: labels (or names) joined with dots and made fully
+ * qualified; a last element of "." is the root ("hostmaster" + "." ->
+ * "hostmaster."). An empty list is Go's index-out-of-range panic.
+ */
+export function joinLabels(labels: readonly string[]): string {
+  if (labels.length === 0) throw new RangeError("runtime error: index out of range [-1]");
+  if (labels[labels.length - 1] === ".") return labels.slice(0, -1).join(".") + ".";
+  return fqdn(labels.join("."));
+}
+
 const encoder = new TextEncoder();
 
 function isDigitByte(b: number | undefined): boolean {

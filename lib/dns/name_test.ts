@@ -4,6 +4,7 @@ import {
   isDomainName,
   isFqdn,
   isSubdomain,
+  joinLabels,
   matchZone,
   nextDot,
   parentName,
@@ -69,4 +70,12 @@ Deno.test("names: isDomainName counts escapes as one octet (miekg's IsDomainName
   assert.equal(isDomainName("x".repeat(63) + ".org"), true);
   assert.equal(isDomainName("x".repeat(64) + ".org"), false);
   assert.equal(isDomainName("\\065".repeat(63) + ".org"), true);
+});
+
+Deno.test("joinLabels is dnsutil.Join", () => {
+  assert.equal(joinLabels(["ns.dns", "skydns.test."]), "ns.dns.skydns.test.");
+  assert.equal(joinLabels(["ns.dns", "."]), "ns.dns.");
+  assert.equal(joinLabels(["hostmaster", "."]), "hostmaster.");
+  assert.equal(joinLabels(["a", "b"]), "a.b.");
+  assert.throws(() => joinLabels([]), RangeError);
 });

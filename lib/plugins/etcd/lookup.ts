@@ -12,17 +12,11 @@
  * @module
  */
 
-import { isSubdomain } from "../../dns/name.ts";
+import { isSubdomain, joinLabels } from "../../dns/name.ts";
+import { synthesizedSoa } from "../../dns/soa.ts";
 import { Class, Rcode, type RR, Type } from "../../dns/types.ts";
 import type { KeyValue, KeyValueSource } from "../../etcd/types.ts";
-import {
-  domainFromKey,
-  etcdPath,
-  goFqdn,
-  joinLabels,
-  pathWithWildcard,
-  presentationName,
-} from "./path.ts";
+import { domainFromKey, etcdPath, goFqdn, pathWithWildcard, presentationName } from "./path.ts";
 import { group, type Service, serviceOf, targetStrip, txtStrings } from "./service.ts";
 
 /** CNAME chains stop growing past this many links (CoreDNS `maxCnameChainLength`). */
@@ -522,17 +516,12 @@ function ns(walk: Walk, owner: string): Found | Failure {
   return found;
 }
 
-/** The synthesized zone SOA (never read from etcd): serial = unix time, TTL and minimum 30. */
+/**
+ * The etcd zone's SOA (never read from etcd): serial = unix time; TTL and
+ * minimum 30, CoreDNS's min(MinTTL, 300) with etcd's MinTTL of 30.
+ */
 export function soaRecord(zone: string, nowSeconds: number): RR {
-  return rr(zone, Type.SOA, 30, {
-    mname: joinLabels(["ns.dns", zone]),
-    rname: joinLabels(["hostmaster", zone]),
-    serial: Math.floor(nowSeconds) >>> 0,
-    refresh: 7200,
-    retry: 1800,
-    expire: 86400,
-    minimum: 30,
-  });
+  return synthesizedSoa(zone, { nowSeconds, ttl: 30, minimum: 30 });
 }
 
 /**

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { joinLabels } from "../../dns/name.ts";
+
 /**
  * miekg/dns `NextLabel`: the offset just after the next unescaped dot at or
  * after `offset`, and whether the end of the name was reached instead.
@@ -184,16 +186,6 @@ export class InternalPanic extends Error {
 }
 
 /**
- * dnsutil.Join: labels joined with dots and made fully qualified; a last
- * label of "." is the root. Go panics on an empty list; so does this.
- */
-export function joinLabels(labels: readonly string[]): string {
-  if (labels.length === 0) throw new InternalPanic("runtime error: index out of range [-1]");
-  if (labels[labels.length - 1] === ".") return labels.slice(0, -1).join(".") + ".";
-  return goFqdn(labels.join("."));
-}
-
-/**
  * msg.Domain: the name a key stands for, assuming a one-component prefix
  * (`/skydns/local/cluster/staging/service` -> `service.staging.cluster.local.`).
  * With a deeper prefix (`/skydns/ka2/local/x`) it keeps CoreDNS's wrong answer
@@ -204,6 +196,8 @@ export function domainFromKey(key: string): string {
   if (parts[parts.length - 1] === "") parts = parts.slice(0, -1);
   // Elements 1..n reversed; then drop the first (empty) and the last (the prefix).
   const reversed = parts.slice(1).reverse();
+  // The prefix alone leaves no label: dnsutil.Join panics, and the query gets a SERVFAIL.
+  if (reversed.length < 2) throw new InternalPanic("runtime error: index out of range [-1]");
   return joinLabels(reversed.slice(0, reversed.length - 1));
 }
 

@@ -5,7 +5,6 @@ import {
   etcdPath,
   InternalPanic,
   isFqdn,
-  joinLabels,
   joinPath,
   nextLabel,
   pathWithWildcard,
@@ -118,13 +117,6 @@ Deno.test("cleanPath and joinPath are Go's path.Clean and path.Join", () => {
   for (const [input, want] of cases) assert.equal(cleanPath(input), want, input);
   assert.equal(joinPath(["/skydns/", "", "x"]), "/skydns/x");
   assert.equal(joinPath(["", ""]), "");
-});
-
-Deno.test("joinLabels is dnsutil.Join", () => {
-  assert.equal(joinLabels(["ns.dns", "skydns.test."]), "ns.dns.skydns.test.");
-  assert.equal(joinLabels(["ns.dns", "."]), "ns.dns.");
-  assert.equal(joinLabels(["hostmaster", "."]), "hostmaster.");
-  assert.equal(joinLabels(["a", "b"]), "a.b.");
 });
 
 Deno.test("presentationName escapes as miekg/dns sprintName", () => {

@@ -20,6 +20,7 @@
  */
 
 import { isSubdomain } from "../../dns/name.ts";
+import { synthesizedSoa } from "../../dns/soa.ts";
 import { Class, Rcode, type RR, Type } from "../../dns/types.ts";
 import type { KeyValueSource } from "../../etcd/types.ts";
 import { bareReply, type Handler, type Reply, type Request } from "../../server/plugin.ts";
@@ -156,15 +157,7 @@ export function createIdetcdHandler(options: IdetcdHandlerOptions): IdetcdHandle
     data,
   });
   const soa = (): RR =>
-    rr(zone, Type.SOA, {
-      mname: nsName,
-      rname: `hostmaster.${zone}`,
-      serial: Math.floor(now()) >>> 0,
-      refresh: 7200,
-      retry: 1800,
-      expire: 86400,
-      minimum: negativeTtl,
-    }, negativeTtl);
+    synthesizedSoa(zone, { nowSeconds: now(), ttl: negativeTtl, minimum: negativeTtl });
   // Answers that depend on the clock (held-down names) or on this node's fencing
   // state are not kept by the server's answer cache.
   let volatile = false;
