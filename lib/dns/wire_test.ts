@@ -3,26 +3,18 @@ import dnsPacket from "dns-packet";
 import { Buffer } from "node:buffer";
 import { decodeMessage, encodeMessage, encodeQuery, type Message, parseQuery } from "./wire.ts";
 import { Rcode, type RR, type SRVData, Type } from "./types.ts";
+import { message } from "../../tests/helpers/dns.ts";
 
+/** An authoritative reply (ID 4242, RD kept) to Example.ORG. A, with `records` on top. */
 function reply(records: Partial<Message> = {}): Message {
-  return {
+  return message({
     id: 4242,
     response: true,
-    opcode: 0,
     authoritative: true,
-    truncated: false,
     recursionDesired: true,
-    recursionAvailable: false,
-    zero: false,
-    authenticData: false,
-    checkingDisabled: false,
-    rcode: 0,
     question: [{ name: "Example.ORG.", type: Type.A, class: 1 }],
-    answer: [],
-    authority: [],
-    additional: [],
     ...records,
-  };
+  });
 }
 
 const sample: RR[] = [

@@ -8,6 +8,7 @@ import { Type } from "../dns/types.ts";
 import { createLogger } from "../log.ts";
 import { whoamiReply } from "../plugins/whoami/mod.ts";
 import { freePort, waitFor } from "../../tests/helpers/wait.ts";
+import { concat, frame as tcpFrame } from "../../tests/helpers/dns.ts";
 
 const quiet = createLogger("test", () => {});
 const whoami: Plugin = { name: "whoami", serve: (req) => Promise.resolve(whoamiReply(req)) };
@@ -50,13 +51,9 @@ async function listening(limits: TcpLimits, gate = new Gate()) {
   return { listener, port };
 }
 
+/** The A query for `name` under `id`, framed for TCP. */
 function frame(id: number, name: string): Uint8Array {
-  const q = encodeQuery(id, name, Type.A);
-  const out = new Uint8Array(q.length + 2);
-  out[0] = q.length >> 8;
-  out[1] = q.length & 0xff;
-  out.set(q, 2);
-  return out;
+  return tcpFrame(encodeQuery(id, name, Type.A));
 }
 
 /** Reads length-framed messages until `count` arrived (or the stream ends). */
@@ -78,16 +75,6 @@ async function readFrames(conn: Deno.Conn, count: number) {
     }
   }
   return got;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** Connects and gets one answer, so the connection is established and then idle. */

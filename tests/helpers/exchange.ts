@@ -6,6 +6,8 @@
  * @module
  */
 
+import { frame, readFrame } from "./dns.ts";
+
 /** Where and how long to wait. */
 export interface ExchangeOptions {
   /** Milliseconds to wait for each try (default 1,000). */
@@ -100,22 +102,8 @@ export async function exchangeTcp(
     timer = setTimeout(() => resolve(null), timeoutMs);
   });
   const read = (async () => {
-    const framed = new Uint8Array(packet.length + 2);
-    framed[0] = packet.length >> 8;
-    framed[1] = packet.length & 0xff;
-    framed.set(packet, 2);
-    await conn.write(framed);
-    let buf = new Uint8Array(0);
-    const chunk = new Uint8Array(65537);
-    while (buf.length < 2 || buf.length < 2 + ((buf[0] << 8) | buf[1])) {
-      const n = await conn.read(chunk);
-      if (n === null) return null;
-      const next = new Uint8Array(buf.length + n);
-      next.set(buf);
-      next.set(chunk.subarray(0, n), buf.length);
-      buf = next;
-    }
-    return buf.slice(2, 2 + ((buf[0] << 8) | buf[1]));
+    await conn.write(frame(packet));
+    return await readFrame(conn);
   })().catch(() => null);
   try {
     return await Promise.race([read, deadline]);

@@ -6,7 +6,8 @@
  */
 
 import { Child } from "./child.ts";
-import { decodeMessage, encodeQuery, type Message } from "../../lib/dns/wire.ts";
+import { encodeQuery, type Message } from "../../lib/dns/wire.ts";
+import { tcpQuery, udpQuery } from "./dns.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -127,42 +128,13 @@ export async function queryUdp(
   type: number,
   options: QueryOptions = {},
 ): Promise<Message> {
-  const timeoutMs = options.timeoutMs ?? 2000;
-  const sock = Deno.listenDatagram({
-    transport: "udp",
-    hostname: host.includes(":") ? "::" : "0.0.0.0",
-    port: 0,
+  const packet = encodeQuery(0, name, type, { udpSize: options.udpSize });
+  const reply = await udpQuery(host, port, packet, {
+    timeoutMs: options.timeoutMs ?? 2000,
+    tries: options.tries ?? 3,
   });
-  try {
-    for (let attempt = 0; attempt < (options.tries ?? 3); attempt++) {
-      const id = Math.floor(Math.random() * 65536);
-      await sock.send(encodeQuery(id, name, type, { udpSize: options.udpSize }), {
-        transport: "udp",
-        hostname: host,
-        port,
-      });
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<null>((r) => (timer = setTimeout(() => r(null), timeoutMs)));
-      try {
-        while (true) {
-          const got = await Promise.race([sock.receive(), timeout]);
-          if (!got) break;
-          let msg: Message;
-          try {
-            msg = decodeMessage(got[0]);
-          } catch {
-            continue; // not a DNS message
-          }
-          if (msg.id === id) return msg;
-        }
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-    throw new Error(`no answer from ${host}:${port} for ${name}`);
-  } finally {
-    sock.close();
-  }
+  if (!reply) throw new Error(`no answer from ${host}:${port} for ${name}`);
+  return reply;
 }
 
 /** Sends one query over TCP and decodes the reply. */
@@ -172,25 +144,10 @@ export async function queryTcp(
   name: string,
   type: number,
 ): Promise<Message> {
-  const conn = await Deno.connect({ hostname: host, port });
-  try {
-    const q = encodeQuery(Math.floor(Math.random() * 65536), name, type);
-    const framed = new Uint8Array(q.length + 2);
-    framed[0] = q.length >> 8;
-    framed[1] = q.length & 0xff;
-    framed.set(q, 2);
-    await conn.write(framed);
-    const buf: number[] = [];
-    const chunk = new Uint8Array(65537);
-    while (buf.length < 2 || buf.length < 2 + ((buf[0] << 8) | buf[1])) {
-      const n = await conn.read(chunk);
-      if (n === null) throw new Error("connection closed before a full reply");
-      buf.push(...chunk.subarray(0, n));
-    }
-    return decodeMessage(Uint8Array.from(buf.slice(2)));
-  } finally {
-    conn.close();
-  }
+  const packet = encodeQuery(Math.floor(Math.random() * 65536), name, type);
+  const reply = await tcpQuery(host, port, packet);
+  if (!reply) throw new Error("connection closed before a full reply");
+  return reply;
 }
 
 const tempDirs = new Set<string>();

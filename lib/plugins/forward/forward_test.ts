@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { freePort, waitFor } from "../../../tests/helpers/wait.ts";
+import { message } from "../../../tests/helpers/dns.ts";
 import type { Message } from "../../dns/wire.ts";
 import { Class, Rcode, type RR, Type } from "../../dns/types.ts";
 import { ERR_NO_HEALTHY, Forward, messageToReply, orderProxies, replyMatches } from "./forward.ts";
@@ -54,23 +55,11 @@ Deno.test("forward: policies order upstreams as CoreDNS's", () => {
 
 Deno.test("forward: reply matching and conversion (request.Match, OPT dropped, flags kept)", () => {
   const req = fakeRequest("Www.Example.ORG.", Type.A);
-  const query: Message = replyTo({
+  const query: Message = replyTo(message({
     id: 1,
-    response: false,
-    opcode: 0,
-    authoritative: false,
-    truncated: false,
     recursionDesired: true,
-    recursionAvailable: false,
-    zero: false,
-    authenticData: false,
-    checkingDisabled: false,
-    rcode: 0,
     question: [{ name: "WWW.example.org.", type: Type.A, class: 1 }],
-    answer: [],
-    authority: [],
-    additional: [],
-  });
+  }));
   assert.equal(replyMatches(req, query), true, "qname compared case-insensitively");
   assert.equal(
     replyMatches(req, { ...query, question: [{ name: "other.org.", type: 1, class: 1 }] }),

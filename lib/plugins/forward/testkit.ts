@@ -1,7 +1,8 @@
 /**
  * Test helpers shared by the forward, cache and loadbalance tests: a
  * scripted upstream DNS server on real sockets, a chain served through the
- * real Dispatcher and Listener, and a small UDP/TCP client.
+ * real Dispatcher and Listener, and a UDP/TCP client (tests/helpers/dns.ts's,
+ * with these tests' defaults).
  *
  * @module
  */
@@ -23,6 +24,14 @@ import type {
 import { lowerName } from "../../dns/name.ts";
 import type { Directive } from "../../corefile/types.ts";
 import { parseCorefile } from "../../corefile/parser.ts";
+import {
+  frame,
+  message,
+  readFrame,
+  tcpQuery,
+  udpQuery,
+  writeAll,
+} from "../../../tests/helpers/dns.ts";
 
 /** A logger that drops everything. */
 export const quietLog: Logger = createLogger("test", () => {});
@@ -45,24 +54,16 @@ export interface FakeServer {
 
 /** A reply to `query` (ID, opcode, RD and question copied), with overrides. */
 export function replyTo(query: Message, fields: Partial<Message> = {}): Message {
-  return {
+  return message({
     id: query.id,
     response: true,
     opcode: query.opcode,
-    authoritative: false,
-    truncated: false,
     recursionDesired: query.recursionDesired,
     recursionAvailable: true,
-    zero: false,
-    authenticData: false,
     checkingDisabled: query.checkingDisabled,
-    rcode: 0,
     question: query.question,
-    answer: [],
-    authority: [],
-    additional: [],
     ...fields,
-  };
+  });
 }
 
 /** An A record. */
@@ -87,27 +88,6 @@ export function soa(ttl = 30): RR {
       minimum: 30,
     } satisfies SOAData,
   };
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
-}
-
-async function readFrame(conn: Deno.Conn): Promise<Uint8Array | null> {
-  const want = async (n: number) => {
-    const out = new Uint8Array(n);
-    let got = 0;
-    while (got < n) {
-      const r = await conn.read(out.subarray(got));
-      if (r === null) return null;
-      got += r;
-    }
-    return out;
-  };
-  const head = await want(2);
-  if (!head) return null;
-  return await want((head[0] << 8) | head[1]);
 }
 
 /** A UDP and a TCP socket on one free port of 127.0.0.1 (retrying when TCP's is taken). */
@@ -176,15 +156,11 @@ export function startFakeServer(respond: Responder): FakeServer {
       track((async () => {
         try {
           while (!closed) {
-            const frame = await readFrame(conn);
-            if (!frame) break;
-            const bytes = await answer(frame, "tcp", conn.remoteAddr);
+            const query = await readFrame(conn);
+            if (!query) break;
+            const bytes = await answer(query, "tcp", conn.remoteAddr);
             if (!bytes) continue;
-            const out = new Uint8Array(bytes.length + 2);
-            out[0] = bytes.length >> 8;
-            out[1] = bytes.length & 0xff;
-            out.set(bytes, 2);
-            await writeAll(conn, out);
+            await writeAll(conn, frame(bytes));
           }
         } catch {
           // connection cut
@@ -295,49 +271,16 @@ export async function ask(
   });
   if (options.checkingDisabled) packet[3] |= 0x10;
   const timeoutMs = options.timeoutMs ?? 10_000;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   if (options.tcp) {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    try {
-      timer = setTimeout(() => conn.close(), timeoutMs);
-      const out = new Uint8Array(packet.length + 2);
-      out[0] = packet.length >> 8;
-      out[1] = packet.length & 0xff;
-      out.set(packet, 2);
-      await writeAll(conn, out);
-      const frame = await readFrame(conn);
-      if (!frame) throw new Error("connection closed without a reply");
-      return decodeMessage(frame);
-    } finally {
-      clearTimeout(timer);
-      try {
-        conn.close();
-      } catch {
-        // closed by the timer
-      }
+    const reply = await tcpQuery("127.0.0.1", port, packet, { timeoutMs });
+    if (!reply) {
+      throw new Error(`connection closed without a reply, or none within ${timeoutMs} ms`);
     }
+    return reply;
   }
-  const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  try {
-    timer = setTimeout(() => sock.close(), timeoutMs);
-    await sock.send(packet, { transport: "udp", hostname: "127.0.0.1", port });
-    while (true) {
-      const [data] = await sock.receive();
-      const msg = decodeMessage(data);
-      if (msg.id === id) return msg;
-    }
-  } catch (err) {
-    throw new Error(
-      `no reply from 127.0.0.1:${port} within ${timeoutMs} ms (${(err as Error).message})`,
-    );
-  } finally {
-    clearTimeout(timer);
-    try {
-      sock.close();
-    } catch {
-      // closed by the timer
-    }
-  }
+  const reply = await udpQuery("127.0.0.1", port, packet, { timeoutMs, tries: 1 });
+  if (!reply) throw new Error(`no reply from 127.0.0.1:${port} within ${timeoutMs} ms`);
+  return reply;
 }
 
 /** Parses `corefileBody` as one `. { ... }` block and returns its directives named `name`. */
