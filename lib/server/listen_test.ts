@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { Listener, type TcpLimits } from "./listen.ts";
 import { Dispatcher } from "./dispatch.ts";
 import type { BlockRuntime } from "./config.ts";
@@ -8,7 +9,7 @@ import { Type } from "../dns/types.ts";
 import { createLogger } from "../log.ts";
 import { whoamiReply } from "../plugins/whoami/mod.ts";
 import { freePort, waitFor } from "../../tests/helpers/wait.ts";
-import { concat, frame as tcpFrame } from "../../tests/helpers/dns.ts";
+import { frame as tcpFrame } from "../../tests/helpers/dns.ts";
 
 const quiet = createLogger("test", () => {});
 const whoami: Plugin = { name: "whoami", serve: (req) => Promise.resolve(whoamiReply(req)) };
@@ -205,7 +206,7 @@ Deno.test("listen: at the cap the idle connection with the oldest activity makes
     const partial = await Deno.connect({ hostname: "127.0.0.1", port });
     conns.push(partial);
     const partialFrame = frame(2, "partial.example.");
-    await partial.write(concat(frame(20, "whole.example."), partialFrame.subarray(0, 5)));
+    await partial.write(Buffer.concat([frame(20, "whole.example."), partialFrame.subarray(0, 5)]));
     assert.equal((await readFrames(partial, 1))[0]?.id, 20);
     // Two idle ones; the first is then used again, so the second has the oldest activity.
     const first = await established(port, 3);

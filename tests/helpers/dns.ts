@@ -35,17 +35,6 @@ export function message(fields: Partial<Message> = {}): Message {
   };
 }
 
-/** The byte arrays one after the other, in one new array. */
-export function concat(...parts: ArrayLike<number>[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** `packet` with its 2-byte length in front, as DNS over TCP sends it. */
 export function frame(packet: Uint8Array): Uint8Array {
   const out = new Uint8Array(packet.length + 2);
