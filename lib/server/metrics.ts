@@ -42,6 +42,8 @@
  * @module
  */
 
+import { formatFloat } from "../go/strconv.ts";
+
 /** Label name -> value for one series. */
 export type Labels = Readonly<Record<string, string>>;
 
@@ -107,18 +109,7 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 /** Go's strconv.FormatFloat(v, 'g', -1, 64), which client_golang uses for values and `le`. */
 export function formatValue(v: number): string {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  const [mantissa, expText] = v.toExponential().split("e");
-  const exp = Number(expText);
-  // Shortest %g switches to exponent form below 1e-4 and from 1e6 ("1e+06").
-  if (exp < -4 || exp >= 6) {
-    const sign = exp < 0 ? "-" : "+";
-    return `${mantissa}e${sign}${String(Math.abs(exp)).padStart(2, "0")}`;
-  }
-  return String(v);
+  return formatFloat(v, "g");
 }
 
 function escapeLabelValue(v: string): string {

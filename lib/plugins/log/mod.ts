@@ -7,6 +7,7 @@
 import { type Dispenser, dispensers } from "../../corefile/dispenser.ts";
 import { normalizeZones } from "../../corefile/keys.ts";
 import { isSubdomain } from "../../dns/name.ts";
+import { formatFloat } from "../../go/strconv.ts";
 import { classToString, Rcode, rcodeToString, Type, typeToString } from "../../dns/types.ts";
 import type { Plugin, PluginDefinition, Request, Written } from "../../server/plugin.ts";
 
@@ -44,10 +45,13 @@ export function replyFlags(w: Written): string {
   return flags.join(",");
 }
 
-/** Go's strconv.FormatFloat(seconds, 'f', -1, 64) + "s" for a duration in ms. */
+/**
+ * CoreDNS's `{duration}`: Go's strconv.FormatFloat(seconds, 'f', -1, 64) +
+ * "s" for a duration in ms, first rounded to whole nanoseconds (a Go
+ * Duration's resolution), so that "0.000161s" has no float noise.
+ */
 export function formatDuration(ms: number): string {
-  const text = (ms / 1000).toFixed(9).replace(/0+$/, "").replace(/\.$/, "");
-  return `${text}s`;
+  return `${formatFloat(Number((ms / 1000).toFixed(9)), "f")}s`;
 }
 
 /** One placeholder's value for a query and its reply. */
