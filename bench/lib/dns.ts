@@ -1,77 +1,44 @@
 /**
- * A UDP DNS client for measurements: one socket, a reader loop matching
- * replies to queries by ID, and "poll until the answer is right".
+ * A UDP DNS client for measurements: tests/helpers/exchange.ts's UdpClient
+ * (one socket, replies matched to queries by ID) with the bench's "poll
+ * until the answer is right".
  *
  * @module
  */
 
 import { decodeMessage, encodeQuery, type Message } from "../../lib/dns/wire.ts";
+import { UdpClient } from "../../tests/helpers/exchange.ts";
 
 /** A UDP client for one server. */
 export class Probe {
   readonly host: string;
   readonly port: number;
-  #sock: Deno.DatagramConn;
-  #pending = new Map<number, (msg: Message) => void>();
-  #nextId = Math.floor(Math.random() * 65536);
-  #closed = false;
-  #reader: Promise<void>;
+  #client: UdpClient;
 
+  /** A client of `host`:`port` on a socket of its own. */
   constructor(host: string, port: number) {
     this.host = host;
     this.port = port;
-    this.#sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-    this.#reader = this.#read();
-  }
-
-  async #read(): Promise<void> {
-    while (!this.#closed) {
-      let data: Uint8Array;
-      try {
-        [data] = await this.#sock.receive();
-      } catch {
-        // ICMP port unreachable (server not up yet) surfaces here; keep reading.
-        if (this.#closed) return;
-        continue;
-      }
-      let msg: Message;
-      try {
-        msg = decodeMessage(data);
-      } catch {
-        continue;
-      }
-      const resolve = this.#pending.get(msg.id);
-      if (resolve) {
-        this.#pending.delete(msg.id);
-        resolve(msg);
-      }
-    }
+    this.#client = new UdpClient(host, port);
   }
 
   /** Sends one query; resolves with the reply, or undefined after `timeoutMs`. */
   async query(name: string, type: number, timeoutMs = 200): Promise<Message | undefined> {
-    const id = this.#nextId = (this.#nextId + 1) & 0xffff;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const reply = new Promise<Message | undefined>((resolve) => {
-      this.#pending.set(id, resolve);
-      timer = setTimeout(() => {
-        this.#pending.delete(id);
-        resolve(undefined);
-      }, timeoutMs);
-    });
+    const sent = performance.now();
+    let reply: Uint8Array | null;
     try {
-      await this.#sock.send(encodeQuery(id, name, type), {
-        transport: "udp",
-        hostname: this.host,
-        port: this.port,
-      });
+      reply = await this.#client.exchange(encodeQuery(0, name, type), { timeoutMs, tries: 1 });
     } catch {
-      // Sending to a port nobody listens on yet can fail; the timeout answers.
+      // Sending to a port nobody listens on yet can fail; the timeout answers, as for a lost one.
+      const left = timeoutMs - (performance.now() - sent);
+      if (left > 0) await new Promise((r) => setTimeout(r, left));
+      return undefined;
     }
+    if (!reply) return undefined;
     try {
-      return await reply;
-    } finally {
-      clearTimeout(timer);
+      return decodeMessage(reply);
+    } catch {
+      return undefined; // not a DNS message
     }
   }
 
@@ -97,11 +64,8 @@ export class Probe {
   }
 
   /** Closes the socket. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#sock.close();
-    await this.#reader;
+  close(): Promise<void> {
+    return this.#client.close();
   }
 }
 

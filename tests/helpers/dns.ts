@@ -3,7 +3,9 @@
  * fields a test cares about, RFC 1035 section 4.2.2 TCP framing, and one
  * query over UDP or TCP with a deadline. tests/helpers/process.ts's
  * `queryUdp`/`queryTcp` and lib/plugins/forward/testkit.ts's `ask` are
- * these with their own defaults; tests/helpers/exchange.ts frames with them.
+ * these with their own defaults, and tests/helpers/exchange.ts's
+ * `exchangeTcp` is {@link tcpExchange} (its `UdpClient`, many queries on one
+ * socket, is also the bench's Probe).
  *
  * @module
  */
@@ -126,30 +128,40 @@ export async function udpQuery(
 
 /**
  * Sends `packet` over a new TCP connection to `host`:`port` and resolves
- * with the first reply decoded, or null when the connection ended first or
- * `timeoutMs` (when given) passed. Connection errors are thrown.
+ * with the first framed reply, or null when the connection ended or broke
+ * first or `timeoutMs` (when given) passed. Connecting errors are thrown.
  */
+export async function tcpExchange(
+  host: string,
+  port: number,
+  packet: Uint8Array,
+  options: Pick<QueryTries, "timeoutMs"> = {},
+): Promise<Uint8Array | null> {
+  const conn = await Deno.connect({ hostname: host, port });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<null>((resolve) => {
+    if (options.timeoutMs !== undefined) timer = setTimeout(() => resolve(null), options.timeoutMs);
+  });
+  const read = (async () => {
+    await writeAll(conn, frame(packet));
+    return await readFrame(conn);
+  })().catch(() => null);
+  try {
+    return await Promise.race([read, deadline]);
+  } finally {
+    clearTimeout(timer);
+    conn.close();
+    await read;
+  }
+}
+
+/** {@link tcpExchange}, the reply decoded. */
 export async function tcpQuery(
   host: string,
   port: number,
   packet: Uint8Array,
   options: Pick<QueryTries, "timeoutMs"> = {},
 ): Promise<Message | null> {
-  const conn = await Deno.connect({ hostname: host, port });
-  let timedOut = false;
-  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
-    timedOut = true;
-    conn.close();
-  }, options.timeoutMs);
-  try {
-    await writeAll(conn, frame(packet));
-    const reply = await readFrame(conn);
-    return reply ? decodeMessage(reply) : null;
-  } catch (err) {
-    if (timedOut) return null;
-    throw err;
-  } finally {
-    clearTimeout(timer);
-    if (!timedOut) conn.close();
-  }
+  const reply = await tcpExchange(host, port, packet, options);
+  return reply ? decodeMessage(reply) : null;
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { frame, readFrame } from "./dns.ts";
+import { tcpExchange } from "./dns.ts";
 
 /** Where and how long to wait. */
 export interface ExchangeOptions {
@@ -25,6 +25,7 @@ export class UdpClient {
   #pending = new Map<number, (reply: Uint8Array) => void>();
   #nextId = Math.floor(Math.random() * 65536);
   #loop: Promise<void>;
+  #closed = false;
 
   /** A client of `host`:`port`, on a socket of its own. */
   constructor(readonly host: string, readonly port: number) {
@@ -37,15 +38,18 @@ export class UdpClient {
   }
 
   async #receive(): Promise<void> {
-    try {
-      for (;;) {
-        const [bytes] = await this.#sock.receive();
-        if (bytes.length < 2) continue;
-        const deliver = this.#pending.get((bytes[0] << 8) | bytes[1]);
-        if (deliver) deliver(bytes);
+    while (!this.#closed) {
+      let bytes: Uint8Array;
+      try {
+        [bytes] = await this.#sock.receive();
+      } catch (err) {
+        if (this.#closed || err instanceof Deno.errors.BadResource) return;
+        // ICMP port unreachable (the server is not up yet) surfaces here: keep reading.
+        continue;
       }
-    } catch {
-      // closed
+      if (bytes.length < 2) continue;
+      const deliver = this.#pending.get((bytes[0] << 8) | bytes[1]);
+      if (deliver) deliver(bytes);
     }
   }
 
@@ -79,6 +83,8 @@ export class UdpClient {
 
   /** Closes the socket. */
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     this.#sock.close();
     await this.#loop;
   }
@@ -89,29 +95,13 @@ export class UdpClient {
  * Resolves with the reply, or null when the server closed the connection or
  * sent nothing before the deadline.
  */
-export async function exchangeTcp(
+export function exchangeTcp(
   host: string,
   port: number,
   packet: Uint8Array,
   options: ExchangeOptions = {},
 ): Promise<Uint8Array | null> {
-  const { timeoutMs = 2000 } = options;
-  const conn = await Deno.connect({ hostname: host, port });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), timeoutMs);
-  });
-  const read = (async () => {
-    await conn.write(frame(packet));
-    return await readFrame(conn);
-  })().catch(() => null);
-  try {
-    return await Promise.race([read, deadline]);
-  } finally {
-    clearTimeout(timer);
-    conn.close();
-    await read;
-  }
+  return tcpExchange(host, port, packet, { timeoutMs: options.timeoutMs ?? 2000 });
 }
 
 /** Runs `work` over `items` with at most `limit` in flight; results in input order. */
