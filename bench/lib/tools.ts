@@ -9,6 +9,7 @@
 import { resolveUdpPath } from "../../lib/server/udp/mod.ts";
 import { run } from "./proc.ts";
 import { canAptInstall, which } from "../../scripts/system.ts";
+import { runVisible } from "../../tests/helpers/prereqs.ts";
 
 export { which };
 
@@ -31,16 +32,9 @@ export function canInstall(): boolean {
   return canAptInstall();
 }
 
-async function aptGet(args: string[]): Promise<boolean> {
-  console.error(`bench: apt-get ${args.join(" ")}`);
-  const status = await new Deno.Command("apt-get", {
-    args,
-    env: { DEBIAN_FRONTEND: "noninteractive" },
-    stdin: "null",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn().status;
-  return status.success;
+/** apt-get with `args`, its progress shown (the tests' prerequisite runner). */
+function aptGet(args: string[]): Promise<boolean> {
+  return runVisible("apt-get", args, (line) => console.error(`bench: ${line}`));
 }
 
 /** Paths of the tools, once found. */
