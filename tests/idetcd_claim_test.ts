@@ -11,6 +11,13 @@ import { Claimer, ClaimError, type ClaimOptions } from "../lib/plugins/idetcd/cl
 import { parsePattern } from "../lib/plugins/idetcd/pattern.ts";
 import { ClusterView, namePath } from "../lib/plugins/idetcd/records.ts";
 import type { KeyValue } from "../lib/etcd/types.ts";
+import {
+  Etcd3Kv,
+  type EtcdKv,
+  type GrantedLease,
+  type TxnRequest,
+  type TxnResult,
+} from "../lib/etcd/kv.ts";
 import { type EtcdAccess, type EtcdScope, sharedEtcd, startEtcd } from "./helpers/etcd.ts";
 import { Mirror } from "../lib/etcd/mirror.ts";
 import { lookupSync } from "../lib/plugins/etcd/lookup.ts";
@@ -21,6 +28,7 @@ import type { Reply, Request, StartupHook } from "../lib/server/plugin.ts";
 import { configView, NO_SERVER } from "../lib/plugins/health/testing.ts";
 import { idetcdPlugin, parseIdetcd, tfConfig, whoami } from "../lib/plugins/idetcd/mod.ts";
 import { waitFor } from "./helpers/wait.ts";
+import { runStorm } from "../bench/lib/claimers.ts";
 
 const PATTERN = "worker{{.ID}}.tf.local.";
 
@@ -635,6 +643,91 @@ Deno.test("idetcd claim: wait gets the first slot that frees up, or times out", 
   }
 });
 
+/**
+ * An {@link EtcdKv} whose first `failures` claim writes (the
+ * `create_revision == 0` transaction) time out, as an overloaded etcd's do,
+ * while every other call is answered.
+ */
+class BusyKv implements EtcdKv {
+  readonly #kv: Etcd3Kv;
+  #left: number;
+  /** Claim writes failed so far. */
+  failed = 0;
+
+  constructor(kv: Etcd3Kv, failures: number) {
+    this.#kv = kv;
+    this.#left = failures;
+  }
+
+  get requests(): number {
+    return this.#kv.requests;
+  }
+
+  txn(request: TxnRequest, timeoutMs?: number): Promise<TxnResult> {
+    const claimWrite = request.compare.some((c) => "createRevision" in c && c.createRevision === 0);
+    if (claimWrite && this.#left > 0) {
+      this.#left--;
+      this.failed++;
+      this.#kv.requests++;
+      return Promise.reject(new Error("4 DEADLINE_EXCEEDED: Deadline exceeded after 5.001s"));
+    }
+    return this.#kv.txn(request, timeoutMs);
+  }
+
+  range(key: string, options?: { prefix?: boolean; timeoutMs?: number }): Promise<KeyValue[]> {
+    return this.#kv.range(key, options);
+  }
+
+  grant(ttlSeconds: number, timeoutMs?: number): Promise<GrantedLease> {
+    return this.#kv.grant(ttlSeconds, timeoutMs);
+  }
+
+  keepAlive(id: string, timeoutMs: number): Promise<number> {
+    return this.#kv.keepAlive(id, timeoutMs);
+  }
+
+  revoke(id: string, timeoutMs?: number): Promise<void> {
+    return this.#kv.revoke(id, timeoutMs);
+  }
+}
+
+Deno.test("idetcd claim: a busy etcd that answers some calls and times out others is retried past the connect timeout", async () => {
+  const etcd = await shared.scope();
+  const prefix = prefixOf(etcd);
+  const client = createClient({ endpoints: [etcd.endpoint] }, ".");
+  const copy = new Mirror(client, `${prefix}/local/tf/`, new Lines().log, { trackLeases: false });
+  // Five timed-out writes: the claimer's pauses between them (100, 200, 400, 800, 1,000 ms)
+  // add up to 2.5 s, past the 1 s allowance, while etcd answers each attempt's queue entry.
+  const kv = new BusyKv(new Etcd3Kv(client), 5);
+  const claimer = new Claimer(
+    kv,
+    {
+      pattern: parsePattern(PATTERN),
+      limit: 10,
+      prefix,
+      addresses: ["10.0.0.1"],
+      identity: "busy-1",
+      leaseSeconds: 10,
+      connectTimeoutSeconds: 1,
+      endpoints: etcd.endpoint,
+    },
+    new Lines().log,
+    { zone: copy },
+  );
+  try {
+    await copy.start();
+    const claimed = await claimer.claim();
+    assert.equal(claimed.id, 1);
+    assert.equal(kv.failed, 5, "every injected time-out was hit");
+    assert.equal(claimer.stats.retries, 5);
+    assert.equal((await holders(etcd)).get(1), "busy-1");
+  } finally {
+    await claimer.release();
+    await copy.close();
+    client.close();
+  }
+});
+
 Deno.test("idetcd claim: etcd unreachable at start is one clear line", async () => {
   const client = createClient({ endpoints: ["http://127.0.0.1:9"] }, ".");
   const claimer = new Claimer(client, {
@@ -708,62 +801,26 @@ Deno.test("idetcd claim: a dead claimer stuck in the queue does not block the ot
   }
 });
 
-/** Bytes etcd has sent to gRPC clients (responses and watch events), from its /metrics. */
-async function etcdSentBytes(endpoint: string): Promise<number> {
-  const text = await (await fetch(`${endpoint}/metrics`)).text();
-  let total = 0;
-  for (
-    const m of text.matchAll(/^etcd_network_client_grpc_sent_bytes_total(?:\{[^}]*\})? (\S+)$/gm)
-  ) {
-    total += Number(m[1]);
-  }
-  return total;
-}
-
 /**
  * `n` claimers on 10 shared clients and one shared copy (as a node's claim
- * reads its DNS copy), in a fresh etcd: the IDs they got, requests each, and
- * the bytes etcd sent per claim.
+ * reads its DNS copy), in a fresh etcd, by the benchmark's storm driver: the
+ * IDs they got, requests each, and the bytes etcd sent per claim.
  */
 async function sharedStorm(n: number) {
   await using etcd = await startEtcd();
-  const clients = Array.from(
-    { length: 10 },
-    () => createClient({ endpoints: [etcd.endpoint] }, "."),
-  );
-  const copy = new Mirror(clients[0], "/skydns/local/tf/", new Lines().log, { trackLeases: false });
-  const claimers = Array.from({ length: n }, (_, i) =>
-    new Claimer(
-      clients[i % clients.length],
-      {
-        pattern: parsePattern(PATTERN),
-        limit: n,
-        prefix: "/skydns",
-        addresses: [`10.0.${Math.floor((i + 1) / 250)}.${((i + 1) % 250) + 1}`],
-        identity: `shared-${i + 1}`,
-        leaseSeconds: 30,
-        connectTimeoutSeconds: 30,
-      },
-      new Lines().log,
-      { zone: copy },
-    ));
-  try {
-    await copy.start();
-    await Promise.all(clients.map((c) => c.get("/warm-up").string()));
-    const before = await etcdSentBytes(etcd.endpoint);
-    const claims = await Promise.all(claimers.map((c) => c.claim()));
-    const bytes = (await etcdSentBytes(etcd.endpoint)) - before;
-    return {
-      ids: claims.map((c) => c.id).sort((a, b) => a - b),
-      requests: claimers.map((c) => c.stats.requests),
-      directReads: claimers.reduce((s, c) => s + c.stats.directReads, 0),
-      bytesPerClaim: bytes / n,
-    };
-  } finally {
-    await Promise.all(claimers.map((c) => c.release()));
-    await copy.close();
-    for (const c of clients) c.close();
-  }
+  const run = await runStorm({
+    endpoint: etcd.endpoint,
+    claimers: n,
+    clients: 10,
+    leaseSeconds: 30,
+  });
+  assert.deepEqual(run.failures, [], `${n}: no claim failed`);
+  return {
+    ids: run.claims.map((c) => c!.id).sort((a, b) => a - b),
+    requests: run.requests,
+    directReads: run.directReads,
+    bytesPerClaim: run.bytesSent / n,
+  };
 }
 
 Deno.test("idetcd claim: 300 claimers on shared clients all unique in 3 requests each; bytes per claim do not grow with N", async () => {

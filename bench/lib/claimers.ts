@@ -1,7 +1,8 @@
 /**
  * In-process idetcd claimers (the real {@link Claimer}), each with its own
- * etcd client unless one is given (the storm shares a hundred), released and
- * closed by the scope.
+ * etcd client unless one is given, released and closed by the scope; and the
+ * claim storm both the benchmark and the claim tests run ({@link runStorm}):
+ * many claimers at once on a few shared clients and one watch-fed copy.
  *
  * @module
  */
@@ -15,13 +16,13 @@ import {
   type TxnResult,
 } from "../../lib/etcd/kv.ts";
 import type { KeyValue } from "../../lib/etcd/types.ts";
-import type { ZoneCopy } from "../../lib/etcd/mirror.ts";
-import { createLogger, type Level } from "../../lib/log.ts";
-import { Claimer } from "../../lib/plugins/idetcd/claim.ts";
+import { Mirror, type ZoneCopy } from "../../lib/etcd/mirror.ts";
+import { createLogger, type Level, type Logger } from "../../lib/log.ts";
+import { type Claimed, Claimer } from "../../lib/plugins/idetcd/claim.ts";
 import { parsePattern } from "../../lib/plugins/idetcd/pattern.ts";
-import type { ZoneView } from "../../lib/plugins/idetcd/zone_view.ts";
-import type { Scope } from "./cleanup.ts";
-import { clientIn } from "./etcd.ts";
+import { ZoneView } from "../../lib/plugins/idetcd/zone_view.ts";
+import { Scope } from "./cleanup.ts";
+import { clientIn, etcdRequestCount, etcdSentBytes } from "./etcd.ts";
 
 /** The pattern every benchmark node uses. */
 export const PATTERN = "worker{{.ID}}.tf.local.";
@@ -30,6 +31,9 @@ export const PATTERN = "worker{{.ID}}.tf.local.";
 const log = createLogger("bench claimer", (level: Level, line: string) => {
   if (level === "WARNING" || level === "ERROR") console.error(line);
 });
+
+/** The storm's shared copy's log lines are not the benchmark's. */
+const quietLog = createLogger("bench zone", () => {});
 
 /**
  * At most `limit` etcd calls in flight from this process, the rest queued
@@ -121,6 +125,10 @@ export interface ClaimerSpec {
   gate?: CallGate;
   /** Lease length, seconds (default 20). */
   leaseSeconds?: number;
+  /** How long the first claim may go unanswered by etcd, seconds (default 30). */
+  connectTimeoutSeconds?: number;
+  /** The claimer's log (default: warnings and errors to stderr). */
+  log?: Logger;
 }
 
 /** A claimer whose release (revoking its lease) the scope runs, before closing its client. */
@@ -135,12 +143,161 @@ export function claimerIn(scope: Scope, spec: ClaimerSpec): Claimer {
       addresses: [spec.address],
       identity: spec.identity,
       leaseSeconds: spec.leaseSeconds ?? 20,
-      connectTimeoutSeconds: 30,
+      connectTimeoutSeconds: spec.connectTimeoutSeconds ?? 30,
       endpoints: spec.endpoint,
     },
-    log,
+    spec.log ?? log,
     { zone: spec.zone, view: spec.view },
   );
   scope.defer(() => claimer.release());
   return claimer;
+}
+
+/** What {@link runStorm} starts. */
+export interface StormSpec {
+  /** etcd's client URL; it should hold nothing under the zone yet. */
+  endpoint: string;
+  /** Claimers, all started at once; the pattern's limit is the same number. */
+  claimers: number;
+  /** etcd clients the claimers share (claimer i uses client i mod this). */
+  clients: number;
+  /** Lease length, seconds. */
+  leaseSeconds: number;
+  /** Pass every etcd call through a {@link CallGate} of this many calls in flight. */
+  inFlight?: number;
+  /** How long a first claim may go unanswered by etcd, seconds (default 30). */
+  connectTimeoutSeconds?: number;
+  /** Called every 10 s while claims are outstanding. */
+  progress?: (claimed: number, elapsedMs: number) => void;
+}
+
+/** What one storm measured. */
+export interface StormResult {
+  /** Each claimer's claim, in claimer order; undefined where it failed. */
+  claims: (Claimed | undefined)[];
+  /** Why claims failed (rejections), one entry per failed claimer. */
+  failures: string[];
+  /** etcd requests each claimer made, retries included. */
+  requests: number[];
+  /** Steps the claimers retried after an etcd error, all together. */
+  retries: number;
+  /**
+   * The first error each retrying claimer met, by kind (numbers blanked), most
+   * frequent first (a claimer warns once while starting, however often it retries).
+   */
+  retryReasons: [string, number][];
+  lostRaces: number;
+  /** Zone listings read from etcd because the copy lagged. */
+  directReads: number;
+  /** Zone readings the shared view computed. */
+  readings: number;
+  /** Bytes etcd sent to gRPC clients over the storm (responses and watch events). */
+  bytesSent: number;
+  /** gRPC messages etcd received over the storm. */
+  serverRequests: number;
+  /** From the start to the last claim, ms. */
+  elapsedMs: number;
+  /** Locks etcd holds for the pattern after the storm. */
+  locks: number;
+  /** Releasing every claimer at once afterwards, ms. */
+  releaseMs: number;
+}
+
+/** An address for claimer `i` (0-based), distinct for up to 15 million claimers. */
+function stormAddress(i: number): string {
+  const n = i + 1;
+  return `10.${Math.floor(n / 62_500)}.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`;
+}
+
+/** The part of a claimer's retry warning that says what failed, without numbers. */
+function retryKind(line: string): string | undefined {
+  const m = /(?:claiming|checking) a name failed: (.*?); retrying/.exec(line);
+  return m?.[1].replace(/\d+(\.\d+)?/g, "N").slice(0, 160);
+}
+
+/**
+ * `spec.claimers` real {@link Claimer}s in this process, started at once on
+ * `spec.clients` shared etcd clients and one watch-fed copy of the zone with
+ * shared readings (as a node's claim reads its DNS copy). A claim that meets
+ * an etcd error is retried by the Claimer itself, as a node's is; requests
+ * and bytes count those retries. Every claimer is released (all at once)
+ * before it returns.
+ */
+export async function runStorm(spec: StormSpec): Promise<StormResult> {
+  await using scope = new Scope();
+  const n = spec.claimers;
+  const zone = new Mirror(clientIn(scope, spec.endpoint), "/skydns/local/tf/", quietLog, {
+    trackLeases: false,
+  });
+  scope.defer(() => zone.close());
+  await zone.start();
+  const clients = Array.from(
+    { length: Math.min(n, spec.clients) },
+    () => clientIn(scope, spec.endpoint),
+  );
+  const view = new ZoneView(zone, "/skydns/local/tf", parsePattern(PATTERN), n);
+  const gate = spec.inFlight ? new CallGate(spec.inFlight) : undefined;
+  const reasons = new Map<string, number>();
+  const claimLog = createLogger("bench claimer", (level: Level, line: string) => {
+    const kind = retryKind(line);
+    if (kind !== undefined) reasons.set(kind, (reasons.get(kind) ?? 0) + 1);
+    else if (level === "ERROR") console.error(line);
+  });
+  const claimers = Array.from({ length: n }, (_, i) =>
+    claimerIn(scope, {
+      endpoint: spec.endpoint,
+      identity: `storm-${i + 1}`,
+      address: stormAddress(i),
+      limit: n,
+      client: clients[i % clients.length],
+      zone,
+      view,
+      gate,
+      leaseSeconds: spec.leaseSeconds,
+      connectTimeoutSeconds: spec.connectTimeoutSeconds,
+      log: claimLog,
+    }));
+  // Every client's KV and Lease channels connected first: the storm measures claims, not
+  // a hundred connection set-ups racing thousands of queued calls.
+  await Promise.all(clients.map(async (c) => {
+    await c.get("/bench/warm-up").string();
+    const warm = await c.leaseClient.leaseGrant({ TTL: 5, ID: 0 });
+    await c.leaseClient.leaseRevoke({ ID: warm.ID });
+  }));
+  const requestsBefore = await etcdRequestCount(spec.endpoint);
+  const bytesBefore = await etcdSentBytes(spec.endpoint);
+  const started = performance.now();
+  let last = started;
+  let done = 0;
+  const ticker = setInterval(() => spec.progress?.(done, performance.now() - started), 10_000);
+  const settled = await Promise.allSettled(claimers.map(async (c) => {
+    const claimed = await c.claim();
+    last = Math.max(last, performance.now());
+    done++;
+    return claimed;
+  })).finally(() => clearInterval(ticker));
+  const bytesSent = (await etcdSentBytes(spec.endpoint)) - bytesBefore;
+  const serverRequests = (await etcdRequestCount(spec.endpoint)) - requestsBefore;
+  const locks = (await clients[0].getAll().prefix("/skydns/local/tf/worker").keys())
+    .filter((k) => /^\/skydns\/local\/tf\/worker\d+$/.test(k)).length;
+  const stats = claimers.map((c) => c.stats);
+  // All at once: the scope would release them one after the other (minutes at 10,000).
+  const releaseStarted = performance.now();
+  await Promise.all(claimers.map((c) => c.release()));
+  const releaseMs = performance.now() - releaseStarted;
+  return {
+    claims: settled.map((r) => r.status === "fulfilled" ? r.value : undefined),
+    failures: settled.flatMap((r) => r.status === "rejected" ? [String(r.reason)] : []),
+    requests: stats.map((s) => s.requests),
+    retries: stats.reduce((sum, s) => sum + s.retries, 0),
+    retryReasons: [...reasons.entries()].sort((a, b) => b[1] - a[1]),
+    lostRaces: stats.reduce((sum, s) => sum + s.lostRaces, 0),
+    directReads: stats.reduce((sum, s) => sum + s.directReads, 0),
+    readings: view.readings,
+    bytesSent,
+    serverRequests,
+    elapsedMs: last - started,
+    locks,
+    releaseMs,
+  };
 }

@@ -1,6 +1,7 @@
 /**
  * etcd for the benchmark: a real etcd per section (tests/helpers/etcd.ts),
- * clients, bulk writes, and etcd's own count of the requests it served.
+ * clients, bulk writes, and etcd's own count of the requests it served and
+ * the bytes it sent.
  *
  * @module
  */
@@ -61,6 +62,22 @@ export async function etcdRequestCount(endpoint: string): Promise<number> {
   const text = await res.text();
   let total = 0;
   for (const m of text.matchAll(/^grpc_server_msg_received_total\{[^}]*\} (\S+)$/gm)) {
+    total += Number(m[1]);
+  }
+  return total;
+}
+
+/**
+ * Bytes etcd has sent to gRPC clients so far (responses and watch events),
+ * from its /metrics (`etcd_network_client_grpc_sent_bytes_total`): the figure
+ * that grew with N² while every claimer listed the queue.
+ */
+export async function etcdSentBytes(endpoint: string): Promise<number> {
+  const text = await (await fetch(`${endpoint}/metrics`)).text();
+  let total = 0;
+  for (
+    const m of text.matchAll(/^etcd_network_client_grpc_sent_bytes_total(?:\{[^}]*\})? (\S+)$/gm)
+  ) {
     total += Number(m[1]);
   }
   return total;

@@ -6,9 +6,7 @@
  * @module
  */
 
-import { CallGate, claimerIn, PATTERN } from "../lib/claimers.ts";
-import { parsePattern } from "../../lib/plugins/idetcd/pattern.ts";
-import { ZoneView } from "../../lib/plugins/idetcd/zone_view.ts";
+import { runStorm } from "../lib/claimers.ts";
 import { Mirror } from "../../lib/etcd/mirror.ts";
 import { createLogger } from "../../lib/log.ts";
 
@@ -16,7 +14,7 @@ import { createLogger } from "../../lib/log.ts";
 const quietLog = createLogger("bench zone", () => {});
 import { Scope } from "../lib/cleanup.ts";
 import type { Context } from "../lib/context.ts";
-import { clientIn, etcdIn, etcdRequestCount, putMany } from "../lib/etcd.ts";
+import { clientIn, etcdIn, etcdRequestCount, etcdSentBytes, putMany } from "../lib/etcd.ts";
 import { CLAIMED, corefile, idetcdDirective, MAIN_PATH, startNode } from "../lib/node.ts";
 import { type Proc, spawn } from "../lib/proc.ts";
 import type { Table } from "../lib/report.ts";
@@ -39,6 +37,8 @@ interface StormRow {
   requests: string;
   /** Bytes etcd sent per claim (its /metrics), for the in-process runs. */
   bytesPerClaim?: string;
+  /** Steps the claimers retried after an etcd error (in-process runs). */
+  retries?: number;
   lostRaces?: number;
 }
 
@@ -70,16 +70,19 @@ function toRow(r: StormRow): string[] {
     ms(r.elapsedMs),
     r.requests,
     r.bytesPerClaim ?? "–",
+    r.retries === undefined ? "–" : String(r.retries),
     r.lostRaces === undefined ? "–" : String(r.lostRaces),
   ];
 }
 
 /** Clients the in-process claimers share (claimer i uses client i mod this), as the issue's run did. */
 const SHARED_CLIENTS = 100;
-/** etcd calls in flight from the storm's process at most (see {@link CallGate}). */
+/** etcd calls in flight from the storm's process at most (the CallGate of bench/lib/claimers.ts). */
 const IN_FLIGHT = 256;
 /** Claimers above which the storm's calls pass the gate. */
 const GATE_ABOVE = 2_000;
+/** How long a gated claimer's first claim may go unanswered, seconds (the default is 30). */
+const GATED_CONNECT_TIMEOUT_S = 120;
 /**
  * The in-process claimers' lease, seconds: long enough that no keep-alive
  * falls within the storm. A node keeps one lease alive; one process keeping
@@ -88,29 +91,15 @@ const GATE_ABOVE = 2_000;
  */
 const STORM_LEASE_SECONDS = 300;
 
-/**
- * Bytes etcd has sent to gRPC clients so far (responses and watch events),
- * from its /metrics: the figure that grew with N² before the claim read the
- * zone from the copy.
- */
-export async function etcdSentBytes(endpoint: string): Promise<number> {
-  const text = await (await fetch(`${endpoint}/metrics`)).text();
-  let total = 0;
-  for (
-    const m of text.matchAll(/^etcd_network_client_grpc_sent_bytes_total(?:\{[^}]*\})? (\S+)$/gm)
-  ) {
-    total += Number(m[1]);
-  }
-  return total;
-}
-
 /** What one in-process storm measured, beyond the table row. */
 export interface InProcessFigures {
   row: StormRow;
   /** Bytes etcd sent per claim over the storm (every response and watch event). */
   bytesPerClaim: number;
-  /** Mean etcd requests per claim (client side). */
+  /** Mean etcd requests per claim (client side, retries included). */
   requestsPerClaim: number;
+  /** Steps retried after an etcd error, all claimers together. */
+  retries: number;
   /** Zone readings computed by the shared view (each shared by all waiting claimers). */
   readings: number;
   /** Zone listings read from etcd because the copy lagged. */
@@ -120,92 +109,56 @@ export interface InProcessFigures {
 /**
  * N idetcd claimers in this process on {@link SHARED_CLIENTS} shared clients,
  * all started at once, reading the zone from one watch-fed copy (as a node's
- * claim reads its DNS copy).
+ * claim reads its DNS copy); see {@link runStorm}.
  */
 export async function idetcdInProcess(ctx: Context, n: number): Promise<InProcessFigures> {
   await using scope = new Scope();
   const etcd = await etcdIn(scope);
-  // One watch-fed copy of the zone for all, as a node has one for its DNS anyway.
-  const zone = new Mirror(clientIn(scope, etcd.endpoint), "/skydns/local/tf/", quietLog, {
-    trackLeases: false,
+  const run = await runStorm({
+    endpoint: etcd.endpoint,
+    claimers: n,
+    clients: SHARED_CLIENTS,
+    leaseSeconds: STORM_LEASE_SECONDS,
+    // Up to 2,000 claimers the process keeps up ungated (measured here); beyond, calls are gated.
+    inFlight: n > GATE_ABOVE ? IN_FLIGHT : undefined,
+    // A gated claimer's first call may wait its turn in the gate for most of the storm, which
+    // is this process's queue, not etcd's silence (a node has no gate): allow the storm's span.
+    connectTimeoutSeconds: n > GATE_ABOVE ? GATED_CONNECT_TIMEOUT_S : undefined,
+    progress: (done, elapsed) =>
+      ctx.log(`storm: ${n}: ${done} claimed after ${(elapsed / 1000).toFixed(0)} s`),
   });
-  scope.defer(() => zone.close());
-  await zone.start();
-  const clients = Array.from(
-    { length: Math.min(n, SHARED_CLIENTS) },
-    () => clientIn(scope, etcd.endpoint),
-  );
-  const view = new ZoneView(zone, "/skydns/local/tf", parsePattern(PATTERN), n);
-  // Up to 2,000 claimers the process keeps up ungated (measured here); beyond, calls are gated.
-  const gate = n > GATE_ABOVE ? new CallGate(IN_FLIGHT) : undefined;
-  const claimers = Array.from({ length: n }, (_, i) =>
-    claimerIn(scope, {
-      endpoint: etcd.endpoint,
-      identity: `storm-${i + 1}`,
-      address: `10.${Math.floor((i + 1) / 62_500)}.${Math.floor((i + 1) / 250) % 250}.${
-        ((i + 1) % 250) + 1
-      }`,
-      limit: n,
-      client: clients[i % clients.length],
-      zone,
-      view,
-      gate,
-      leaseSeconds: STORM_LEASE_SECONDS,
-    }));
-  // Every client's KV and Lease channels connected first: the storm measures claims, not
-  // a hundred connection set-ups racing 10,000 queued calls.
-  await Promise.all(clients.map(async (c) => {
-    await c.get("/bench/warm-up").string();
-    const warm = await c.leaseClient.leaseGrant({ TTL: 5, ID: 0 });
-    await c.leaseClient.leaseRevoke({ ID: warm.ID });
-  }));
-  const before = await etcdRequestCount(etcd.endpoint);
-  const bytesBefore = await etcdSentBytes(etcd.endpoint);
-  const started = performance.now();
-  let last = 0;
-  let done = 0;
-  const progress = setInterval(() => {
-    const s = ((performance.now() - started) / 1000).toFixed(0);
-    ctx.log(`storm: ${n}: ${done} claimed after ${s} s`);
-  }, 10_000);
-  const settled = await Promise.allSettled(claimers.map(async (c) => {
-    const claimed = await c.claim();
-    last = Math.max(last, performance.now());
-    done++;
-    return claimed;
-  })).finally(() => clearInterval(progress));
-  const bytes = (await etcdSentBytes(etcd.endpoint)) - bytesBefore;
-  const serverSide = (await etcdRequestCount(etcd.endpoint)) - before;
-  const claims = settled.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
-  const failures = settled.flatMap((r) => r.status === "rejected" ? [String(r.reason)] : []);
-  if (failures.length > 0) {
-    ctx.log(`storm: ${failures.length} of ${n} claims failed, first: ${failures[0]}`);
+  const claims = run.claims.filter((c) => c !== undefined);
+  if (run.failures.length > 0) {
+    ctx.log(`storm: ${run.failures.length} of ${n} claims failed, first: ${run.failures[0]}`);
+  }
+  for (const [reason, count] of run.retryReasons) {
+    ctx.log(`storm: ${n}: ${count} claimers retried, first after: ${reason}`);
   }
   // What etcd holds must agree with what the claimers were told.
-  const locks = (await clients[0].getAll().prefix("/skydns/local/tf/worker").keys())
-    .filter((k) => /^\/skydns\/local\/tf\/worker\d+$/.test(k));
-  if (locks.length !== new Set(claims.map((c) => c.id)).size) {
-    ctx.log(`storm: WARNING etcd holds ${locks.length} locks for ${claims.length} claims`);
+  if (run.locks !== new Set(claims.map((c) => c.id)).size) {
+    ctx.log(`storm: WARNING etcd holds ${run.locks} locks for ${claims.length} claims`);
   }
-  const requests = claimers.map((c) => c.stats.requests);
-  const perClaim = mean(requests);
-  const bytesPerClaim = bytes / Math.max(1, claims.length);
+  ctx.log(`storm: ${n}: released all at once in ${ms(run.releaseMs)}`);
+  const perClaim = mean(run.requests);
+  const bytesPerClaim = run.bytesSent / Math.max(1, claims.length);
   return {
     row: {
-      scenario: `idetcd, ${n} claimers in one process (${clients.length} clients)`,
+      scenario: `idetcd, ${n} claimers in one process (${Math.min(n, SHARED_CLIENTS)} clients)`,
       claimers: n,
       names: claims.map((c) => c.name),
-      elapsedMs: last - started,
-      requests: `${perClaim.toFixed(1)} / ${Math.max(...requests)} (etcd saw ${
-        (serverSide / n).toFixed(1)
+      elapsedMs: run.elapsedMs,
+      requests: `${perClaim.toFixed(1)} / ${Math.max(...run.requests)} (etcd saw ${
+        (run.serverRequests / n).toFixed(1)
       })`,
+      retries: run.retries,
       bytesPerClaim: `${(bytesPerClaim / 1000).toFixed(1)} kB`,
-      lostRaces: claimers.reduce((s, c) => s + c.stats.lostRaces, 0),
+      lostRaces: run.lostRaces,
     },
     bytesPerClaim,
     requestsPerClaim: perClaim,
-    readings: view.readings,
-    directReads: claimers.reduce((s, c) => s + c.stats.directReads, 0),
+    retries: run.retries,
+    readings: run.readings,
+    directReads: run.directReads,
   };
 }
 
@@ -581,6 +534,7 @@ export async function storm(ctx: Context): Promise<Table[]> {
       "time to last claim",
       "etcd requests per claim (mean / max)",
       "etcd bytes sent per claim",
+      "retried steps",
       "lost races",
     ],
     rows: rows.map(toRow),
@@ -589,8 +543,12 @@ export async function storm(ctx: Context): Promise<Table[]> {
       `claimers. idetcd's in-process claimers share ${SHARED_CLIENTS} etcd clients and one watch-fed ` +
       `copy of the zone (as a node's claim reads its DNS copy); the original's have one client each. ` +
       `Bytes per claim: etcd's \`etcd_network_client_grpc_sent_bytes_total\` over the storm ` +
-      `(every response and watch event) divided by the claims. "mean / max" counts the ` +
-      `requests each claimer made (idetcd: \`Claimer.stats.requests\`), "etcd saw" is the server's ` +
+      `(every response and watch event, retries included) divided by the claims. A claim step ` +
+      `that meets an etcd error (timed out, unavailable) is retried by the Claimer itself, as a ` +
+      `node's is ("retried steps"; a first claim gives up only after 30 s without an answer from ` +
+      `etcd, ${GATED_CONNECT_TIMEOUT_S} s above ${GATE_ABOVE} claimers, whose calls queue in a ` +
+      `gate of ${IN_FLIGHT} in flight). "mean / max" counts the ` +
+      `requests each claimer made, retries included (idetcd: \`Claimer.stats.requests\`), "etcd saw" is the server's ` +
       `own count (gRPC messages received, from etcd's /metrics) divided by the claimers, which for ` +
       `node processes includes their DNS mirror's list and watch. Processes: time from spawning the ` +
       `first to the last "claimed" line; ${p} bare \`deno run main.ts -version\` processes started ` +

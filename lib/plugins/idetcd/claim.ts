@@ -32,7 +32,15 @@
  */
 
 import { Etcd3 } from "etcd3";
-import { classifyFailure, Etcd3Kv, type EtcdKv, type TxnResult } from "../../etcd/kv.ts";
+import {
+  classifyFailure,
+  Etcd3Kv,
+  type EtcdKv,
+  type GrantedLease,
+  type TxnRequest,
+  type TxnResult,
+} from "../../etcd/kv.ts";
+import type { KeyValue } from "../../etcd/types.ts";
 import { Mirror, type ZoneCopy } from "../../etcd/mirror.ts";
 import type { Logger } from "../../log.ts";
 import {
@@ -71,7 +79,12 @@ export interface ClaimOptions {
   wait?: { timeoutSeconds?: number };
   /** An ID this node held before (e.g. from its state file), tried first when free. */
   preferredId?: number;
-  /** How long the first claim retries while etcd is unreachable (seconds, default 15; with `wait`, the wait timeout). */
+  /**
+   * How long the first claim retries while etcd does not answer it (seconds,
+   * default 15; with `wait`, the wait timeout), counted from its last answer:
+   * an overloaded etcd that answers some calls and times out others (a
+   * thousand nodes starting at once) is retried, not given up on.
+   */
   connectTimeoutSeconds?: number;
   /** The endpoints, for messages. */
   endpoints?: string;
@@ -149,6 +162,8 @@ export interface ClaimStats {
   losses: number;
   /** Zone listings read from etcd because the copy lagged (normally 0). */
   directReads: number;
+  /** Steps retried after an etcd error (timed out, unavailable, refused). */
+  retries: number;
 }
 
 type Attempt =
@@ -172,6 +187,62 @@ const DEFAULT_CONNECT_TIMEOUT_S = 15;
 const COPY_PATIENCE_MS = 5_000;
 /** Deadline of the release transaction and revoke at shutdown, ms each. */
 const RELEASE_TIMEOUT_MS = 2_000;
+
+/**
+ * etcd errors that say it is there but busy (it answered, just not yet with
+ * a result): a sign of life like an answer.
+ */
+const BUSY_ANSWER = /etcdserver: (too many requests|request timed out|leader changed|no leader)/i;
+
+/**
+ * An {@link EtcdKv} that notes when etcd last answered one of the claim's own
+ * calls (grant, txn, range). Keep-alives do not count: a lease kept alive
+ * while every claim write is refused is no progress of the claim.
+ */
+class AnsweredKv implements EtcdKv {
+  readonly #kv: EtcdKv & { requests?: number };
+  readonly #answered: () => void;
+
+  constructor(kv: EtcdKv & { requests?: number }, answered: () => void) {
+    this.#kv = kv;
+    this.#answered = answered;
+  }
+
+  get requests(): number | undefined {
+    return this.#kv.requests;
+  }
+
+  async #noting<T>(call: Promise<T>): Promise<T> {
+    try {
+      const result = await call;
+      this.#answered();
+      return result;
+    } catch (err) {
+      if (BUSY_ANSWER.test(err instanceof Error ? err.message : String(err))) this.#answered();
+      throw err;
+    }
+  }
+
+  txn(request: TxnRequest, timeoutMs?: number): Promise<TxnResult> {
+    return this.#noting(this.#kv.txn(request, timeoutMs));
+  }
+
+  range(key: string, options?: { prefix?: boolean; timeoutMs?: number }): Promise<KeyValue[]> {
+    return this.#noting(this.#kv.range(key, options));
+  }
+
+  grant(ttlSeconds: number, timeoutMs?: number): Promise<GrantedLease> {
+    return this.#noting(this.#kv.grant(ttlSeconds, timeoutMs));
+  }
+
+  keepAlive(id: string, timeoutMs: number): Promise<number> {
+    return this.#kv.keepAlive(id, timeoutMs);
+  }
+
+  revoke(id: string, timeoutMs?: number): Promise<void> {
+    return this.#kv.revoke(id, timeoutMs);
+  }
+}
 
 /** Claims and holds one name of a pattern; see the module doc. */
 export class Claimer {
@@ -199,7 +270,9 @@ export class Claimer {
   #stopRequested = false;
   #listeners = new Set<ClaimListener>();
   #stateListeners = new Set<(state: ClaimState) => void>();
-  #stats = { lostRaces: 0, claims: 0, losses: 0, directReads: 0 };
+  #stats = { lostRaces: 0, claims: 0, losses: 0, directReads: 0, retries: 0 };
+  /** Clock time etcd last answered one of the claim's calls (see {@link AnsweredKv}). */
+  #answeredAt = 0;
   readonly #view: ZoneView;
   /** Aborted at release: cuts short a wait for the copy. */
   readonly #abort = new AbortController();
@@ -207,7 +280,10 @@ export class Claimer {
   /** Creates an idle claimer; nothing happens until {@link Claimer.claim}. */
   constructor(client: Etcd3 | EtcdKv, options: ClaimOptions, log: Logger, deps: ClaimDeps = {}) {
     if (options.addresses.length === 0) throw new Error("idetcd: no address to advertise");
-    this.#kv = client instanceof Etcd3 ? new Etcd3Kv(client) : client;
+    this.#kv = new AnsweredKv(
+      client instanceof Etcd3 ? new Etcd3Kv(client) : client,
+      () => this.#answeredAt = this.#clock.now(),
+    );
     this.#options = options;
     this.#subject = {
       pattern: options.pattern,
@@ -465,8 +541,10 @@ export class Claimer {
     const waitDeadline = wait
       ? (wait.timeoutSeconds ? started + wait.timeoutSeconds * 1000 : Infinity)
       : undefined;
-    const connectDeadline = waitDeadline ??
-      started + (this.#options.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_S) * 1000;
+    this.#answeredAt = started;
+    const silence = (this.#options.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_S) * 1000;
+    // Without `wait`, the first claim gives up only when etcd has not answered it for that long.
+    const connectDeadline = () => waitDeadline ?? this.#answeredAt + silence;
     let backoff = 100;
     let warned = false;
     while (this.#state.kind !== "stopped") {
@@ -500,7 +578,7 @@ export class Claimer {
           this.#keeper.drop();
           continue;
         }
-        if (this.#state.kind === "starting" && this.#clock.now() >= connectDeadline) {
+        if (this.#state.kind === "starting" && this.#clock.now() >= connectDeadline()) {
           this.#fail(
             new ClaimError(
               `idetcd: cannot claim a name of ${this.#options.pattern.source} in etcd at ${
@@ -511,6 +589,7 @@ export class Claimer {
           await this.#keeper.revoke();
           break;
         }
+        this.#stats.retries++;
         const doing = this.#state.kind === "fenced" ? "checking" : "claiming";
         if (this.#state.kind !== "starting" || !warned) {
           this.#log.warning(
