@@ -11,9 +11,14 @@ import {
   isUdpChoice,
   resolveUdpPath,
   UDP_ENV,
+  type UdpChoice,
   udpChoice,
   UdpPaths,
 } from "./mod.ts";
+import { Instance } from "../instance.ts";
+import { parseCorefile } from "../../corefile/parser.ts";
+import { bindPlugin } from "../../plugins/bind/mod.ts";
+import { whoamiPlugin } from "../../plugins/whoami/mod.ts";
 import { LIBC_PATHS } from "./ffi.ts";
 import { createLogger, type Logger } from "../../log.ts";
 import { queryUdp, startServer } from "../../../tests/helpers/process.ts";
@@ -24,6 +29,21 @@ import { encodeQuery } from "../../dns/wire.ts";
 const quiet = createLogger("test", () => {});
 const MAIN = new URL("../../../main.ts", import.meta.url).pathname;
 const unavailable = batchedUnavailable();
+
+/**
+ * A logger that keeps every line in `lines`, DEBUG included (createLogger's
+ * DEBUG follows the process's -debug switch).
+ */
+function recording(lines: string[]): Logger {
+  const log: Logger = {
+    debug: (msg) => lines.push(msg),
+    info: (msg) => lines.push(msg),
+    warning: (msg) => lines.push(msg),
+    error: (msg) => lines.push(msg),
+    child: () => log,
+  };
+  return log;
+}
 
 /** Runs `fn` with IDETCD_UDP set to `value` (or unset), restoring it after. */
 function withEnv<T>(value: string | undefined, fn: () => T): T {
@@ -84,14 +104,7 @@ Deno.test("udp path: portable when asked; batched by default and when asked wher
 
 Deno.test("udp path: each UdpPaths says why it took the portable path once, whatever the other does", async () => {
   const lines: string[] = [];
-  // Every level kept, DEBUG included (createLogger's DEBUG follows the process's -debug switch).
-  const log: Logger = {
-    debug: (msg) => lines.push(msg),
-    info: (msg) => lines.push(msg),
-    warning: (msg) => lines.push(msg),
-    error: (msg) => lines.push(msg),
-    child: () => log,
-  };
+  const log = recording(lines);
   const said = () => lines.filter((l) => l.includes("udp: portable path")).length;
   const first = new UdpPaths("portable");
   for (let i = 0; i < 2; i++) await first.open("127.0.0.1", 0, log).close();
@@ -99,6 +112,46 @@ Deno.test("udp path: each UdpPaths says why it took the portable path once, what
   // A second server in the process (its own UdpPaths) says it for itself.
   await new UdpPaths("portable").open("127.0.0.1", 0, log).close();
   assert.equal(said(), 2, lines.join("\n"));
+});
+
+Deno.test("udp path: each Instance opens its listeners by its own -udp flag, not another's", async () => {
+  const serve = async (udp: UdpChoice | undefined) => {
+    const lines: string[] = [];
+    const log = recording(lines);
+    const port = await freePort();
+    const instance = new Instance({
+      plugins: [bindPlugin, whoamiPlugin],
+      defaultPort: port,
+      configDir: ".",
+      log,
+      udp,
+    });
+    await instance.start(parseCorefile(`.:${port} {\n bind 127.0.0.1\n whoami\n}\n`, "Corefile", {
+      isDirective: () => true,
+    }));
+    return { instance, port, lines };
+  };
+  const portable = await serve("portable");
+  try {
+    const other = await serve(undefined);
+    try {
+      for (const server of [portable, other]) {
+        const reply = await queryUdp("127.0.0.1", server.port, "who.example.", Type.A);
+        assert.equal(reply.additional[0].data, "127.0.0.1");
+      }
+      assert.ok(
+        portable.lines.some((l) =>
+          l.includes("udp: portable path (Deno.listenDatagram): -udp=portable")
+        ),
+        portable.lines.join("\n"),
+      );
+      assert.ok(!other.lines.some((l) => l.includes("-udp=")), other.lines.join("\n"));
+    } finally {
+      await other.instance.stop();
+    }
+  } finally {
+    await portable.instance.stop();
+  }
 });
 
 Deno.test({
