@@ -23,6 +23,7 @@ import { LIBC_PATHS } from "./ffi.ts";
 import { createLogger, type Logger } from "../../log.ts";
 import { queryUdp, startServer } from "../../../tests/helpers/process.ts";
 import { freePort, waitFor } from "../../../tests/helpers/wait.ts";
+import { Child } from "../../../tests/helpers/child.ts";
 import { Type } from "../../dns/types.ts";
 import { encodeQuery } from "../../dns/wire.ts";
 
@@ -177,45 +178,31 @@ async function serve(
   const dir = await Deno.makeTempDir({ prefix: "idetcd-udp-path-" });
   const conf = `${dir}/Corefile`;
   await Deno.writeTextFile(conf, `.:${port} {\n    debug\n    whoami\n}\n`);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, MAIN, "-conf", conf, ...extra],
-    // auto unless the test says otherwise: the suite's own IDETCD_UDP (CI's
-    // portable pass) must not decide what these tests look at.
-    env: { NO_COLOR: "1", [UDP_ENV]: "auto", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let output = "";
-  const decoder = new TextDecoder();
-  const pumps = Promise.all([child.stdout, child.stderr].map(async (stream) => {
-    for await (const chunk of stream) output += decoder.decode(chunk, { stream: true });
-  }));
-  let code: number | undefined;
-  const exited = child.status.then(async (s) => {
-    await pumps;
-    code = s.code;
-    return s.code;
-  });
+  const child = await Child.spawn(
+    Deno.execPath(),
+    ["run", ...permissions, MAIN, "-conf", conf, ...extra],
+    {
+      label: "idetcd",
+      // auto unless the test says otherwise: the suite's own IDETCD_UDP (CI's
+      // portable pass) must not decide what these tests look at.
+      env: { [UDP_ENV]: "auto", ...env },
+    },
+  );
   return {
     port,
-    output: () => output,
-    exited,
+    output: () => child.output(),
+    exited: child.status.then((s) => s.code),
     /** Waits for the banner (serving) or the exit; true when serving. */
     async started(): Promise<boolean> {
-      await waitFor(() => code !== undefined || /^idetcd-\d/m.test(output), {
+      await waitFor(() => !child.running || /^idetcd-\d/m.test(child.output()), {
         timeoutMs: 30_000,
-        what: `the server to start; output:\n${output}`,
+        what: `the server to start; output:\n${child.output()}`,
       });
-      return code === undefined;
+      return child.running;
     },
     async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-      await exited;
+      child.signal("SIGTERM");
+      await child.status;
       await Deno.remove(dir, { recursive: true });
     },
   };
