@@ -493,7 +493,14 @@ export class Registry {
   }
 }
 
-/** The process-wide registry the `prometheus` plugin serves. */
+/**
+ * The process-wide registry the `prometheus` plugin serves. Process-wide by
+ * design, as client_golang's default registry: one /metrics page shows every
+ * server and client of the process (a reload's old and new configuration
+ * report into the same families), and what reports into it unregisters
+ * itself when it goes (collectors return their own unregister). Tests that
+ * need a clean slate make a `new Registry()`.
+ */
 export const registry: Registry = new Registry();
 
 /** {@link Registry.counter} on the process registry. */
