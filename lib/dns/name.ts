@@ -26,6 +26,24 @@ export function nextDot(name: string, from = 0): number {
   return -1;
 }
 
+/**
+ * miekg/dns `NextLabel`: the offset just after the next unescaped dot at or
+ * after `offset`, and whether the end of the name was reached instead.
+ */
+export function nextLabel(name: string, offset: number): [number, boolean] {
+  if (name === "") return [0, true];
+  let i = offset;
+  for (; i < name.length - 1; i++) {
+    if (name.charCodeAt(i) !== 0x2e) continue;
+    let j = i - 1;
+    while (j >= 0 && name.charCodeAt(j) === 0x5c) j--;
+    // An odd number of backslashes before the dot escapes it.
+    if ((j - i) % 2 === 0) continue;
+    return [i + 1, false];
+  }
+  return [i + 1, true];
+}
+
 /** Whether the dot at `index` is a label separator, not escaped (an even run of backslashes before it). */
 function isSeparator(name: string, index: number): boolean {
   let slashes = 0;
@@ -174,4 +192,73 @@ export function reverseName(address: string): string | undefined {
     nibbles.push((v6[i] & 0xf).toString(16), (v6[i] >> 4).toString(16));
   }
   return nibbles.join(".") + ".ip6.arpa.";
+}
+
+/** miekg/dns `isDomainNameLabelSpecial`. */
+function isLabelSpecial(b: number): boolean {
+  return b === 0x2e || b === 0x20 || b === 0x27 || b === 0x40 || b === 0x3b || b === 0x28 ||
+    b === 0x29 || b === 0x22 || b === 0x5c;
+}
+
+/**
+ * miekg/dns `Name.String()` (sprintName): the presentation form of a name
+ * given as text, escaping specials (`\ `, `\;`...) and non-printable or
+ * non-ASCII bytes (`\DDD`). CoreDNS keys lookups on this form.
+ */
+export function presentationName(name: string): string {
+  let plain = true;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 0x2e) continue;
+    if (c < 0x21 || c > 0x7e || isLabelSpecial(c)) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return name;
+  const b = encoder.encode(name);
+  const raw = (from: number, to: number) => String.fromCharCode(...b.subarray(from, to));
+  // As in Go, nothing is copied until the first byte that needs escaping;
+  // then the untouched prefix is taken verbatim.
+  let out: string | undefined;
+  let i = 0;
+  while (i < b.length) {
+    if (b[i] === 0x2e) {
+      if (out !== undefined) out += ".";
+      i++;
+      continue;
+    }
+    let byte: number;
+    let n: number;
+    if (b[i] !== 0x5c) {
+      byte = b[i];
+      n = 1;
+    } else if (b.length - i === 1) {
+      n = 0;
+      byte = 0;
+    } else if (
+      b.length - i >= 4 && b[i + 1] >= 0x30 && b[i + 1] <= 0x39 && b[i + 2] >= 0x30 &&
+      b[i + 2] <= 0x39 && b[i + 3] >= 0x30 && b[i + 3] <= 0x39
+    ) {
+      byte = ((b[i + 1] - 0x30) * 100 + (b[i + 2] - 0x30) * 10 + (b[i + 3] - 0x30)) & 0xff;
+      n = 4;
+    } else {
+      byte = b[i + 1];
+      n = 2;
+    }
+    if (n === 0) {
+      // A dangling escape is dropped.
+      if (out === undefined) return raw(0, i);
+      break;
+    }
+    if (isLabelSpecial(byte)) {
+      out = (out ?? raw(0, i)) + "\\" + String.fromCharCode(byte);
+    } else if (byte < 0x20 || byte > 0x7e) {
+      out = (out ?? raw(0, i)) + "\\" + String(byte).padStart(3, "0");
+    } else if (out !== undefined) {
+      out += String.fromCharCode(byte);
+    }
+    i += n;
+  }
+  return out ?? name;
 }

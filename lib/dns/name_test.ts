@@ -7,7 +7,9 @@ import {
   joinLabels,
   matchZone,
   nextDot,
+  nextLabel,
   parentName,
+  presentationName,
   reverseName,
   splitLabels,
 } from "./name.ts";
@@ -78,4 +80,30 @@ Deno.test("joinLabels is dnsutil.Join", () => {
   assert.equal(joinLabels(["hostmaster", "."]), "hostmaster.");
   assert.equal(joinLabels(["a", "b"]), "a.b.");
   assert.throws(() => joinLabels([]), RangeError);
+});
+
+Deno.test("splitLabels and nextLabel follow miekg/dns (the etcd plugin's cases), escapes included", () => {
+  assert.deepEqual(splitLabels("a.b.c."), ["a", "b", "c"]);
+  assert.deepEqual(splitLabels("a.b.c"), ["a", "b", "c"]);
+  assert.deepEqual(splitLabels("."), []);
+  assert.deepEqual(splitLabels(""), []);
+  assert.deepEqual(splitLabels("a\\.b.c."), ["a\\.b", "c"]);
+  assert.deepEqual(splitLabels("a\\\\.b."), ["a\\\\", "b"]);
+  assert.deepEqual(nextLabel("a.b.", 0), [2, false]);
+  assert.deepEqual(nextLabel("a.b.", 2), [4, true]);
+  assert.equal(isFqdn("a."), true);
+  assert.equal(isFqdn("a\\."), false);
+  assert.equal(isFqdn("a\\\\."), true);
+});
+
+Deno.test("presentationName escapes as miekg/dns sprintName", () => {
+  assert.equal(presentationName("www.example.org."), "www.example.org.");
+  assert.equal(presentationName("a b.example."), "a\\ b.example.");
+  assert.equal(presentationName("ä.example."), "\\195\\164.example.");
+  assert.equal(presentationName("a;b."), "a\\;b.");
+  // An escape before anything needs escaping is kept as written; after, it is normalised.
+  assert.equal(presentationName("\\a.b."), "\\a.b.");
+  assert.equal(presentationName("x y.\\a."), "x\\ y.a.");
+  assert.equal(presentationName("\\065."), "\\065.");
+  assert.equal(presentationName("a\\"), "a");
 });

@@ -47,3 +47,20 @@ Deno.test("isAbs and abs: relative paths resolve against the given working direc
   });
   equal(asked, false);
 });
+
+Deno.test("clean and join are Go's path.Clean and path.Join (the etcd key cases)", () => {
+  const cases: [string, string][] = [
+    ["", "."],
+    ["/", "/"],
+    ["//a//b/", "/a/b"],
+    ["/a/./b", "/a/b"],
+    ["/a/../b", "/b"],
+    ["/../a", "/a"],
+    ["a/../..", ".."],
+    ["a/b/../../..", ".."],
+    ["abc/./../def", "def"],
+  ];
+  for (const [input, want] of cases) equal(clean(input), want, input);
+  equal(join("/skydns/", "", "x"), "/skydns/x");
+  equal(join("", ""), "");
+});

@@ -19,6 +19,7 @@ import {
   soaRecord,
   type UpstreamAnswer,
 } from "./lookup.ts";
+import { KeyNames } from "./path.ts";
 
 /**
  * How long queries may wait for the very first load attempt, while it is
@@ -98,7 +99,12 @@ export function createEtcdHandler(
     loggedBytes += bytes;
     log.warning(`invalid service JSON at ${error} (answering SERVFAIL for names that read it)`);
   };
-  const env: LookupEnv = { source: mirror, config: config.lookup, onBadValue };
+  const env: LookupEnv = {
+    source: mirror,
+    config: config.lookup,
+    onBadValue,
+    keyNames: new KeyNames(),
+  };
 
   let started: Promise<void> | undefined;
   const startMirror = () =>

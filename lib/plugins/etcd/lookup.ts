@@ -12,11 +12,11 @@
  * @module
  */
 
-import { isSubdomain, joinLabels } from "../../dns/name.ts";
+import { fqdn, isSubdomain, joinLabels, presentationName } from "../../dns/name.ts";
 import { synthesizedSoa } from "../../dns/soa.ts";
 import { Class, Rcode, type RR, Type } from "../../dns/types.ts";
 import type { KeyValue, KeyValueSource } from "../../etcd/types.ts";
-import { domainFromKey, etcdPath, goFqdn, pathWithWildcard, presentationName } from "./path.ts";
+import { etcdPath, KeyNames, pathWithWildcard } from "./path.ts";
 import { group, type Service, serviceOf, targetStrip, txtStrings } from "./service.ts";
 
 /** CNAME chains stop growing past this many links (CoreDNS `maxCnameChainLength`). */
@@ -63,6 +63,11 @@ export interface LookupEnv {
   readonly onBadValue?: (kv: KeyValue, error: string) => void;
   /** Unix time in seconds, for the SOA serial; defaults to the clock. */
   readonly now?: () => number;
+  /**
+   * The plugin instance's memory of key names (SRV/MX/NS answers for IP
+   * hosts name every key); without it each lookup remembers for itself.
+   */
+  readonly keyNames?: KeyNames;
 }
 
 /** What the handler turns into a reply. */
@@ -108,9 +113,15 @@ class Walk {
   pending: UpstreamQuestion[] | undefined;
   /** Whether an answer came through the server's chain (so it depends on more than the mirror). */
   usedUpstream = false;
+  #keyNames: KeyNames | undefined;
 
   constructor(readonly env: LookupEnv, readonly zone: string) {
     this.prefix = env.config.pathPrefix;
+  }
+
+  /** The env's key names, or this lookup's own when it has none. */
+  get keyNames(): KeyNames {
+    return this.env.keyNames ?? (this.#keyNames ??= new KeyNames());
   }
 
   /** Upstream answer, or null when it failed or is not known yet (then noted as pending). */
@@ -127,7 +138,7 @@ class Walk {
 
 /** The lower-cased presentation form of a host, as CoreDNS's `state.Name()` of a new question. */
 function lookupName(host: string): string {
-  const name = presentationName(goFqdn(host));
+  const name = presentationName(fqdn(host));
   return name.toLowerCase();
 }
 
@@ -251,7 +262,7 @@ function followCNAME(
   out: RR[],
   chase: (target: string, chain: readonly RR[]) => Found | Failure,
 ): boolean {
-  const target = goFqdn(service.host);
+  const target = fqdn(service.host);
   // x CNAME x, and x CNAME anything below x (whose records are part of x's subtree).
   if (isSubdomain(name, target)) return false;
   const cname = rr(owner, Type.CNAME, service.ttl, target);
@@ -360,31 +371,9 @@ function targetAddresses(walk: Walk, target: string, extra: RR[]): void {
   if (!failed(internal)) extra.push(...internal.records);
 }
 
-/**
- * How many bytes of keys and names {@link keyNameOf} keeps (UTF-16, 2 per
- * code unit) before it starts over: bounded by bytes, not entries, since a
- * key can be long, and small, since what it keeps also holds on to the keys
- * of entries deleted from the copy.
- */
-const KEY_NAMES_MAX_BYTES = 2 * 1024 * 1024;
-const keyNames = new Map<string, string>();
-let keyNamesBytes = 0;
-
-/** msg.Domain of a key, memoised (SRV/MX/NS answers for IP hosts name every key). */
-function keyNameOf(service: Service): string {
-  const key = service.key;
-  let name = keyNames.get(key);
-  if (name === undefined) {
-    name = domainFromKey(key);
-    const bytes = 2 * (key.length + name.length) + 64; // + a Map entry's own cost
-    if (keyNamesBytes + bytes > KEY_NAMES_MAX_BYTES) {
-      keyNames.clear();
-      keyNamesBytes = 0;
-    }
-    keyNames.set(key, name);
-    keyNamesBytes += bytes;
-  }
-  return name;
+/** msg.Domain of a service's key, from the plugin's memory of key names. */
+function keyNameOf(walk: Walk, service: Service): string {
+  return walk.keyNames.of(service.key);
 }
 
 /** isDuplicate over (name, port) and (name, address) pairs. */
@@ -397,7 +386,7 @@ function firstTime(seen: Set<string>, name: string, address: string, port: numbe
 
 /** The stripped target of a service whose host is a name. */
 function strippedHost(service: Service): string {
-  const target = goFqdn(service.host);
+  const target = fqdn(service.host);
   return service.targetStrip > 0 ? targetStrip(target, service.targetStrip) : target;
 }
 
@@ -429,7 +418,7 @@ function srv(walk: Walk, name: string, owner: string): Found | Failure {
       looked.add(target);
       targetAddresses(walk, target, found.extra);
     } else if (s.kind === Type.A || s.kind === Type.AAAA) {
-      const keyName = keyNameOf(s);
+      const keyName = keyNameOf(walk, s);
       const target = s.targetStrip > 0 ? targetStrip(keyName, s.targetStrip) : keyName;
       if (firstTime(seen, target, "", s.port16)) {
         found.records.push(
@@ -458,7 +447,7 @@ function mx(walk: Walk, name: string, owner: string): Found | Failure {
       looked.add(exchange);
       targetAddresses(walk, exchange, found.extra);
     } else if (s.kind === Type.A || s.kind === Type.AAAA) {
-      const keyName = keyNameOf(s);
+      const keyName = keyNameOf(walk, s);
       const exchange = s.targetStrip > 0 ? targetStrip(keyName, s.targetStrip) : keyName;
       if (firstTime(seen, exchange, "", s.priority16)) {
         found.records.push(rr(owner, Type.MX, s.ttl, { preference: s.priority16, exchange }));
@@ -477,7 +466,7 @@ function cname(walk: Walk, name: string, owner: string): Found | Failure {
   const found: Found = { records: [], extra: [], truncated: false };
   const first = services[0];
   if (first !== undefined && first.kind !== Type.A && first.kind !== Type.AAAA) {
-    found.records.push(rr(owner, Type.CNAME, first.ttl, goFqdn(first.host)));
+    found.records.push(rr(owner, Type.CNAME, first.ttl, fqdn(first.host)));
   }
   return found;
 }
@@ -491,7 +480,7 @@ function ptr(walk: Walk, name: string, owner: string): Found | Failure {
   for (const s of services) {
     if (s.kind === Type.A || s.kind === Type.AAAA || seenHosts.has(s.host)) continue;
     seenHosts.add(s.host);
-    found.records.push(rr(owner, Type.PTR, s.ttl, goFqdn(s.host)));
+    found.records.push(rr(owner, Type.PTR, s.ttl, fqdn(s.host)));
   }
   return found;
 }
@@ -505,7 +494,7 @@ function ns(walk: Walk, owner: string): Found | Failure {
   for (const s of services) {
     if (s.kind === Type.CNAME) return `NS record must be an IP address: ${s.host}`;
     if (s.kind !== Type.A && s.kind !== Type.AAAA) continue;
-    const keyName = keyNameOf(s);
+    const keyName = keyNameOf(walk, s);
     const nsName = s.targetStrip > 0 ? targetStrip(keyName, s.targetStrip) : keyName;
     // The address goes in every time, even for a name already listed.
     found.extra.push(addressRecord(nsName, s));

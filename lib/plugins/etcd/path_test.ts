@@ -1,15 +1,12 @@
 import assert from "node:assert/strict";
+import { clean } from "../../go/path.ts";
 import {
-  cleanPath,
   domainFromKey,
   etcdPath,
   InternalPanic,
-  isFqdn,
-  joinPath,
-  nextLabel,
+  KeyNames,
   pathWithWildcard,
-  presentationName,
-  splitDomainName,
+  prefixRoot,
 } from "./path.ts";
 
 Deno.test("etcdPath: labels reversed under the prefix (msg.Path, TestPath)", () => {
@@ -88,45 +85,21 @@ Deno.test("pathWithWildcard: cut before the first wildcard in key order", () => 
   assert.equal(pathWithWildcard("anyway.a*.test.", "skydns").wildcard, false);
 });
 
-Deno.test("splitDomainName and nextLabel follow miekg/dns, escapes included", () => {
-  assert.deepEqual(splitDomainName("a.b.c."), ["a", "b", "c"]);
-  assert.deepEqual(splitDomainName("a.b.c"), ["a", "b", "c"]);
-  assert.deepEqual(splitDomainName("."), []);
-  assert.deepEqual(splitDomainName(""), []);
-  assert.deepEqual(splitDomainName("a\\.b.c."), ["a\\.b", "c"]);
-  assert.deepEqual(splitDomainName("a\\\\.b."), ["a\\\\", "b"]);
-  assert.deepEqual(nextLabel("a.b.", 0), [2, false]);
-  assert.deepEqual(nextLabel("a.b.", 2), [4, true]);
-  assert.equal(isFqdn("a."), true);
-  assert.equal(isFqdn("a\\."), false);
-  assert.equal(isFqdn("a\\\\."), true);
+Deno.test('prefixRoot is Clean("/" + prefix + "/")', () => {
+  for (const prefix of ["skydns", "/skydns/", "skydns/ka2", "", ".", "..", "a/../b", "..."]) {
+    assert.equal(prefixRoot(prefix), clean("/" + prefix + "/"), prefix);
+  }
 });
 
-Deno.test("cleanPath and joinPath are Go's path.Clean and path.Join", () => {
-  const cases: [string, string][] = [
-    ["", "."],
-    ["/", "/"],
-    ["//a//b/", "/a/b"],
-    ["/a/./b", "/a/b"],
-    ["/a/../b", "/b"],
-    ["/../a", "/a"],
-    ["a/../..", ".."],
-    ["a/b/../../..", ".."],
-    ["abc/./../def", "def"],
-  ];
-  for (const [input, want] of cases) assert.equal(cleanPath(input), want, input);
-  assert.equal(joinPath(["/skydns/", "", "x"]), "/skydns/x");
-  assert.equal(joinPath(["", ""]), "");
-});
-
-Deno.test("presentationName escapes as miekg/dns sprintName", () => {
-  assert.equal(presentationName("www.example.org."), "www.example.org.");
-  assert.equal(presentationName("a b.example."), "a\\ b.example.");
-  assert.equal(presentationName("ä.example."), "\\195\\164.example.");
-  assert.equal(presentationName("a;b."), "a\\;b.");
-  // An escape before anything needs escaping is kept as written; after, it is normalised.
-  assert.equal(presentationName("\\a.b."), "\\a.b.");
-  assert.equal(presentationName("x y.\\a."), "x\\ y.a.");
-  assert.equal(presentationName("\\065."), "\\065.");
-  assert.equal(presentationName("a\\"), "a");
+Deno.test("KeyNames: msg.Domain of keys, remembered up to a byte bound", () => {
+  const names = new KeyNames(300);
+  assert.equal(names.of("/skydns/test/skydns/a"), "a.skydns.test.");
+  assert.equal(names.of("/skydns/test/skydns/a"), "a.skydns.test.");
+  assert.equal(names.size, 1);
+  // Each entry costs 2 bytes per code unit plus 64: the third starts the memory over.
+  names.of("/skydns/test/skydns/b");
+  names.of("/skydns/test/skydns/c");
+  assert.equal(names.size, 1);
+  assert.equal(names.of("/skydns/test/skydns/b"), "b.skydns.test.");
+  assert.throws(() => names.of("/skydns"), InternalPanic);
 });

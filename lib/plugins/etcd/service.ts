@@ -11,7 +11,7 @@ import { ipToString, parseIP, to4 } from "../../go/ip.ts";
 import { Type } from "../../dns/types.ts";
 import type { KeyValue, KeyValueSource } from "../../etcd/types.ts";
 import { type GoStructSchema, goUnmarshalStruct } from "./gojson.ts";
-import { nextLabel } from "./path.ts";
+import { nextLabel } from "../../dns/name.ts";
 
 /** Default TTL when neither the record nor its lease gives one (etcd.go `ttl`). */
 export const DEFAULT_TTL = 300;
