@@ -11,7 +11,9 @@ import { UdpClient } from "../../tests/helpers/exchange.ts";
 
 /** A UDP client for one server. */
 export class Probe {
+  /** The server's address. */
   readonly host: string;
+  /** The server's port. */
   readonly port: number;
   #client: UdpClient;
 
