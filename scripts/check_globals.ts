@@ -86,26 +86,8 @@ export const ALLOWED: readonly Allowed[] = [
   { file: "lib/dns/types.ts", name: "rcodeNames", reason: "a read-only table filled once at load" },
   {
     file: "lib/plugins/etcd/lookup.ts",
-    name: "keyNames",
-    reason: "key -> name memo of the etcd handler (another change of issue #10 owns it)",
-    pending: true,
-  },
-  {
-    file: "lib/plugins/etcd/lookup.ts",
-    name: "keyNamesBytes",
-    reason: "the byte budget of keyNames (another change of issue #10 owns it)",
-    pending: true,
-  },
-  {
-    file: "lib/plugins/etcd/lookup.ts",
     name: "firstPassEnvs",
     reason: "a WeakMap memo of lookup environments (another change of issue #10 owns it)",
-    pending: true,
-  },
-  {
-    file: "lib/plugins/etcd/path.ts",
-    name: "cleanedPrefixes",
-    reason: "a memo of cleaned key prefixes (another change of issue #10 owns it)",
     pending: true,
   },
   {
