@@ -15,7 +15,7 @@ import { rootLog } from "./lib/log.ts";
 import { Instance } from "./lib/server/instance.ts";
 import { loadCorefile } from "./lib/server/load.ts";
 import { PLUGINS } from "./plugins.ts";
-import { isUdpChoice, setUdpPath, type UdpChoice } from "./lib/server/udp/mod.ts";
+import { isUdpChoice, type UdpChoice } from "./lib/server/udp/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 /** The release version. */
@@ -195,7 +195,6 @@ async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  setUdpPath(flags.udp);
   if (flags.version) {
     console.log(
       `idetcd-${VERSION}\n${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`,
@@ -240,6 +239,7 @@ async function run(argv: string[]): Promise<number> {
             log: rootLog,
             onFatal: (error) => rootLog.error(describeError(error)),
             readCorefile,
+            udp: flags.udp,
           });
           try {
             await instance.start(loaded.blocks);
@@ -276,6 +276,7 @@ async function run(argv: string[]): Promise<number> {
     log: rootLog,
     onFatal: (error) => void onFatal(error),
     readCorefile,
+    udp: flags.udp,
   });
   // The signal listeners go in before the start: a SIGTERM that comes while the plugins
   // start (a claim under way, etcd still loading) stops the server once it has started,
