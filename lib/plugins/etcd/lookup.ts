@@ -115,7 +115,12 @@ class Walk {
   usedUpstream = false;
   #keyNames: KeyNames | undefined;
 
-  constructor(readonly env: LookupEnv, readonly zone: string) {
+  /** `known` answers upstream questions for this pass (the env's, or the first pass's none). */
+  constructor(
+    readonly env: LookupEnv,
+    readonly zone: string,
+    readonly known: UpstreamResults | undefined = env.upstream,
+  ) {
     this.prefix = env.config.pathPrefix;
   }
 
@@ -127,7 +132,7 @@ class Walk {
   /** Upstream answer, or null when it failed or is not known yet (then noted as pending). */
   upstream(name: string, type: number): UpstreamAnswer | null {
     this.usedUpstream = true;
-    const known = this.env.upstream;
+    const known = this.known;
     if (!known) return null;
     const result = known(name, type);
     if (result !== undefined) return result;
@@ -526,7 +531,12 @@ export function lookupSync(
   owner: string,
   qtype: number,
 ): LookupOutcome {
-  const walk = new Walk(env, zone);
+  return lookupPass(new Walk(env, zone), qname, owner, qtype);
+}
+
+/** {@link lookupSync} on a walk whose upstream results are chosen by the caller. */
+function lookupPass(walk: Walk, qname: string, owner: string, qtype: number): LookupOutcome {
+  const zone = walk.zone;
   let result: Found | Failure;
   // The default branch's "fake" A lookup: it tells NODATA from NXDOMAIN; its
   // records are not used (so neither are the upstream lookups it would make).
@@ -614,20 +624,8 @@ function soa(walk: Walk): RR {
 /** How many times {@link lookup} re-runs for upstream answers before giving up on the rest. */
 const MAX_UPSTREAM_ROUNDS = 4;
 
+// The first pass of every query runs with "nothing known upstream yet".
 const notYetKnown: UpstreamResults = () => undefined;
-
-// The first pass of every query runs with "nothing known upstream yet"; the
-// derived env is built once per env, not per query.
-const firstPassEnvs = new WeakMap<LookupEnv, LookupEnv>();
-
-function firstPassEnv(env: LookupEnv): LookupEnv {
-  let derived = firstPassEnvs.get(env);
-  if (derived === undefined) {
-    derived = { ...env, upstream: notYetKnown };
-    firstPassEnvs.set(env, derived);
-  }
-  return derived;
-}
 
 /**
  * The full lookup: synchronous unless CNAME/SRV/MX targets outside the zone
@@ -646,7 +644,7 @@ export function lookup(
   resolve?: (name: string, type: number) => Promise<UpstreamAnswer>,
 ): LookupOutcome | Promise<LookupOutcome> {
   if (!resolve) return lookupSync(env, zone, qname, owner, qtype);
-  const first = lookupSync(firstPassEnv(env), zone, qname, owner, qtype);
+  const first = lookupPass(new Walk(env, zone, notYetKnown), qname, owner, qtype);
   if (first.pendingUpstream.length === 0) return first;
   return withUpstreamAnswers(env, zone, qname, owner, qtype, resolve, first);
 }
