@@ -136,8 +136,9 @@ export function lowerName(name: string): string {
  */
 export function splitLabels(name: string): string[] {
   if (name === "." || name === "") return [];
+  // Without escapes every dot separates labels (the etcd plugin's key paths take this path).
+  if (!name.includes("\\")) return (name.endsWith(".") ? name.slice(0, -1) : name).split(".");
   const n = isFqdn(name) ? name.slice(0, -1) : name;
-  if (!n.includes("\\")) return n.split(".");
   const labels: string[] = [];
   let start = 0;
   for (let dot = nextDot(n); dot >= 0; dot = nextDot(n, start)) {
