@@ -52,6 +52,9 @@ export function prefixRangeEnd(prefix: Uint8Array): Uint8Array {
 
 const EMPTY: readonly KeyValue[] = Object.freeze([]);
 
+/** Sorted arrays shorter than this are never copied to shrink them (their capacity is small). */
+const SHRINK_MIN = 1024;
+
 /**
  * The mirrored entries: a map for exact lookups and a sorted key array for
  * prefix ranges. Inserts and deletes of a batch are merged into the array
@@ -60,6 +63,12 @@ const EMPTY: readonly KeyValue[] = Object.freeze([]);
 export class KeyIndex {
   #entries: Map<string, KeyValue>;
   #sorted: string[];
+  /**
+   * The longest #sorted has been since it was last built whole: a JS array
+   * keeps the capacity it grew to when elements are spliced out, so one that
+   * shrinks by deletions a few at a time is copied once it is a quarter of that.
+   */
+  #sortedPeak = 0;
   #compare: (a: string, b: string) => number = compareAscii;
   #added: string[] = [];
   #removed: string[] = [];
@@ -71,6 +80,7 @@ export class KeyIndex {
     this.#sorted = [...this.#entries.keys()];
     if (this.#sorted.some((k) => HIGH_UNITS.test(k))) this.#compare = compareKeys;
     this.#sorted.sort(this.#compare);
+    this.#sortedPeak = this.#sorted.length;
   }
 
   /** Number of keys. */
@@ -135,6 +145,12 @@ export class KeyIndex {
         const i = this.#lowerBound(key);
         if (sorted[i] !== key) sorted.splice(i, 0, key);
       }
+      this.#sortedPeak = Math.max(this.#sortedPeak, sorted.length);
+      if (this.#sortedPeak > SHRINK_MIN && sorted.length * 4 < this.#sortedPeak) {
+        // Amortised O(1) per deletion: the copy is as long as the quarter left.
+        this.#sorted = sorted.slice();
+        this.#sortedPeak = this.#sorted.length;
+      }
       return;
     }
     // Large batch: one linear merge instead of many O(n) splices.
@@ -151,6 +167,7 @@ export class KeyIndex {
     while (j < added.length) merged[n++] = added[j++];
     merged.length = n;
     this.#sorted = merged;
+    this.#sortedPeak = n;
   }
 
   /**
@@ -165,10 +182,20 @@ export class KeyIndex {
     };
   }
 
+  /**
+   * @internal The longest the sorted key array has been since it was last
+   * built whole (its capacity, give or take), for tests that check that it is
+   * copied smaller once most keys have gone.
+   */
+  get sortedPeak(): number {
+    return this.#sortedPeak;
+  }
+
   /** Drops every structure for fresh empty ones. */
   #reset(): void {
     this.#entries = new Map();
     this.#sorted = [];
+    this.#sortedPeak = 0;
     this.#added = [];
     this.#removed = [];
     this.#compare = compareAscii;
