@@ -12,9 +12,6 @@
 
 import { ipv6ToString, isIP, isIPv4, isIPv6, parseIPv4, parseIPv6 } from "../../go/ip.ts";
 
-// The one IP module's tests, re-exported for this plugin's record readers (records.ts).
-export { isIP, isIPv4, isIPv6 };
-
 /** One network interface with the facts the selection needs. */
 export interface InterfaceInfo {
   /** The system's interface name ("eth0"), also what the `address` directive names it by. */

@@ -20,7 +20,8 @@
 import type { KeyValue, KeyValueSource } from "../../etcd/types.ts";
 import { splitLabels } from "../../dns/name.ts";
 import type { NamePattern } from "./pattern.ts";
-import { canonicalIP, isIPv4, isIPv6 } from "./addresses.ts";
+import { canonicalIP } from "./addresses.ts";
+import { isIPv4, isIPv6 } from "../../go/ip.ts";
 
 /** The etcd path of a DNS name under `prefix` (CoreDNS's msg.Path): labels reversed. */
 export function namePath(prefix: string, name: string): string {
