@@ -84,6 +84,29 @@ async function settledRss(proc: Proc, settleMs: number): Promise<number> {
   return (await memoryOf(proc.pid))?.rss ?? NaN;
 }
 
+/**
+ * RSS once it has stopped falling: read every second until it has fallen by
+ * less than 1 MB over the last `quietMs`, or until `maxMs` have passed. What
+ * a node holds for good after a burst, rather than the garbage of the burst:
+ * V8's memory reducer collects the heap only some 8-10 s after a burst ends
+ * (and again some seconds later), and the allocator's free memory is trimmed
+ * after that (lib/etcd/malloc_trim.ts).
+ */
+export async function restingRss(pid: number, maxMs: number, quietMs = 12_000): Promise<number> {
+  const started = performance.now();
+  const readings: { at: number; rss: number }[] = [];
+  while (true) {
+    const rss = (await memoryOf(pid))?.rss ?? NaN;
+    const at = performance.now();
+    if (!Number.isFinite(rss)) return NaN;
+    readings.push({ at, rss });
+    const before = readings.find((r) => r.at >= at - quietMs - 500);
+    if (at - started >= maxMs) return rss;
+    if (at - started >= quietMs && before && before.rss - rss < MB) return rss;
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}
+
 /** Runs the memory measurements. */
 export async function memory(ctx: Context): Promise<Table[]> {
   const { settings, tools } = ctx;
@@ -177,6 +200,8 @@ export async function memory(ctx: Context): Promise<Table[]> {
   ctx.log(`memory: flood of ${int(settings.floodPackets)} junk datagrams`);
   await Promise.all(nodes.map((n) => flood(n.port, settings.floodPackets)));
   const flooded = await Promise.all(nodes.map((n) => settledRss(n.proc, settle)));
+  const rest = settings.memorySettleSeconds * 20_000;
+  const floodedRest = await Promise.all(nodes.map((n) => restingRss(n.proc.pid, rest)));
 
   ctx.log(`memory: ${int(settings.randomQueries)} queries for random names`);
   const random = seeded(12);
@@ -199,13 +224,16 @@ export async function memory(ctx: Context): Promise<Table[]> {
   );
   const queried = await Promise.all(nodes.map((n) => settledRss(n.proc, settle)));
   const peaks = await Promise.all(nodes.map(async (n) => (await memoryOf(n.proc.pid))?.peak));
+  const queriedRest = await Promise.all(nodes.map((n) => restingRss(n.proc.pid, rest)));
 
   const rows: string[][] = paths.map((p, i) => [
     `idetcd (-udp ${p})`,
     mb(whoamiIdle[i]),
     mb(idle[i]),
-    mb(flooded[i]),
-    `${mb(queried[i])} (${int(perf[i].completed)} answered, ${int(perf[i].lost)} lost)`,
+    `${mb(flooded[i])} / ${mb(floodedRest[i])}`,
+    `${mb(queried[i])} / ${mb(queriedRest[i])} (${int(perf[i].completed)} answered, ${
+      int(perf[i].lost)
+    } lost)`,
     mb(peaks[i] ?? NaN),
   ]);
   rows.push(
@@ -238,6 +266,17 @@ export async function memory(ctx: Context): Promise<Table[]> {
       queried[i],
       120 * MB,
     );
+    // The same two once the RSS has stopped falling (what the node keeps).
+    ctx.targets.atMostBytes(
+      `${who}, after ${int(settings.floodPackets)} junk datagrams, at rest`,
+      floodedRest[i],
+      120 * MB,
+    );
+    ctx.targets.atMostBytes(
+      `${who}, after ${int(settings.randomQueries)} random-name queries, at rest`,
+      queriedRest[i],
+      120 * MB,
+    );
   }
 
   return [{
@@ -246,8 +285,8 @@ export async function memory(ctx: Context): Promise<Table[]> {
       "server",
       "`whoami`, idle",
       "idetcd + etcd, idle",
-      `after ${int(settings.floodPackets)} junk datagrams`,
-      `after ${int(settings.randomQueries)} random-name queries`,
+      `after ${int(settings.floodPackets)} junk datagrams / at rest`,
+      `after ${int(settings.randomQueries)} random-name queries / at rest`,
       "peak (VmHWM)",
     ],
     rows,
@@ -259,7 +298,11 @@ export async function memory(ctx: Context): Promise<Table[]> {
       `self-pointing name, sent from one socket as fast as it can. Random names: dnsperf ` +
       `(\`-c ${settings.shape.clients} -q ${settings.shape.outstanding} -n 1\`) through a file ` +
       `of ${int(settings.randomQueries)} distinct names that do not exist, half in each zone. ` +
-      `Both paths' nodes run side by side through each step.`,
+      `Both paths' nodes run side by side through each step. "At rest": the RSS once it has ` +
+      `fallen by less than 1 MB over 12 s (read every second, at most ${
+        settings.memorySettleSeconds * 20
+      } s after the first reading): V8's memory reducer collects the heap only some 8-10 s ` +
+      `after a burst, and the allocator is trimmed after it.`,
     ],
   }];
 }

@@ -43,8 +43,8 @@ Deno.test("MallocTrimmer: backs off while trims give nothing back (the memory is
     trimmer.tick();
     if (state.trims > before) trimsAt.push(tick);
   }
-  // Skips 1, 2, then 3 ticks between fruitless trims: 11 trims in 40 ticks, not 40.
-  assert.deepEqual(trimsAt, [1, 3, 6, 10, 14, 18, 22, 26, 30, 34, 38]);
+  // Skips 1, 2, 4, 8, then 15 ticks between fruitless trims: 6 trims in 40 ticks, not 40.
+  assert.deepEqual(trimsAt, [1, 3, 6, 11, 20, 36]);
   // The copy is deleted: the GC gives its heap back (the RSS falls) and the
   // allocator keeps 25 MB of freed buffers. The fall ends the backoff at once.
   state.rss = 112 * MB;
@@ -53,6 +53,28 @@ Deno.test("MallocTrimmer: backs off while trims give nothing back (the memory is
   trimmer.tick();
   assert.equal(state.trims, before + 1);
   assert.equal(state.rss, 87 * MB);
+});
+
+Deno.test("MallocTrimmer: after a fall the backoff starts over, so memory freed just after it is trimmed soon", () => {
+  const { state, trimmer } = scripted();
+  trimmer.tick();
+  state.rss = 200 * MB;
+  for (let tick = 0; tick < 40; tick++) trimmer.tick(); // backed off to the longest
+  // A GC: the heap is unmapped (the RSS falls) but the native buffers it held
+  // are freed to the allocator only a little later.
+  state.rss = 120 * MB;
+  let before = state.trims;
+  trimmer.tick();
+  assert.equal(state.trims, before + 1, "the fall itself is worth a trim");
+  for (let tick = 0; tick < 3; tick++) trimmer.tick(); // still nothing freed
+  state.freeable = 25 * MB;
+  trimmer.tick();
+  assert.equal(state.rss, 95 * MB, "memory freed four ticks after the fall is trimmed at once");
+  // Then the backoff is back for memory that stays in use.
+  state.rss = 130 * MB;
+  before = state.trims;
+  for (let tick = 0; tick < 20; tick++) trimmer.tick();
+  assert.ok(state.trims - before <= 6, `${state.trims - before} trims in 20 ticks`);
 });
 
 Deno.test({
