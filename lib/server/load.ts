@@ -14,7 +14,9 @@ export interface LoadedCorefile {
   source: string;
   /** Folder relative paths in it are resolved against. */
   dir: string;
+  /** The text as read, or the built-in default when no Corefile was found. */
   text: string;
+  /** The parsed server blocks, in file order. */
   blocks: ServerBlock[];
 }
 

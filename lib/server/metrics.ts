@@ -54,7 +54,9 @@ export type MetricType = "counter" | "gauge" | "histogram" | "summary" | "untype
 export interface Sample {
   /** Appended to the family name (e.g. "_bucket", "_sum", "_count" for histograms); default "". */
   suffix?: string;
+  /** This series' label values; omitted for a metric without labels. */
   labels?: Labels;
+  /** The sample's number, written with Go's float formatting ({@link formatValue}). */
   value: number;
 }
 
@@ -64,7 +66,9 @@ export interface MetricFamily {
   name: string;
   /** The HELP text. */
   help: string;
+  /** Written on the TYPE line; scrapers use it to interpret the samples. */
   type: MetricType;
+  /** Every series of the family, written after its HELP and TYPE lines. */
   samples: Sample[];
 }
 
@@ -143,14 +147,19 @@ function checkLabelNames(metric: string, names: readonly string[]): void {
 }
 
 /** Shared bookkeeping of owned metrics: label validation and series storage. */
-abstract class Metric<L extends string, S> {
+export abstract class Metric<L extends string, S> {
+  /** The family name, validated against the text format's rules. */
   readonly name: string;
+  /** The HELP text. */
   readonly help: string;
+  /** Labels every series must give, in the order series keys are built from. */
   readonly labelNames: readonly L[];
+  /** The TYPE a family of this metric is written with. */
   abstract readonly type: MetricType;
   /** Series by their label values (JSON of the ordered values). */
   protected series = new Map<string, { labels: Labels; state: S }>();
 
+  /** Throws on a name or label name the text format does not allow. */
   constructor(options: MetricOptions<L>) {
     checkMetricName(options.name);
     this.name = options.name;
@@ -159,6 +168,7 @@ abstract class Metric<L extends string, S> {
     checkLabelNames(options.name, this.labelNames);
   }
 
+  /** The state a new (or reset) series starts from. */
   protected abstract initial(): S;
 
   /** Orders and validates `labels`; throws on a missing or unknown label. */
@@ -178,6 +188,7 @@ abstract class Metric<L extends string, S> {
     return [JSON.stringify(this.labelNames.map((n) => ordered[n])), ordered];
   }
 
+  /** The state of the series `labels`, created on first use. */
   protected state(labels: Partial<Record<L, string>> | undefined): S {
     const [key, ordered] = this.key(labels);
     let entry = this.series.get(key);
@@ -235,7 +246,8 @@ abstract class Metric<L extends string, S> {
 }
 
 /** A metric whose series each hold one number (counters and gauges). */
-abstract class ValueMetric<L extends string> extends Metric<L, { value: number }> {
+export abstract class ValueMetric<L extends string> extends Metric<L, { value: number }> {
+  /** Every series starts at 0. */
   protected initial(): { value: number } {
     return { value: 0 };
   }
@@ -258,6 +270,7 @@ abstract class ValueMetric<L extends string> extends Metric<L, { value: number }
 
 /** A monotonically increasing count. */
 export class Counter<L extends string = never> extends ValueMetric<L> {
+  /** Written as `# TYPE name counter`. */
   readonly type = "counter" as const;
 
   /** Adds `by` (default 1, never negative) to the series `labels`. */
@@ -281,6 +294,7 @@ export class Counter<L extends string = never> extends ValueMetric<L> {
 
 /** A value that goes up and down. */
 export class Gauge<L extends string = never> extends ValueMetric<L> {
+  /** Written as `# TYPE name gauge`. */
   readonly type = "gauge" as const;
 
   /** Sets the series `labels` to `value`. */
@@ -303,16 +317,20 @@ export class Gauge<L extends string = never> extends ValueMetric<L> {
 export interface HistogramState {
   /** Non-cumulative count per bucket (same order as the buckets, +Inf last). */
   counts: number[];
+  /** Sum of every observed value (the `_sum` sample). */
   sum: number;
+  /** Observations so far (the `_count` sample and the +Inf bucket). */
   count: number;
 }
 
 /** Observations counted into cumulative buckets, with their sum and count. */
 export class Histogram<L extends string = never> extends Metric<L, HistogramState> {
+  /** Written as `# TYPE name histogram`. */
   readonly type = "histogram" as const;
   /** Upper bounds, ascending, without +Inf. */
   readonly buckets: readonly number[];
 
+  /** Throws when `le` is a label (the buckets use it) or the buckets do not increase. */
   constructor(options: HistogramOptions<L>) {
     super(options);
     if (this.labelNames.includes("le" as L)) {
@@ -327,6 +345,7 @@ export class Histogram<L extends string = never> extends Metric<L, HistogramStat
     this.buckets = buckets;
   }
 
+  /** Every bucket, the sum and the count start at 0. */
   protected initial(): HistogramState {
     return { counts: new Array(this.buckets.length + 1).fill(0), sum: 0, count: 0 };
   }
@@ -373,7 +392,8 @@ export class Histogram<L extends string = never> extends Metric<L, HistogramStat
   }
 }
 
-type AnyMetric = Counter<string> | Gauge<string> | Histogram<string>;
+/** Any owned metric, whatever its labels: what {@link Registry.get} returns. */
+export type AnyMetric = Counter<string> | Gauge<string> | Histogram<string>;
 
 /** Owned metrics plus collectors; {@link registry} is the process's one. */
 export class Registry {

@@ -13,7 +13,15 @@
  */
 
 import { rcodeToString } from "../dns/types.ts";
-import { counter, gauge, histogram, TIME_BUCKETS } from "./metrics.ts";
+import {
+  type Counter,
+  counter,
+  type Gauge,
+  gauge,
+  type Histogram,
+  histogram,
+  TIME_BUCKETS,
+} from "./metrics.ts";
 
 /** The fake zone of queries that never entered a plugin chain (no closing dot: never a real zone). */
 export const DROPPED_ZONE = "dropped";
@@ -79,7 +87,7 @@ export function familyLabel(address: string): "1" | "2" {
  * Callers keep the result: looking the families up again per query would
  * cost more than counting.
  */
-export function queryMetrics() {
+export function queryMetrics(): QueryMetrics {
   return {
     requests: counter({
       name: "coredns_dns_requests_total",
@@ -127,8 +135,25 @@ export function queryMetrics() {
   };
 }
 
-/** The families {@link queryMetrics} returns. */
-export type QueryMetrics = ReturnType<typeof queryMetrics>;
+/** The families {@link queryMetrics} returns, under CoreDNS's names and labels. */
+export interface QueryMetrics {
+  /** `coredns_dns_requests_total`: every query, by zone, transport, family and qtype. */
+  requests: Counter<"server" | "zone" | "view" | "proto" | "family" | "type">;
+  /** `coredns_dns_request_duration_seconds`: time from entering the chain to the encoded reply. */
+  duration: Histogram<"server" | "zone" | "view" | "type">;
+  /** `coredns_dns_request_size_bytes`: the query's size in bytes. */
+  requestSize: Histogram<"server" | "zone" | "view" | "proto">;
+  /** `coredns_dns_do_requests_total`: queries with the DNSSEC OK bit. */
+  doRequests: Counter<"server" | "zone" | "view">;
+  /** `coredns_dns_response_size_bytes`: the reply's size on the wire. */
+  responseSize: Histogram<"server" | "zone" | "view" | "proto">;
+  /** `coredns_dns_responses_total`: replies by rcode and the plugin that wrote them. */
+  responses: Counter<"server" | "zone" | "view" | "rcode" | "plugin">;
+  /** `coredns_panics_total`: plugins that threw (answered SERVFAIL, as after a Go panic). */
+  panics: Counter;
+  /** `coredns_build_info`: a constant 1 labelled with the version the server reports. */
+  buildInfo: Gauge<"version" | "revision" | "goversion">;
+}
 
 /** One answered query, as CoreDNS's vars.Report takes it. */
 export interface QueryReport {

@@ -21,14 +21,19 @@
 
 /** One field of a C struct: byte offset and width. */
 export interface Field {
+  /** Bytes from the start of the struct (what `offsetof` gives). */
   readonly offset: number;
+  /** Bytes the field occupies, so writers pick the right DataView setter. */
   readonly size: number;
 }
 
 /** A C struct: its `sizeof`, `_Alignof` and fields by their C names. */
 export interface Layout<F extends string> {
+  /** `sizeof`: the stride between elements of an array of these structs. */
   readonly size: number;
+  /** `_Alignof`: where such a struct may start inside a larger buffer. */
   readonly align: number;
+  /** Each field's place, checked against the C compiler's by the ABI test. */
   readonly fields: Readonly<Record<F, Field>>;
 }
 
@@ -290,11 +295,12 @@ export function writeMmsghdr(
 }
 
 /** Byte offsets, inside one mmsghdr, of the fields the hot loop touches per message. */
-export const MMSG_NAMELEN = MMSGHDR.fields.msg_hdr.offset + MSGHDR.fields.msg_namelen.offset;
+export const MMSG_NAMELEN: number = MMSGHDR.fields.msg_hdr.offset +
+  MSGHDR.fields.msg_namelen.offset;
 /** See {@link MMSG_NAMELEN}. */
-export const MMSG_FLAGS = MMSGHDR.fields.msg_hdr.offset + MSGHDR.fields.msg_flags.offset;
+export const MMSG_FLAGS: number = MMSGHDR.fields.msg_hdr.offset + MSGHDR.fields.msg_flags.offset;
 /** See {@link MMSG_NAMELEN}. */
-export const MMSG_LEN = MMSGHDR.fields.msg_len.offset;
+export const MMSG_LEN: number = MMSGHDR.fields.msg_len.offset;
 
 /** Sets `msg_namelen` of the mmsghdr at `at` (before a receive: the room; before a send: the length). */
 export function setNamelen(view: DataView, at: number, namelen: number): void {
@@ -330,9 +336,11 @@ export function getRevents(view: DataView, at: number): number {
 
 /** A socket address in the family's own layout: AF_INET (4 address bytes) or AF_INET6 (16). */
 export interface SockAddr {
+  /** `C.AF_INET` or `C.AF_INET6`; picks the layout written and read. */
   family: number;
   /** 4 bytes for AF_INET, 16 for AF_INET6. */
   addr: Uint8Array;
+  /** In host order; converted to network order when written. */
   port: number;
 }
 
@@ -386,7 +394,7 @@ export function readSockaddr(bytes: Uint8Array, at: number, len: number): SockAd
 }
 
 /** Offset of the port in both sockaddr layouts (the same place in each), for the hot path. */
-export const SOCKADDR_PORT = SOCKADDR_IN.fields.sin_port.offset;
+export const SOCKADDR_PORT: number = SOCKADDR_IN.fields.sin_port.offset;
 if (SOCKADDR_IN6.fields.sin6_port.offset !== SOCKADDR_PORT) {
   throw new Error("abi.ts: sin_port and sin6_port differ in offset");
 }

@@ -98,7 +98,9 @@ export interface BatchOptions {
 
 /** Counters for tests and diagnostics. */
 export interface BatchStats {
+  /** Datagrams taken from the socket (recvmmsg), truncated ones included. */
   received: number;
+  /** Replies the kernel accepted (sendmmsg). */
   sent: number;
   /** Datagrams larger than the receive slot (MSG_TRUNC), dropped. */
   truncated: number;
@@ -161,7 +163,9 @@ function plan(batch: number, slot: number): Plan {
 
 /** A system call failed: `errno` says why (e.g. C.EAFNOSUPPORT when the host has no IPv6). */
 export class SyscallError extends Error {
+  /** The C errno, for callers that react to one cause (compare with `C.E...`). */
   readonly errno: number;
+  /** `call` names the failed system call in the message. */
   constructor(call: string, errno: number) {
     super(`${call}: ${errnoName(errno)} (os error ${errno})`);
     this.name = "SyscallError";

@@ -58,8 +58,12 @@ export const LIBC_PATHS: Readonly<Record<"x86_64" | "aarch64", readonly string[]
   ],
 };
 
-/** The FFI signatures. Pointers are `usize` addresses (see the module comment). */
-const SYMBOLS = {
+/**
+ * The FFI signatures. Pointers are `usize` addresses (see the module comment).
+ * Exported for the types derived from it ({@link LibcSymbols}); open it only
+ * through {@link openLibc}.
+ */
+export const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   bind: { parameters: ["i32", "usize", "u32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "usize", "u32"], result: "i32" },
@@ -93,6 +97,7 @@ export type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 export interface Libc {
   /** The handle, kept referenced so that it lives as long as this object (it is never closed). */
   readonly library: Deno.DynamicLibrary<typeof SYMBOLS>;
+  /** The bound functions, typed from {@link SYMBOLS}. */
   readonly symbols: LibcSymbols;
   /** The path it was opened from. */
   readonly path: string;
