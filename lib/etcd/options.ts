@@ -18,7 +18,9 @@ export interface EtcdTLS {
 export interface EtcdOptions {
   /** Client URLs, e.g. ["http://localhost:2379"]. */
   endpoints: string[];
+  /** etcd user for authentication; used only together with `password`. */
   username?: string;
+  /** That user's password; without both, the client connects unauthenticated. */
   password?: string;
   /** Set when the `tls` option is present (even with no files). */
   tls?: EtcdTLS;

@@ -13,7 +13,9 @@ export interface KeyValue {
   readonly value: string;
   /** Lease ID as a decimal string; "0" when the key has no lease. */
   readonly lease: string;
+  /** Revision that created the key; changes only when it is deleted and created again. */
   readonly createRevision: number;
+  /** Revision of the last write to the key; compare-and-swap guards use it. */
   readonly modRevision: number;
 }
 

@@ -58,11 +58,13 @@ export interface EtcdHandlerConfig {
   readonly zones: readonly string[];
   /** Zones whose NXDOMAINs go to the next plugin instead. */
   readonly fallthrough: readonly string[];
+  /** The settings the lookups themselves read (path, lease TTL bounds). */
   readonly lookup: EtcdLookupConfig;
 }
 
 /** The plugin plus its start hook. */
 export interface EtcdHandler {
+  /** Answers the zones' queries from the mirror; what the server chains. */
   readonly plugin: Plugin;
   /**
    * Starts the mirror (once) and waits at most STARTUP_WAIT_MS: until the copy

@@ -34,13 +34,17 @@ export interface EtcdLookupConfig {
 
 /** The part of an upstream reply the chasing code uses. */
 export interface UpstreamAnswer {
+  /** The upstream records: appended after the CNAME, or a target's addresses. */
   readonly answer: readonly RR[];
+  /** TC of the upstream reply; passed on for the qtypes CoreDNS passes it on for. */
   readonly truncated: boolean;
 }
 
 /** A question for the upstream (the server's own routing and chains). */
 export interface UpstreamQuestion {
+  /** A name outside the zone (a CNAME or SRV/MX target), fully qualified. */
   readonly name: string;
+  /** The type asked for it (the question's for a CNAME, A and AAAA for a target). */
   readonly type: number;
 }
 
@@ -52,7 +56,9 @@ export type UpstreamResults = (name: string, type: number) => UpstreamAnswer | n
 
 /** Everything a lookup reads besides the question. */
 export interface LookupEnv {
+  /** The key space read (a mirror in the server, a MemorySource in tests). */
   readonly source: KeyValueSource;
+  /** The plugin's path and lease-TTL bounds. */
   readonly config: EtcdLookupConfig;
   /**
    * Upstream results; without it every upstream lookup fails, as in CoreDNS
@@ -74,9 +80,11 @@ export interface LookupEnv {
 export interface LookupOutcome {
   /** NOERROR (answer or NODATA), NXDOMAIN or SERVFAIL. */
   rcode: number;
+  /** The records for the question, CNAME chains included. */
   answer: RR[];
   /** The zone SOA on NXDOMAIN, NODATA and SERVFAIL; empty on answers. */
   authority: RR[];
+  /** Addresses of SRV/MX/NS targets, from the zone or upstream. */
   additional: RR[];
   /** TC from a truncated upstream answer or internal chase. */
   truncated: boolean;

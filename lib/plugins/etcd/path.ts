@@ -109,6 +109,7 @@ export class KeyNames {
 
 /** Raised where CoreDNS would panic (and its server would answer a bare SERVFAIL). */
 export class InternalPanic extends Error {
+  /** `message` is what Go's panic would say; it becomes the SERVFAIL's error (for `errors`). */
   constructor(message: string) {
     super(message);
     this.name = "InternalPanic";

@@ -41,16 +41,23 @@ const SERVICE_SCHEMA: GoStructSchema = {
 
 /** The fields of one etcd value, as json.Unmarshal fills msg.Service. */
 export interface ServiceValue {
+  /** An IP address (A/AAAA) or a name (CNAME, or the SRV/MX target). */
   host: string;
   /** Go int; -1 means "no port" (skipped for SRV). */
   port: number;
+  /** Go int, as written; 0 is later replaced by the default 10. */
   priority: number;
+  /** SRV weight among services of equal priority. */
   weight: number;
+  /** TXT content; with no IP host it makes the record a TXT. */
   text: string;
+  /** True when this service also answers MX queries. */
   mail: boolean;
   /** Go uint32. */
   ttl: number;
+  /** Leftmost labels dropped from the SRV/MX/NS target name (JSON `targetstrip`). */
   targetStrip: number;
+  /** Services answer together only when their groups agree (CoreDNS's msg.Group). */
   group: string;
   /** uint16(port), exact even for ints beyond 2^53. */
   port16: number;
@@ -197,8 +204,11 @@ export function targetStrip(name: string, count: number): string {
 
 /** One record after loopNodes: the decoded value plus its key, TTL and default priority. */
 export interface Service {
+  /** The etcd key it was read from; SRV, MX and NS targets are named after it. */
   readonly key: string;
+  /** {@link ServiceValue.host} as stored. */
   readonly host: string;
+  /** Go int; -1 means "no port" (skipped for SRV). */
   readonly port: number;
   /** uint16(port) as SRV carries it. */
   readonly port16: number;
@@ -206,11 +216,17 @@ export interface Service {
   readonly priority: number;
   /** uint16(priority) as SRV/MX carry it. */
   readonly priority16: number;
+  /** SRV weight among services of equal priority. */
   readonly weight: number;
+  /** TXT content (also the record's data when `kind` is TXT). */
   readonly text: string;
+  /** True when this service also answers MX queries. */
   readonly mail: boolean;
+  /** The answer TTL: the record's combined with its lease's ({@link computeTTL}). */
   readonly ttl: number;
+  /** Leftmost labels dropped from the SRV/MX/NS target name. */
   readonly targetStrip: number;
+  /** Services answer together only when their groups agree (CoreDNS's msg.Group). */
   readonly group: string;
   /** HostType's verdict: Type.A, Type.AAAA, Type.CNAME or Type.TXT. */
   readonly kind: number;
@@ -247,7 +263,7 @@ export function computeTTL(
 }
 
 /** A decoded key: its lease-free Service and raw record ttl, or the error `"<key>: <err>"`. */
-type Decoded =
+export type Decoded =
   | { service: Service; recordTTL: number; error?: undefined }
   | { service?: undefined; recordTTL?: undefined; error: string };
 

@@ -25,14 +25,23 @@ function compareKeys(a: string, b: string): number {
 
 /** The fields of msg.Service, for writing test records (zero values are omitted as Go does). */
 export interface ServiceFields {
+  /** An IP address (A/AAAA record) or a name (CNAME, SRV/MX target). */
   host?: string;
+  /** SRV port. */
   port?: number;
+  /** SRV/MX priority; 0 (omitted) becomes 10 when read. */
   priority?: number;
+  /** SRV weight. */
   weight?: number;
+  /** TXT content; with no IP host it makes the record a TXT. */
   text?: string;
+  /** Also answer MX queries. */
   mail?: boolean;
+  /** The record's own TTL; 0 (omitted) lets the lease or the default decide. */
   ttl?: number;
+  /** Leftmost labels dropped from the SRV/MX/NS target. */
   targetstrip?: number;
+  /** Only services of the same group answer together. */
   group?: string;
 }
 
@@ -65,8 +74,10 @@ export class MemorySource implements KeyValueSource {
   #entries: KeyValue[] = [];
   #leases = new Map<string, number>();
   #revision = 0;
+  /** Bumped on every write, as a mirror's is, so answers cached per generation go stale. */
   generation = 0;
 
+  /** `prefix` is the etcd plugin's `path`, used by the name-keyed writers. */
   constructor(readonly prefix = "skydns") {}
 
   /** Writes a raw value. */
