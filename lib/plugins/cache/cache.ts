@@ -46,16 +46,23 @@ export type ResponseType =
 export interface CacheOptions {
   /** Zones cached; other names pass straight through. */
   zones: string[];
+  /** Entries the positive cache holds before evicting the least recently used. */
   successCapacity: number;
+  /** Upper bound on a positive answer's cached TTL, however long its records say. */
   successMaxTTL: number;
+  /** Lower bound on a positive answer's cached TTL, so very short TTLs still get hits. */
   successMinTTL: number;
+  /** Entries the denial cache holds; separate so a flood of misses cannot evict answers. */
   denialCapacity: number;
+  /** Upper bound on a denial's cached TTL (CoreDNS caps these lower than answers). */
   denialMaxTTL: number;
+  /** Lower bound on a denial's cached TTL. */
   denialMinTTL: number;
   /** How long SERVFAIL (and NOTIMP) replies are cached; 0 disables. */
   servfailTTL: number;
   /** Prefetch after this many hits (no gap of `prefetchWindow`); 0 disables. */
   prefetch: number;
+  /** Seconds: a gap longer than this between hits restarts the `prefetch` count. */
   prefetchWindow: number;
   /** Prefetch when the remaining TTL drops to this percentage of the original. */
   prefetchPercentage: number;
@@ -120,9 +127,13 @@ function hasExpiredSignature(records: RR[], nowSeconds: number): boolean {
 
 /** The parts of a reply and its query that decide its class. */
 export interface Classifiable {
+  /** The reply's RCODE (NOERROR, NXDOMAIN, SERVFAIL, ...). */
   rcode: number;
+  /** Answer section: empty with NOERROR means NODATA or a delegation. */
   answer: RR[];
+  /** Authority section: an SOA here marks a denial, NS records a delegation. */
   authority: RR[];
+  /** Additional section; counted for the minimal TTL (OPT excluded). */
   additional: RR[];
 }
 
@@ -185,11 +196,17 @@ export function cacheKey(req: Request): string {
 
 /** One cached reply. */
 export interface Item {
+  /** RCODE replayed on every hit. */
   rcode: number;
+  /** The upstream AD bit; a hit sets it only when the query asked (DO or AD). */
   authenticData: boolean;
+  /** The upstream RA bit, replayed as received. */
   recursionAvailable: boolean;
+  /** Answer records as stored; their TTLs are rewritten to the time left on each hit. */
   answer: RR[];
+  /** Authority records, TTLs rewritten like `answer`. */
   authority: RR[];
+  /** Additional records without OPT (the server writes its own EDNS). */
   additional: RR[];
   /** Whole seconds the entry lives. */
   origTTL: number;
@@ -237,6 +254,7 @@ function withTTL(records: RR[], ttl: number): RR[] {
 
 /** The positive and negative caches of one server block. */
 export class Cache {
+  /** The configuration this cache was built with; read on every lookup, never changed. */
   readonly options: CacheOptions;
   /** Positive answers (NOERROR with data, delegations). */
   readonly success: LruStore<Item>;
@@ -246,6 +264,7 @@ export class Cache {
   #background = new Set<Promise<void>>();
   #stopped = false;
 
+  /** `now` is the clock (ms since the epoch); tests pass a fake one to expire entries at will. */
   constructor(options: CacheOptions, now: () => number = Date.now) {
     this.options = options;
     const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;

@@ -67,6 +67,7 @@ export function encodeMemory(identity: string, claimedAt: string, released?: str
 
 /** A memory record's content. */
 export interface MemoryRecord {
+  /** The sticky identity that last held the ID; it gets the ID back first when it returns. */
   identity: string;
   /** The lease of a claim that was released on purpose. */
   released?: string;
@@ -129,8 +130,11 @@ export function decodeQueue(
 
 /** One claimer in the queue, as a snapshot of the zone shows it. */
 export interface QueueEntry {
+  /** The queue entry's etcd key; {@link allocateIds} maps it to the ID it gets. */
   key: string;
+  /** When the entry was written: claimers are served in this order. */
   createRevision: number;
+  /** The claimer's sticky identity. */
   identity: string;
   /** IDs it asks for first (its own previous ID, its state file's, the remembered ones). */
   prefers: number[];
@@ -172,6 +176,7 @@ export function allocateIds(
 
 /** What the lock of a claimed name says about its holder. */
 export interface LockInfo {
+  /** The numeric ID the holder claimed; the name is the pattern rendered with it. */
   id: number;
   /** The claimed name, fully qualified. */
   name: string;
@@ -262,17 +267,21 @@ export function parseSlotKey(base: string, pattern: NamePattern, key: string): S
 
 /** A node holding a name, as the stored records show it. */
 export interface Member {
+  /** The ID from its lock. */
   id: number;
   /** Lower-case, fully qualified. */
   name: string;
+  /** The holder's sticky identity. */
   identity: string;
   /** IPv4 addresses in record order. */
   ipv4: string[];
   /** IPv6 addresses in record order. */
   ipv6: string[];
+  /** The service port from its lock; SRV answers fall back to the configured one without it. */
   port?: number;
   /** The lease holding the name. */
   lease: string;
+  /** The lock's create revision: the fencing token of this claim, new on every re-claim. */
   createRevision: number;
 }
 
@@ -283,6 +292,7 @@ export class ClusterView {
   readonly #byId: Map<number, Member>;
   readonly #byAddress: Map<string, Member[]>;
 
+  /** Sorts `members` by ID in place (the caller hands the array over). */
   constructor(members: Member[]) {
     this.members = members.sort((a, b) => a.id - b.id);
     this.#byId = new Map(members.map((m) => [m.id, m]));

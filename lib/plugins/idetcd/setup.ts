@@ -43,6 +43,7 @@ export interface IdetcdConfig {
   etcd: EtcdOptions;
   /** Highest ID; names are claimed in 1..limit. */
   limit: number;
+  /** The name template an ID is rendered into (and parsed back from), with its zone. */
   pattern: NamePattern;
   /** `address` arguments (IPs and interface names); empty = detect. */
   addressSpecs: string[];

@@ -12,10 +12,10 @@ import { classToString, Rcode, rcodeToString, Type, typeToString } from "../../d
 import type { Plugin, PluginDefinition, Request, Written } from "../../server/plugin.ts";
 
 /** CoreDNS's `{common}` format. */
-export const COMMON_FORMAT =
+export const COMMON_FORMAT: string =
   '{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}';
 /** CoreDNS's `{combined}` format. */
-export const COMBINED_FORMAT = COMMON_FORMAT + ' "{>opcode}"';
+export const COMBINED_FORMAT: string = COMMON_FORMAT + ' "{>opcode}"';
 
 /** Response classes a rule can select. */
 export type ResponseClass = "success" | "denial" | "error";
@@ -54,8 +54,8 @@ export function formatDuration(ms: number): string {
   return `${formatFloat(Number((ms / 1000).toFixed(9)), "f")}s`;
 }
 
-/** One placeholder's value for a query and its reply. */
-type Field = (req: Request, w: Written, elapsedMs: number) => string;
+/** One placeholder's value for a query and its reply (`elapsedMs` feeds `{duration}`). */
+export type Field = (req: Request, w: Written, elapsedMs: number) => string;
 
 const bracketed = (address: string) => (address.includes(":") ? `[${address}]` : address);
 
