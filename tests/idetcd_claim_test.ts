@@ -19,7 +19,8 @@ import {
   type TxnResult,
 } from "../lib/etcd/kv.ts";
 import { type EtcdAccess, type EtcdScope, sharedEtcd, startEtcd } from "./helpers/etcd.ts";
-import { Mirror } from "../lib/etcd/mirror.ts";
+import { Mirror, type ZoneCopy } from "../lib/etcd/mirror.ts";
+import { ZoneView } from "../lib/plugins/idetcd/zone_view.ts";
 import { lookupSync } from "../lib/plugins/etcd/lookup.ts";
 import { Class, Rcode, Type } from "../lib/dns/types.ts";
 import { parseCorefile } from "../lib/corefile/parser.ts";
@@ -724,6 +725,64 @@ Deno.test("idetcd claim: a busy etcd that answers some calls and times out other
   } finally {
     await claimer.release();
     await copy.close();
+    client.close();
+  }
+});
+
+/** A zone copy whose watch is stuck: loaded once, empty, never advancing. */
+class StuckCopy implements ZoneCopy {
+  readonly revision = 1;
+  readonly generation = 0;
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+  isReady(): boolean {
+    return true;
+  }
+  onChange(): () => void {
+    return () => {};
+  }
+  range(): readonly KeyValue[] {
+    return [];
+  }
+  get(): KeyValue | undefined {
+    return undefined;
+  }
+  leaseRemaining(): number | undefined {
+    return undefined;
+  }
+}
+
+Deno.test("idetcd claim: claimers whose shared copy is stuck list the zone from etcd once between them", async () => {
+  const etcd = await shared.scope();
+  const prefix = prefixOf(etcd);
+  const client = createClient({ endpoints: [etcd.endpoint] }, ".");
+  const copy = new StuckCopy();
+  const view = new ZoneView(copy, `${prefix}/local/tf`, parsePattern(PATTERN), 10);
+  const claimers = [1, 2, 3].map((i) =>
+    new Claimer(
+      client,
+      {
+        pattern: parsePattern(PATTERN),
+        limit: 10,
+        prefix,
+        addresses: [`10.0.0.${i}`],
+        identity: `stuck-${i}`,
+        leaseSeconds: 10,
+        endpoints: etcd.endpoint,
+      },
+      new Lines().log,
+      { zone: copy, view },
+    )
+  );
+  try {
+    const claims = await Promise.all(claimers.map((c) => c.claim()));
+    assert.deepEqual(claims.map((c) => c.id).sort(), [1, 2, 3]);
+    const listings = claimers.reduce((sum, c) => sum + c.stats.directReads, 0);
+    assert.equal(listings, 1, "one listing served every claimer waiting on the stuck copy");
+    assert.equal(view.listings, 1);
+  } finally {
+    await Promise.all(claimers.map((c) => c.release()));
     client.close();
   }
 });

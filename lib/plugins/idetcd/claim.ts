@@ -160,7 +160,10 @@ export interface ClaimStats {
   claims: number;
   /** Names lost while running (fenced or lost). */
   losses: number;
-  /** Zone listings read from etcd because the copy lagged (normally 0). */
+  /**
+   * Zone listings this claimer read from etcd because the copy lagged
+   * (normally 0; claimers sharing a view share listings).
+   */
   directReads: number;
   /** Steps retried after an etcd error (timed out, unavailable, refused). */
   retries: number;
@@ -932,19 +935,18 @@ export class Claimer {
     const reading = await this.#view.read(revision, COPY_PATIENCE_MS, this.#abort.signal);
     if (reading) return reading;
     if (this.#stopRequested) throw new ClaimError("idetcd: released before a name was claimed");
-    this.#stats.directReads++;
     this.#log.debug(
       `the zone's copy is at revision ${this.#zone.revision}, not ${revision}, after ${COPY_PATIENCE_MS} ms; reading the zone from etcd`,
     );
-    const listed = await this.#kv.txn({
-      compare: [],
-      success: [{ range: { key: this.#zonePath + "/", prefix: true } }],
+    // Through the view: claimers sharing it share a listing new enough for each.
+    return await this.#view.listed(revision, async () => {
+      this.#stats.directReads++;
+      const listed = await this.#kv.txn({
+        compare: [],
+        success: [{ range: { key: this.#zonePath + "/", prefix: true } }],
+      });
+      return { kvs: listed.ranges[0] ?? [], revision: listed.revision };
     });
-    const { pattern, limit, roles } = this.#options;
-    return {
-      ...readZone(listed.ranges[0] ?? [], this.#zonePath, pattern, limit, roles),
-      revision: listed.revision,
-    };
   }
 
   /**

@@ -69,6 +69,11 @@ export class ZoneView {
   #coalesced?: CoalescedCopy;
   /** Readings computed, for tests and the benchmark. */
   readings = 0;
+  /** The newest listing read from etcd by {@link ZoneView.listed}, and one under way. */
+  #listed?: ZoneReading;
+  #listing?: Promise<ZoneReading>;
+  /** Listings read from etcd because the copy lagged, for tests and the benchmark. */
+  listings = 0;
 
   /** A view of `copy` (which the caller starts and closes). */
   constructor(
@@ -137,6 +142,45 @@ export class ZoneView {
       this.#unsubscribe ??= this.#copy.onChange(() => this.#maybeSchedule());
       this.#maybeSchedule();
     });
+  }
+
+  /**
+   * A reading at a revision ≥ `revision` listed from etcd by `list`, for a
+   * claimer whose copy lags. Claimers sharing the view share listings: one
+   * under way or already read that is new enough serves them all (a listing
+   * is the zone at its revision, as a reading of the copy is), so a lagging
+   * copy costs etcd a few listings, not one per waiting claimer. A failed
+   * listing fails only its own caller's wait; the others list again.
+   */
+  async listed(
+    revision: number,
+    list: () => Promise<{ kvs: readonly KeyValue[]; revision: number }>,
+  ): Promise<ZoneReading> {
+    let awaited: Promise<ZoneReading> | undefined;
+    while (true) {
+      if (this.#listed && this.#listed.revision >= revision) return this.#listed;
+      const underWay = this.#listing;
+      if (!underWay || underWay === awaited) break;
+      awaited = underWay;
+      const reading = await underWay.catch(() => undefined);
+      if (reading && reading.revision >= revision) return reading;
+    }
+    const mine = (async () => {
+      const listed = await list();
+      const reading: ZoneReading = {
+        ...readZone(listed.kvs, this.zonePath, this.pattern, this.limit, this.roles, this.#cache),
+        revision: listed.revision,
+      };
+      this.listings++;
+      if (!this.#listed || this.#listed.revision < reading.revision) this.#listed = reading;
+      return reading;
+    })();
+    this.#listing = mine;
+    try {
+      return await mine;
+    } finally {
+      if (this.#listing === mine) this.#listing = undefined;
+    }
   }
 
   /** The last reading when the copy has not changed since (relabelled to the copy's revision). */

@@ -87,3 +87,46 @@ Deno.test("zone view: shared only by claimers of the same pattern and limit", ()
   assert.ok(!view.fits(base, pattern, 5));
   assert.ok(!view.fits(base, parsePattern("node{{.ID}}.tf.local."), 4));
 });
+
+Deno.test("ZoneView.listed: claimers waiting together share one listing; a newer need lists again", async () => {
+  const view = new ZoneView(new FakeCopy(), base, pattern, 10);
+  let calls = 0;
+  let etcdRevision = 7;
+  const gates: (() => void)[] = [];
+  const list = () => {
+    calls++;
+    const at = etcdRevision;
+    return new Promise<{ kvs: KeyValue[]; revision: number }>((resolve) =>
+      gates.push(() => resolve({ kvs: [], revision: at }))
+    );
+  };
+  const waiting = [view.listed(5, list), view.listed(6, list), view.listed(7, list)];
+  assert.equal(calls, 1, "one listing under way serves every waiter");
+  gates.shift()!();
+  const readings = await Promise.all(waiting);
+  assert.ok(readings.every((r) => r.revision === 7));
+  assert.equal((await view.listed(7, list)).revision, 7, "a listing new enough is reused");
+  assert.equal(calls, 1);
+  etcdRevision = 9;
+  const newer = view.listed(8, list);
+  assert.equal(calls, 2, "a claimer past the last listing lists again");
+  gates.shift()!();
+  assert.equal((await newer).revision, 9);
+  assert.equal(view.listings, 2);
+});
+
+Deno.test("ZoneView.listed: a failed listing fails only its caller; a waiter lists again", async () => {
+  const view = new ZoneView(new FakeCopy(), base, pattern, 10);
+  let calls = 0;
+  const failing = view.listed(3, () => {
+    calls++;
+    return Promise.reject(new Error("4 DEADLINE_EXCEEDED"));
+  });
+  const waiter = view.listed(3, () => {
+    calls++;
+    return Promise.resolve({ kvs: [], revision: 4 });
+  });
+  await assert.rejects(failing, /DEADLINE_EXCEEDED/);
+  assert.equal((await waiter).revision, 4);
+  assert.equal(calls, 2);
+});
