@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AnswerCache, answerKey, MAX_AGE_MS, ttlOffsets } from "./answer_cache.ts";
+import { AnswerCache, answerKey, fastKey, MAX_AGE_MS, ttlOffsets } from "./answer_cache.ts";
 import { decodeMessage, encodeMessage, encodeQuery, type Message } from "../dns/wire.ts";
 import { Type } from "../dns/types.ts";
 import type { FastHit } from "./plugin.ts";
@@ -168,4 +168,75 @@ Deno.test("AnswerCache: bounded by bytes as well as entries, oldest first", () =
   for (const k of ["a", "b", "c"]) small.store(k, bytes, { generation: () => 1, observers: [] });
   assert.equal(small.size, 2);
   assert.equal(small.reply("a", q), undefined);
+});
+
+Deno.test("answer cache: replyTo answers as reply(answerKey) does, and a hash collision is a miss, never another name's reply", () => {
+  const cache = new AnswerCache();
+  const keep = { generation: () => 1, observers: [] };
+  // Find two names whose fastKey hashes collide (about 10 pairs expected in 300,000).
+  const seen = new Map<number, string>();
+  let pair: [string, string] | undefined;
+  for (let i = 0; i < 600_000 && !pair; i++) {
+    const name = `n${i}.example.`;
+    const fast = fastKey(encodeQuery(1, name, Type.A), "udp");
+    assert.ok(fast >= 0);
+    const other = seen.get(fast >>> 0);
+    if (other !== undefined) pair = [other, name];
+    else seen.set(fast >>> 0, name);
+  }
+  assert.ok(pair, "no colliding pair found");
+  const replyFor = (name: string, id: number) => {
+    const reply = encodeQuery(id, name, Type.A);
+    reply[2] |= 0x80;
+    return reply;
+  };
+  const [first, second] = pair;
+  for (const name of [first, second]) {
+    const query = encodeQuery(7, name, Type.A);
+    assert.ok(cache.store(answerKey(query, "udp")!, replyFor(name, 0), keep));
+  }
+  // The later one holds the hash: it is found; the earlier one is a miss for replyTo, a hit for reply.
+  const q2 = encodeQuery(9, second, Type.A);
+  assert.deepEqual(cache.replyTo(q2, "udp"), cache.reply(answerKey(q2, "udp")!, q2));
+  assert.equal(decodeMessage(cache.replyTo(q2, "udp")!).question[0].name, second);
+  const q1 = encodeQuery(9, first, Type.A);
+  assert.equal(cache.replyTo(q1, "udp"), undefined);
+  assert.ok(cache.reply(answerKey(q1, "udp")!, q1));
+  // Other flags, other transport: other keys, misses.
+  assert.equal(cache.replyTo(q2, "tcp"), undefined);
+  assert.equal(cache.replyTo(encodeQuery(9, second, Type.A, { udpSize: 1232 }), "udp"), undefined);
+  // Unusual queries: -1, as answerKey's undefined.
+  const response = encodeQuery(1, "a.example.", Type.A);
+  response[2] |= 0x80;
+  assert.equal(fastKey(response, "udp"), -1);
+  assert.equal(answerKey(response, "udp"), undefined);
+});
+
+Deno.test("answer cache: fastKey tells apart what answerKey tells apart", () => {
+  const variants = [
+    encodeQuery(1, "a.example.", Type.A),
+    encodeQuery(1, "A.example.", Type.A),
+    encodeQuery(1, "a.example.", Type.AAAA),
+    encodeQuery(1, "a.example.", Type.A, { udpSize: 1232 }),
+    encodeQuery(1, "a.example.", Type.A, { udpSize: 1232, dnssecOk: true }),
+    encodeQuery(1, "a.example.", Type.A, { udpSize: 4096 }),
+  ];
+  const cd = encodeQuery(1, "a.example.", Type.A);
+  cd[3] |= 0x10;
+  const ad = encodeQuery(1, "a.example.", Type.A);
+  ad[3] |= 0x20;
+  variants.push(cd, ad);
+  const keys = new Set<string>();
+  const fast = new Set<number>();
+  for (const q of variants) {
+    for (const transport of ["udp", "tcp"] as const) {
+      keys.add(answerKey(q, transport)!);
+      fast.add(fastKey(q, transport));
+    }
+  }
+  assert.equal(keys.size, variants.length * 2);
+  assert.equal(fast.size, keys.size);
+  // The same query with another ID or RD bit: the same number.
+  const rd = encodeQuery(2, "a.example.", Type.A, { rd: false });
+  assert.equal(fastKey(rd, "udp"), fastKey(variants[0], "udp"));
 });

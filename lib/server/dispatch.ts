@@ -128,8 +128,14 @@ export class Dispatcher {
   #fast: boolean;
   /** The last local endpoint a fast hit was observed on, with its address unmapped. */
   #local?: [Endpoint, string];
-  /** The fast hit being answered, for {@link #notify} (set only during the synchronous call). */
-  #hit?: { transport: "udp" | "tcp"; client: Endpoint; local: Endpoint; size: number; t0: number };
+  // The fast hit being answered, for #notify, which reads them only during the synchronous
+  // replyTo call. Fields, not an object: nothing is allocated per query, and the clock is
+  // read only when some kept reply has observers to tell the duration to.
+  #hitTransport: "udp" | "tcp" = "udp";
+  #hitClient?: Endpoint;
+  #hitLocal?: Endpoint;
+  #hitSize = 0;
+  #hitT0 = 0;
 
   /** False when the fast path is switched off: every query runs its chain. */
   #fastPath: boolean;
@@ -164,23 +170,23 @@ export class Dispatcher {
     client: Endpoint,
     local: Endpoint,
   ): Uint8Array | Promise<Uint8Array | null> {
-    let key: string | undefined;
     if (this.#fast) {
-      key = answerKey(packet, transport);
-      if (key !== undefined) {
-        this.#hit = { transport, client, local, size: packet.length, t0: performance.now() };
-        let hit: Uint8Array | undefined;
-        try {
-          hit = this.#answers.reply(key, packet, this.#notify);
-        } catch (err) {
-          // A kept reply's check failed (a plugin's Reuse threw): the chain answers.
-          this.#log.error(`fast path: ${(err as Error).message}`);
-        } finally {
-          this.#hit = undefined;
-        }
-        if (hit) return hit;
+      this.#hitTransport = transport;
+      this.#hitClient = client;
+      this.#hitLocal = local;
+      this.#hitSize = packet.length;
+      this.#hitT0 = this.#answers.observed ? performance.now() : 0;
+      let hit: Uint8Array | undefined;
+      try {
+        hit = this.#answers.replyTo(packet, transport, this.#notify);
+      } catch (err) {
+        // A kept reply's check failed (a plugin's Reuse threw): the chain answers.
+        this.#log.error(`fast path: ${(err as Error).message}`);
       }
+      if (hit) return hit;
     }
+    // The string key only on a miss: the full path keeps its reply under it.
+    const key = this.#fast ? answerKey(packet, transport) : undefined;
     const peer: Peer = {
       transport,
       remoteAddress: client.address,
@@ -193,17 +199,17 @@ export class Dispatcher {
 
   /** Tells a kept reply's observers of one fast-path answer. */
   #notify = (observers: readonly FastObserver[], size: number): void => {
-    const h = this.#hit!;
+    const local = this.#hitLocal!;
     // A listener passes the same local endpoint every time: unmap its address once.
-    if (h.local !== this.#local?.[0]) this.#local = [h.local, unmapAddress(h.local.address)];
+    if (local !== this.#local?.[0]) this.#local = [local, unmapAddress(local.address)];
     const hit = {
-      transport: h.transport,
-      remoteAddress: h.client.address,
+      transport: this.#hitTransport,
+      remoteAddress: this.#hitClient!.address,
       localAddress: this.#local[1],
-      localPort: h.local.port,
-      requestSize: h.size,
+      localPort: local.port,
+      requestSize: this.#hitSize,
       responseSize: size,
-      seconds: (performance.now() - h.t0) / 1000,
+      seconds: (performance.now() - this.#hitT0) / 1000,
     };
     for (const observe of observers) {
       try {
