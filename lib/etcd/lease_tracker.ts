@@ -26,7 +26,9 @@ interface LeaseInfo {
 
 /** Answer of one LeaseTimeToLive call: remaining and granted seconds; ttl -1 when gone. */
 export interface LeaseTtl {
+  /** Seconds the lease has left; -1 when etcd no longer has it. */
   ttl: number;
+  /** Seconds it was granted with (what a keep-alive renews it to). */
   granted: number;
 }
 
@@ -36,6 +38,7 @@ export interface LeaseTrackerOptions {
   fetch: (lease: string) => Promise<LeaseTtl>;
   /** False while etcd is known to be unreachable (no point asking). */
   canFetch: () => boolean;
+  /** Where failed TimeToLive calls are reported. */
   log: Logger;
   /** Never ask about one lease more often than this (ms). */
   minRefreshMs?: number;

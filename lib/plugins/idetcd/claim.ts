@@ -60,6 +60,7 @@ import { type ZoneReading, ZoneView } from "./zone_view.ts";
 
 /** What the claimer needs to know. */
 export interface ClaimOptions {
+  /** The name pattern (`worker{{.ID}}.tf.local.`) whose IDs are claimed. */
   pattern: NamePattern;
   /** Highest ID. */
   limit: number;
@@ -104,18 +105,23 @@ export interface ClaimDeps {
    * claimer has its own.
    */
   view?: ZoneView;
+  /** The local monotonic clock the lease deadline is kept on; the process's by default (tests inject one). */
   clock?: Clock;
 }
 
 /** A name this node holds. */
 export interface Claimed {
+  /** The ID held (the `{{.ID}}` of the pattern). */
   id: number;
   /** Lower-case, fully qualified ("worker4.tf.local."). */
   name: string;
   /** The lock key in etcd. */
   key: string;
+  /** The addresses published for the name (A and AAAA records). */
   addresses: string[];
+  /** The service port published in SRV answers, when the Corefile sets one. */
   port?: number;
+  /** This node's identity, written in the lock (what `whoami` and exec find it by). */
   identity: string;
   /** The lease holding every record (decimal). */
   leaseId: string;

@@ -29,11 +29,15 @@ import {
 
 /** What every claim transaction needs to know about this node. */
 export interface ClaimSubject {
+  /** The name pattern whose IDs are claimed. */
   pattern: NamePattern;
   /** etcd key prefix ("/skydns"). */
   prefix: string;
+  /** This node's identity, written in its queue entry and lock. */
   identity: string;
+  /** The addresses its A/AAAA records publish. */
   addresses: readonly string[];
+  /** The service port its SRV record publishes, when set. */
   port?: number;
   /** The role this node claims in, recorded in its queue entry; undefined: any. */
   role?: string;
@@ -82,6 +86,7 @@ export function joinQueue(
 
 /** What a key of the zone is, decoded once per {@link KeyValue} object (they are immutable). */
 export interface ParsedKey {
+  /** Where the key sits in the zone (a lock, address record, remembered ID or queue entry); undefined for keys not of the layout. */
   slot?: SlotKey;
   /** A lock's holder identity. */
   lockIdentity?: string;
@@ -175,6 +180,7 @@ export function readZone(
 
 /** A claim transaction and the lock it writes. */
 export interface ClaimWrite {
+  /** The transaction: if the lock is absent, put the lock and the address records. */
   request: TxnRequest;
   /** The lock key. */
   key: string;
@@ -235,6 +241,7 @@ export function claimTxn(
 
 /** A claim as this node holds it: what ownership checks compare. */
 export interface HeldLock {
+  /** The ID held. */
   id: number;
   /** The lock key. */
   key: string;
@@ -242,7 +249,9 @@ export interface HeldLock {
   leaseId: string;
   /** The lock's create_revision. */
   createRevision: number;
+  /** The addresses its records should publish (a repair rewrites records that differ). */
   addresses: readonly string[];
+  /** The SRV port its records should publish, when set. */
   port?: number;
 }
 

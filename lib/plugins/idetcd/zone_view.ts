@@ -34,6 +34,7 @@ import { type ParseCache, readZone, type ZoneSnapshot } from "./txns.ts";
 
 /** A {@link ZoneSnapshot} read from the copy, with the revision it equals etcd at. */
 export interface ZoneReading extends ZoneSnapshot {
+  /** The etcd revision the snapshot equals (the copy had applied every event up to it). */
   revision: number;
 }
 
@@ -56,9 +57,13 @@ interface Waiter {
 
 /** One zone's readings for claimers of one pattern, limit and roles; see the module doc. */
 export class ZoneView {
+  /** The etcd key path of the zone (`/skydns/local/tf`). */
   readonly zonePath: string;
+  /** The name pattern its claimers claim. */
   readonly pattern: NamePattern;
+  /** The highest ID. */
   readonly limit: number;
+  /** The roles and their ID ranges, when the Corefile gives any. */
   readonly roles?: RoleMap;
   readonly #copy: ZoneCopy;
   readonly #cache: ParseCache = new WeakMap();
