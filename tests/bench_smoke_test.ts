@@ -46,10 +46,12 @@ const EXPECTED: RegExp[] = [
   /^## 3\. Propagation/m,
   /^\| skydns put -> A answer +\| 20 +\| [\d.]+ ms +\| /m,
   /^## 5\. Scale/m,
-  /^\| 1,000 +\| batched +\| [\d.]+ s +\| [\d.,]+ ms +\| [\d.]+ MB +\| [\d.]+ MB \/ [\d.]+ MB +\| [\d,]+ +\| [\d.]+% +\| [\d.]+ MB +\|$/m,
+  // The last column: RSS after deleting every key, then at rest.
+  /^\| 1,000 +\| batched +\| [\d.]+ s +\| [\d.,]+ ms +\| [\d.]+ MB +\| [\d.]+ MB \/ [\d.]+ MB +\| [\d,]+ +\| [\d.]+% +\| [\d.]+ MB \/ [\d.]+ MB +\|$/m,
   /^\| 1,000 +\| portable +\| /m,
   /^## 4\. Memory/m,
-  /^\| idetcd \(-udp batched\) +\| [\d.]+ MB +\| [\d.]+ MB +\| [\d.]+ MB +\| [\d.]+ MB \(5,000 answered/m,
+  // Idle twice, then each load's reading and its reading at rest.
+  /^\| idetcd \(-udp batched\) +\| [\d.]+ MB +\| [\d.]+ MB +\| [\d.]+ MB \/ [\d.]+ MB +\| [\d.]+ MB \/ [\d.]+ MB \(5,000 answered/m,
   /^\| idetcd \(-udp portable\) +\| [\d.]+ MB +\| /m,
   /^\| bare Deno process \(`deno run` of an empty loop, the floor\) +\| [\d.]+ MB +\| /m,
   /^\| bare Deno \+ one etcd3 client \(bench\/floor_etcd3\.ts\) +\| – +\| [\d.]+ MB +\| /m,
