@@ -716,11 +716,7 @@ Deno.test({
 Deno.test("Mirror: keys deleted in etcd leave nothing in the copy (entries, sorted keys, leases)", async () => {
   const etcd = await shared.scope();
   const prefix = `${etcd.prefix}/skydns/`;
-  const client = createClient({ endpoints: [etcd.endpoint] }, ".");
-  const mirror = new Mirror(client, prefix, createLogger("plugin/etcd", () => {}));
-  try {
-    void mirror.start();
-    await waitFor(() => mirror.isReady(), { what: "first list", timeoutMs: 20_000 });
+  await withMirror(etcd, prefix, async (mirror, client) => {
     const lease = client.lease(60, { autoKeepAlive: false });
     const count = 2_000;
     for (let i = 0; i < count; i += 200) {
@@ -735,20 +731,13 @@ Deno.test("Mirror: keys deleted in etcd leave nothing in the copy (entries, sort
     await waitFor(() => mirror.status().keys === 0, { what: "the deletions in the copy" });
     assert.deepEqual(mirror.footprint(), { entries: 0, sorted: 0, pending: 0, leases: 0 });
     await lease.revoke();
-  } finally {
-    await mirror.close();
-    client.close();
-  }
+  });
 });
 
 Deno.test("Mirror: a deletion bigger than etcd's message limit arrives in parts and empties the copy", async () => {
   const etcd = await shared.scope();
   const prefix = `${etcd.prefix}/skydns/`;
-  const client = createClient({ endpoints: [etcd.endpoint] }, ".");
-  const mirror = new Mirror(client, prefix, createLogger("plugin/etcd", () => {}));
-  try {
-    void mirror.start();
-    await waitFor(() => mirror.isReady(), { what: "first list", timeoutMs: 20_000 });
+  await withMirror(etcd, prefix, async (mirror, client) => {
     // 20,000 deletions of 140-byte keys: about 3 MB of events in one
     // revision, above the 2 MiB etcd allows a message (its 1.5 MiB request
     // limit plus gRPC overhead), so the watch sends it in fragments.
@@ -773,8 +762,5 @@ Deno.test("Mirror: a deletion bigger than etcd's message limit arrives in parts 
     // The watch goes on after the parts: a later write shows.
     await client.put(`${prefix}after`).value("{}");
     await waitFor(() => mirror.get(`${prefix}after`), { what: "a write after the deletion" });
-  } finally {
-    await mirror.close();
-    client.close();
-  }
+  });
 });
